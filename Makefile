@@ -1,0 +1,34 @@
+# QA-CLIMS: `make demo` runs the pipeline on the embedded toy world, `make test` runs the tests.
+# Both create .venv (Python >= 3.10) and install requirements.txt on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+
+.PHONY: setup demo smoke test lint bench clean-work
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) run_sample.py --config configs/demo.yaml
+
+smoke: setup
+	$(PY) run_sample.py --config configs/smoke.yaml
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(PY) -m ruff check --line-length 120 run_sample.py net tool step voc12 coco14 tests bench
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+
+clean-work:
+	rm -rf work

@@ -1,0 +1,1 @@
+"""MS COCO 2014 dataset description (same interface as ``voc12``); implemented with issue 7."""

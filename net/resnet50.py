@@ -1,0 +1,157 @@
+"""ResNet-50 backbone of the IRN family (strides configurable, frozen-statistics BatchNorm).
+
+Parameter names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1`` ...), so ImageNet weights
+load strictly without a key map. The stride of a bottleneck sits on its 3×3 conv (torchvision v1.5,
+as in IRN). ``strides=(2, 2, 2, 1)`` gives output stride 16 (the CAM nets); ``(2, 2, 2, 2)`` gives 32.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# torchvision's IMAGENET1K_V1 ResNet-50 (the weights IRN/CLIMS/QA-CLIMS start from).
+IMAGENET_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FixedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm that always normalises with its running statistics (IRN's FixedBatchNorm).
+
+    The affine weight and bias still train unless frozen; the statistics never update.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, eps=self.eps)
+
+
+def _norm_layer(bn: str) -> type[nn.BatchNorm2d]:
+    if bn == "fixed":
+        return FixedBatchNorm
+    if bn == "batch":
+        return nn.BatchNorm2d
+    raise ValueError(f"unknown BatchNorm mode {bn!r}: expected 'fixed' (frozen statistics) or 'batch'")
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 dilation: int = 1, norm: type[nn.BatchNorm2d] = FixedBatchNorm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=dilation,
+                               dilation=dilation, bias=False)
+        self.bn2 = norm(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
+        self.bn3 = norm(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    """ResNet-50 without the ImageNet head.
+
+    Args:
+        strides: strides of (conv1, layer2, layer3, layer4); the max-pool always halves.
+        dilations: dilations of the 3×3 convs in (layer1, layer2, layer3, layer4), except each
+            layer's first block (IRN convention).
+        bn: ``"fixed"`` (FixedBatchNorm, frozen statistics) or ``"batch"`` (trainable statistics).
+
+    ``forward_stages(x)`` returns the four stage outputs: [N, 256, H/4, W/4], [N, 512, H/8, W/8],
+    [N, 1024, H/16, W/16], [N, 2048, H/s, W/s] for input x: [N, 3, H, W] (ImageNet-normalised).
+    """
+
+    def __init__(self, strides: tuple[int, int, int, int] = (2, 2, 2, 1),
+                 dilations: tuple[int, int, int, int] = (1, 1, 1, 1), bn: str = "fixed"):
+        super().__init__()
+        norm = _norm_layer(bn)
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=strides[0], padding=3, bias=False)
+        self.bn1 = norm(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self._inplanes = 64
+        self.layer1 = self._make_layer(64, 3, 1, dilations[0], norm)
+        self.layer2 = self._make_layer(128, 4, strides[1], dilations[1], norm)
+        self.layer3 = self._make_layer(256, 6, strides[2], dilations[2], norm)
+        self.layer4 = self._make_layer(512, 3, strides[3], dilations[3], norm)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int,
+                    norm: type[nn.BatchNorm2d]) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._inplanes != planes * 4:
+            downsample = nn.Sequential(
+                nn.Conv2d(self._inplanes, planes * 4, kernel_size=1, stride=stride, bias=False),
+                norm(planes * 4),
+            )
+        layers = [Bottleneck(self._inplanes, planes, stride, downsample, dilation=1, norm=norm)]
+        self._inplanes = planes * 4
+        layers += [Bottleneck(self._inplanes, planes, dilation=dilation, norm=norm) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def freeze_stem(self) -> None:
+        """Freeze conv1/bn1 (IRN: the stem never trains)."""
+        for p in list(self.conv1.parameters()) + list(self.bn1.parameters()):
+            p.requires_grad_(False)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        s1 = self.layer1(x)
+        s2 = self.layer2(s1)
+        s3 = self.layer3(s2)
+        s4 = self.layer4(s3)
+        return [s1, s2, s3, s4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, 3, H, W] -> [N, 2048, H/s, W/s]."""
+        return self.forward_stages(x)[-1]
+
+
+def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: str) -> str:
+    """Load backbone weights into ``model`` strictly; return a description for the log.
+
+    Args:
+        pretrained: ``"imagenet"`` (torchvision IMAGENET1K_V1, downloaded once into the torch hub
+            cache), a path to a ``.pth`` state dict with torchvision key names (``fc.*`` is
+            dropped), or ``None`` (random init, tests only).
+        key: the config key that held ``pretrained``, named in errors.
+    """
+    if pretrained is None:
+        return "random initialisation"
+    if pretrained == "imagenet":
+        try:
+            state = torch.hub.load_state_dict_from_url(IMAGENET_URL, progress=False, map_location="cpu")
+        except Exception as e:  # offline, proxy, truncated download ...
+            raise RuntimeError(
+                f"{key}: could not get the torchvision ImageNet ResNet-50 weights ({type(e).__name__}: {e}). "
+                f"Download {IMAGENET_URL} on a machine with internet access and set {key} to its path, "
+                f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
+        source = f"torchvision ImageNet weights ({IMAGENET_URL})"
+    else:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = str(path)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise RuntimeError(f"{key}: {source} does not match the ResNet-50 backbone: {e}") from e
+    return source

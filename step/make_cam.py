@@ -1,0 +1,115 @@
+"""Step 5, ``make_cam``: export multi-scale, flip-summed CAMs (IRN's make_cam; DESIGN §3 item 5, §4 item 7).
+
+Reads: the source model (``make_cam.source``: ``baseline`` -> ``cam_baseline/model.pth``, ``ritc`` ->
+``ritc/model.pth``) and the images of ``make_cam.split`` (default ``dataset.train_split``).
+Writes: ``cam_baseline/cam/<id>.npz`` or ``cam/<id>.npz`` with ``keys`` int64 [K'] (0-based present
+classes), ``cam`` [K', ceil(H/4), ceil(W/4)] and ``high_res`` [K', H, W], each max-normalised to [0, 1],
+in float16 by default. Per-image resume; images sharded by rank.
+
+CAM = ReLU(Wᵀ Z) of the image plus its flipped twin (flipped back), summed over the scales after
+bilinear upsampling. Unlike the official code, the present classes are selected *before* the
+upsampling (per-channel, so the maps are identical) — the expensive part shrinks from K to K' maps.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from net.resnet50_cam import CAMNet, map_official_cam_state
+from tool import dist
+from tool.checkpoint import load_model_file, load_state_dict_strict
+from tool.config import Config
+from tool.data import MultiScaleImages, first_item
+from tool.datasets import build_dataset
+from tool.imutils import normalize_on_device, strided_size, strided_up_size
+from tool.io import save_npz
+from tool.runner import prepare_output_dir, step_digest
+from tool.runtime import Context
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "cam", "make_cam")
+INPUTS = ("train_cam",)
+
+
+@torch.no_grad()
+def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, size: tuple[int, int],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAMs of the present classes ``keys`` [K'] from the uint8 scaled images ``imgs`` ([3, h_s, w_s] each).
+
+    Returns (strided [K', ceil(H/4), ceil(W/4)], high_res [K', H, W]), both max-normalised per class.
+    """
+    s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
+    strided, high = None, None
+    for img in imgs:
+        x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]
+        x = torch.cat([x, x.flip(-1)], dim=0)                          # [2, 3, h, w]: image and its flip
+        cam = model.cams(x)                                            # [2, K, h/16, w/16]
+        cam = (cam[0] + cam[1].flip(-1))[keys].unsqueeze(0)            # [1, K', h/16, w/16] present only
+        a = F.interpolate(cam, s4, mode="bilinear", align_corners=False)[0]
+        b = F.interpolate(cam, up16, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
+        strided = a if strided is None else strided + a
+        high = b if high is None else high + b
+    strided /= F.adaptive_max_pool2d(strided, (1, 1)) + 1e-5
+    high /= F.adaptive_max_pool2d(high, (1, 1)) + 1e-5
+    return strided, high
+
+
+def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> CAMNet:
+    """The CAM network of ``source`` with its trained weights, in eval mode on ``ctx.device``."""
+    path = ctx.paths.cam_model(source)
+    step = "train_cam" if source == "baseline" else "train_ritc"
+    model = CAMNet(num_classes, pretrained=None)
+    state = map_official_cam_state(load_model_file(path, f"make_cam.source={source} (step {step})"))
+    load_state_dict_strict(model, state, source=str(path))
+    return model.to(ctx.device).eval()
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    c = cfg.make_cam
+    if c.dtype not in ("float16", "float32"):
+        raise ValueError(f"make_cam.dtype: {c.dtype!r} is not float16 or float32")
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = c.split or cfg.dataset.train_split
+    ids = ds.ids(split)
+    labels = ds.labels(ids)
+    out_dir = prepare_output_dir(ctx.paths.cam_dir(c.source), step_digest("make_cam", cfg, ctx), ctx.force, "*.npz")
+    model = load_cam_model(cfg, ctx, c.source, ds.num_classes)
+
+    mine = [i for i in dist.shard(range(len(ids))) if not (out_dir / f"{ids[i]}.npz").is_file()]
+    log.info("make_cam: %d images of %s, %d left for rank %d, scales %s -> %s", len(ids), split, len(mine),
+             ctx.rank, c.scales, out_dir)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=cfg.dataset.skip_bad_images)
+    loader = DataLoader(data, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
+    dtype = np.float16 if c.dtype == "float16" else np.float32
+    t0, done, skipped = time.time(), 0, 0
+    for item in tqdm(loader, desc="make_cam", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+        if item is None:
+            skipped += 1
+            continue
+        keys = torch.nonzero(item["label"])[:, 0]                       # [K'] 0-based present classes
+        strided, high = multiscale_cam(model, item["imgs"], keys.to(ctx.device), tuple(item["size"]), ctx.device)
+        save_npz(out_dir / f"{item['name']}.npz", keys=keys.numpy().astype(np.int64),
+                 cam=strided.cpu().numpy().astype(dtype), high_res=high.cpu().numpy().astype(dtype))
+        done += 1
+    seconds = time.time() - t0
+    counts = torch.tensor([done, skipped], dtype=torch.float64)
+    dist.all_reduce_sum(counts)
+    done_all, skipped_all = int(counts[0]), int(counts[1])
+    if skipped_all:
+        log.warning("make_cam: %d unreadable image(s) skipped", skipped_all)
+    rate = done_all / seconds if seconds > 0 else float("nan")
+    log.info("make_cam: %d CAMs in %.1f s (%.2f images/s)", done_all, seconds, rate)
+    return {"num_images": len(ids), "made": done_all, "skipped_bad": skipped_all,
+            "images_per_s": round(rate, 3) if done_all else None, "source": c.source}
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("make_cam")

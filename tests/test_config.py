@@ -1,0 +1,98 @@
+"""Config loading: every shipped YAML loads; unknown keys and bad types fail naming the key; overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tool.config import Config, ConfigError, dump_yaml, load_config, section_digest
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    again = tmp_path / "resolved.yaml"
+    again.write_text(dump_yaml(cfg))
+    assert load_config(again) == cfg
+
+
+def test_shipped_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"voc12.yaml", "smoke.yaml", "demo.yaml"}
+
+
+def test_voc12_has_the_paper_settings():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc12.yaml")
+    assert (cfg.cam.batch_size, cfg.cam.epochs, cfg.cam.lr, cfg.cam.weight_decay) == (16, 5, 0.1, 1e-4)
+    assert cfg.cam.crop_size == 512 and cfg.cam.resize_long == (320, 640)
+    assert cfg.make_cam.scales == (1.0, 0.5, 1.5, 2.0)
+    assert cfg.dataset.train_split == "train_aug" and cfg.dataset.eval_split == "train"
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = _write(tmp_path, "cam:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*'cam\.lrr'"):
+        load_config(p)
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match="'work_dri'"):
+        load_config(_write(tmp_path, "work_dri: x\n"))
+
+
+def test_bad_type_names_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"'cam\.batch_size' expects int, got 'sixteen'"):
+        load_config(_write(tmp_path, "cam:\n  batch_size: sixteen\n"))
+    with pytest.raises(ConfigError, match=r"'cam\.epochs' expects int"):
+        load_config(_write(tmp_path, "cam:\n  epochs: 2.5\n"))
+    with pytest.raises(ConfigError, match=r"'steps\.eval_cam' expects bool"):
+        load_config(_write(tmp_path, "steps:\n  eval_cam: 1\n"))
+    with pytest.raises(ConfigError, match=r"'cam\.resize_long' expects 2 values"):
+        load_config(_write(tmp_path, "cam:\n  resize_long: [320]\n"))
+
+
+def test_int_is_accepted_for_float_and_null_for_optional(tmp_path):
+    cfg = load_config(_write(tmp_path, "cam:\n  lr: 1\n  pretrained: null\n"))
+    assert cfg.cam.lr == 1.0 and isinstance(cfg.cam.lr, float)
+    assert cfg.cam.pretrained is None
+
+
+def test_overrides_are_type_checked(tmp_path):
+    p = _write(tmp_path, "cam:\n  lr: 0.1\n")
+    cfg = load_config(p, ["cam.lr=0.05", "make_cam.scales=[1.0, 0.5]", "work_dir=/tmp/x", "cam.pretrained=null"])
+    assert cfg.cam.lr == 0.05 and cfg.make_cam.scales == (1.0, 0.5) and cfg.work_dir == "/tmp/x"
+    assert cfg.cam.pretrained is None
+    with pytest.raises(ConfigError, match=r"'cam\.epochs' expects int"):
+        load_config(p, ["cam.epochs=many"])
+    with pytest.raises(ConfigError, match=r"'cam\.nope'"):
+        load_config(p, ["cam.nope=1"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(p, ["cam.lr"])
+
+
+def test_config_is_frozen(tmp_path):
+    cfg = load_config(_write(tmp_path, "{}\n"))
+    with pytest.raises(AttributeError):
+        cfg.cam.lr = 3  # type: ignore[misc]
+
+
+def test_digest_depends_only_on_named_sections(tmp_path):
+    p = _write(tmp_path, "{}\n")
+    a, b = load_config(p), load_config(p, ["eval.cam_threshold=0.2"])
+    assert section_digest(a, ("dataset", "cam")) == section_digest(b, ("dataset", "cam"))
+    assert section_digest(a, ("eval",)) != section_digest(b, ("eval",))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "cam: [unclosed\n"))

@@ -1,0 +1,124 @@
+"""poly_lr, the official momentum quirk, checkpoint round trips, the CAM net and its official key map."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from net.resnet50_cam import CAMNet, map_official_cam_state
+from tool.checkpoint import CheckpointMismatch, load_checkpoint, load_state_dict_strict, save_checkpoint
+from tool.lr import poly_lr, set_poly_lr, sgd
+
+
+def test_poly_lr_values():
+    assert poly_lr(0, 0.1, 100, 0.9) == pytest.approx(0.1)
+    assert poly_lr(50, 0.1, 100, 0.9) == pytest.approx(0.1 * 0.5**0.9)
+    assert poly_lr(99, 1.0, 100, 1.0) == pytest.approx(0.01)
+    assert poly_lr(500, 1.0, 100, 1.0) == pytest.approx(0.01)   # frozen past max_step, as PolyOptimizer
+    with pytest.raises(ValueError):
+        poly_lr(0, 0.1, 0, 0.9)
+
+
+def test_sgd_groups_and_official_momentum():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = sgd([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}], momentum=1e-4, weight_decay=1e-4)
+    assert [g["momentum"] for g in opt.param_groups] == [1e-4, 1e-4]
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 1e-4]
+    set_poly_lr(opt, 10, 20, 0.9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1.0 * 0.5**0.9)
+
+
+def small_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    torch.manual_seed(123)
+    save_checkpoint(tmp_path / "c.pth", model=model, optimizer=opt, step=7, epoch=1, digest="abc")
+    expected_next = torch.rand(3)
+
+    other = small_model()
+    opt2 = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(999)
+    ck = load_checkpoint(tmp_path / "c.pth", model=other, optimizer=opt2, digest="abc")
+    assert ck["step"] == 7 and ck["epoch"] == 1
+    for p, q in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(p, q)
+    assert opt2.state_dict()["state"][0]["momentum_buffer"].equal(opt.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(torch.rand(3), expected_next)      # RNG restored
+    assert not list(tmp_path.glob(".*tmp*"))              # atomic write left no temp file
+
+
+def test_checkpoint_of_another_config_is_ignored(tmp_path):
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(tmp_path / "c.pth", model=model, optimizer=opt, step=3, epoch=0, digest="old")
+    assert load_checkpoint(tmp_path / "c.pth", model=model, optimizer=opt, digest="new") is None
+    assert load_checkpoint(tmp_path / "none.pth", model=model, optimizer=opt, digest="new") is None
+
+
+def test_strict_load_lists_missing_and_unexpected():
+    model = small_model()
+    state = dict(model.state_dict())
+    state.pop("0.weight")
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatch, match=r"1 missing key\(s\) \['0.weight'\].*1 unexpected key\(s\) \['extra.weight'\]"):
+        load_state_dict_strict(model, state, source="test.pth")
+
+
+def test_cam_net_shapes_and_frozen_stem():
+    net = CAMNet(20)
+    x = torch.randn(2, 3, 64, 80)
+    assert net(x).shape == (2, 20)
+    cams = net.cams(x)
+    assert cams.shape == (2, 20, 4, 5) and (cams >= 0).all()
+    assert not any(p.requires_grad for p in net.backbone.conv1.parameters())
+    assert not any(p.requires_grad for p in net.backbone.bn1.parameters())
+    backbone, head = net.param_groups()
+    assert len(head) == 1 and head[0] is net.classifier.weight
+    assert all(p.requires_grad for p in backbone)
+    assert len(backbone) == sum(1 for p in net.backbone.parameters()) - 3   # conv1.weight, bn1.weight, bn1.bias
+
+
+def official_state_dict(net: CAMNet) -> dict[str, torch.Tensor]:
+    """What torch.save(Net().state_dict()) of the official resnet50_cam.Net holds: the backbone under
+    resnet50.*, repeated under the aliases stage1..4 / backbone / newly_added, and classifier.weight."""
+    ours = net.state_dict()
+    out = {}
+    b = {k[len("backbone."):]: v for k, v in ours.items() if k.startswith("backbone.")}
+    for k, v in b.items():
+        out["resnet50." + k] = v
+    stem = {"conv1": "0", "bn1": "1"}
+    for k, v in b.items():
+        head, _, rest = k.partition(".")
+        if head in stem:
+            out[f"stage1.{stem[head]}.{rest}"] = v
+            out[f"backbone.0.{stem[head]}.{rest}"] = v
+        elif head == "layer1":
+            out[f"stage1.4.{rest}"] = v
+            out[f"backbone.0.4.{rest}"] = v
+        else:
+            n = int(head[-1])
+            out[f"stage{n}.0.{rest}"] = v
+            out[f"backbone.{n - 1}.0.{rest}"] = v
+    out["classifier.weight"] = ours["classifier.weight"]
+    out["newly_added.0.weight"] = ours["classifier.weight"]
+    return out
+
+
+def test_official_cam_key_map_loads_strictly():
+    src = CAMNet(20)
+    torch.nn.init.normal_(src.classifier.weight)
+    official = official_state_dict(src)
+    assert "stage4.0.2.bn3.running_var" in official and "resnet50.layer4.2.bn3.running_var" in official
+    dst = CAMNet(20)
+    load_state_dict_strict(dst, map_official_cam_state(official), source="res50_cam.pth")
+    for k, v in src.state_dict().items():
+        assert torch.equal(v, dst.state_dict()[k]), k
+    with pytest.raises(KeyError, match="something.weird"):
+        map_official_cam_state({**official, "something.weird": torch.zeros(1)})

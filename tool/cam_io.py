@@ -1,0 +1,35 @@
+"""Reading exported CAMs: ours (``.npz``) and the IRN / official QA-CLIMS ``.npy`` dicts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def find_cam(cam_dir: Path, image_id: str) -> Path:
+    """The CAM file of ``image_id`` in ``cam_dir``: ``<id>.npz`` (ours) or ``<id>.npy`` (IRN/official)."""
+    for ext in (".npz", ".npy"):
+        p = cam_dir / f"{image_id}{ext}"
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"no CAM for image {image_id} in {cam_dir} (.npz or .npy); run make_cam first "
+                            "or point eval.cam_dir at the folder holding them")
+
+
+def load_cam(path: Path, key: str = "high_res") -> tuple[np.ndarray, np.ndarray]:
+    """(keys int64 [K'] 0-based, maps float32 [K', h, w]) from a CAM file; ``key`` is ``high_res`` or ``cam``.
+
+    ``.npy`` files are IRN-style pickled dicts ``{"keys", "cam", "high_res"}`` and need pickle:
+    only load files you trust.
+    """
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            return f["keys"].astype(np.int64), f[key].astype(np.float32)
+    d = np.load(path, allow_pickle=True).item()
+    if not isinstance(d, dict) or "keys" not in d or key not in d:
+        raise ValueError(f"{path}: not an IRN-style CAM dict with 'keys' and {key!r}")
+    maps = d[key]
+    if hasattr(maps, "numpy"):  # IRN stores the strided cam as a torch tensor
+        maps = maps.numpy()
+    keys = d["keys"].numpy() if hasattr(d["keys"], "numpy") else np.asarray(d["keys"])
+    return keys.astype(np.int64), np.asarray(maps, dtype=np.float32)

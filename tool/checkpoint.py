@@ -1,0 +1,127 @@
+"""Checkpoints (STYLE.md practice 9): one dict, written atomically on rank 0, loaded strictly.
+
+A training checkpoint holds ``model``, ``optimizer``, ``scaler``, ``step``, ``epoch``, ``digest`` (the
+config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Final
+models are plain state dicts (``model.pth``) so users and other code can load them directly.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tool import dist
+from tool.io import write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMismatch(RuntimeError):
+    """A state dict's keys do not match the model; the message lists missing and unexpected keys."""
+
+
+def _save(obj: Any, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Save ``model``'s state dict (unwrapped from DDP) atomically, on rank 0 only."""
+    if dist.is_main():
+        _save(unwrap(model).state_dict(), path)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    step: int, epoch: int, digest: str, scaler: Any = None, extra: dict | None = None) -> None:
+    """Write the resumable training state atomically (rank 0 only)."""
+    if not dist.is_main():
+        return
+    _save({
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "step": step,
+        "epoch": epoch,
+        "digest": digest,
+        "rng": rng_state(),
+        "extra": extra or {},
+    }, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    digest: str, scaler: Any = None) -> dict | None:
+    """Restore a training checkpoint written for the same config ``digest``.
+
+    Returns the checkpoint dict (with ``step``, ``epoch``), or None when there is none or it was
+    written under another config (then training starts over and the log says why).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    # weights_only=False: the checkpoint holds python/numpy RNG states, and we wrote it ourselves.
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("digest") != digest:
+        log.warning("ignoring %s: written under another configuration (digest %s, now %s); starting over",
+                    path, ckpt.get("digest"), digest)
+        return None
+    load_state_dict_strict(unwrap(model), ckpt["model"], source=str(path))
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return ckpt
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strict ``load_state_dict`` whose error lists the missing and unexpected keys and the source."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointMismatch(
+            f"{source} does not match {type(module).__name__}: "
+            f"{len(missing)} missing key(s) {missing[:10]}, {len(unexpected)} unexpected key(s) {unexpected[:10]}")
+    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if shapes:
+        raise CheckpointMismatch(f"{source}: shape mismatch (key, file, model): {shapes[:10]}")
+    module.load_state_dict(state, strict=True)
+
+
+def load_model_file(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
+    """Read a model state dict file, naming ``key`` (the config key or step that needs it) if absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: model file {path} does not exist; run the step that writes it first")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a training checkpoint was given
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state

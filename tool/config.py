@@ -1,0 +1,259 @@
+"""Typed, frozen configuration loaded from YAML (STYLE.md practice 3).
+
+Every section is a frozen dataclass; the YAML must use only known keys with values of the declared
+type. ``--set section.key=value`` overrides are parsed as YAML scalars and checked the same way.
+Errors name the key, the file and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file and the key."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Defaults are the paper's VOC settings (DESIGN §5); configs/*.yaml state them anyway.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepsConfig:
+    """Which pipeline steps ``run_sample.py`` runs (the step toggles); ``--steps`` overrides."""
+
+    train_cam: bool = True
+    make_cam: bool = True
+    eval_cam: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which dataset and which of its splits each stage uses."""
+
+    name: str = "voc12"                 # voc12 | coco14
+    root: str = "data/VOCdevkit/VOC2012"
+    train_split: str = "train_aug"      # classifier / RITC / IRN training, CAM export
+    eval_split: str = "train"           # CAM and pseudo-mask quality (1,464 images on VOC)
+    val_split: str = "val"              # DeepLab evaluation
+    skip_bad_images: bool = False       # unreadable images: false = stop with the file named
+    label_cache: bool = True            # cache XML-derived labels under <work_dir>/cache/
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (DESIGN §5)."""
+
+    pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
+    init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
+    batch_size: int = 16
+    epochs: int = 5
+    max_steps: int | None = None           # cap on optimiser steps (smoke runs); null = epochs decide
+    lr: float = 0.1
+    classifier_lr_mult: float = 10.0
+    weight_decay: float = 1.0e-4
+    # IRN's PolyOptimizer passes weight_decay into SGD's momentum slot: the official runs used
+    # momentum 1e-4 (DESIGN §4 item 8). 0.9 is the fix.
+    momentum: float = 1.0e-4
+    poly_power: float = 0.9
+    crop_size: int = 512
+    resize_long: tuple[int, int] = (320, 640)
+    hflip: bool = True
+    checkpoint_every: int = 500                  # optimiser steps between resumable checkpoints
+    log_every: int = 50
+
+
+@dataclass(frozen=True)
+class MakeCamConfig:
+    """``make_cam``: multi-scale, flip-summed CAM export (DESIGN §3 item 5)."""
+
+    source: str = "baseline"                     # baseline (cam_baseline/model.pth) | ritc
+    split: str | None = None               # null = dataset.train_split
+    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    dtype: str = "float16"                       # float16 | float32 in the npz files
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``eval_cam`` (and later pseudo-mask evaluation)."""
+
+    cam_threshold: float = 0.15                  # the configured background threshold
+    sweep_start: float = 0.0
+    sweep_stop: float = 0.60                     # inclusive
+    sweep_step: float = 0.01
+    cam_dir: str | None = None             # evaluate CAMs from another folder (.npz ours or .npy IRN/official)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """The generated toy world (DESIGN §6): made at ``dataset.root`` before the steps when ``generate``."""
+
+    generate: bool = False
+    seed: int = 0
+    num_train: int = 200
+    num_val: int = 60
+    num_extra_aug: int = 0
+    image_size: tuple[int, int] = (128, 160)     # H, W
+    scene_correlation: float = 0.85
+    max_objects: int = 3
+    classes: Union[tuple[str, ...], None] = None  # XML class names; null = all 20
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run. Paths are relative to the current working directory unless absolute."""
+
+    work_dir: str = "work/voc12"
+    device: str = "auto"                         # auto | cpu | cuda | cuda:N
+    seed: int = 0                                # -1 = a random seed (logged)
+    num_workers: int = 4
+    toy: ToyConfig = field(default_factory=ToyConfig)
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    cam: CamConfig = field(default_factory=CamConfig)
+    make_cam: MakeCamConfig = field(default_factory=MakeCamConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------------------------
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read ``path``, apply ``--set`` style overrides (``"cam.lr=0.05"``) and build the Config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for item in overrides:
+        _apply_override(raw, item, path)
+    return build(Config, raw, source=str(path))
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    dotted, _, text = item.partition("=")
+    keys = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from e
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {k!r} is not a section in {path}")
+    node[keys[-1]] = value
+
+
+def build(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and value type."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known keys in {where}: "
+                          f"{', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(hints[name], value, source, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value if value is not None else {}, source, key + ".")
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, source, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: key '{key}' expects a list ({_type_name(tp)}), got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: key '{key}' expects {len(args)} values ({_type_name(tp)}), got {value!r}")
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: key '{key}' expects a mapping, got {value!r}")
+        return types.MappingProxyType({_coerce(kt, k, source, f"{key}.{k}"): _coerce(vt, v, source, f"{key}.{k}")
+                                       for k, v in value.items()})
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a field type this loader does not know is a programming error
+        raise TypeError(f"config field {key} has unsupported type {tp}")
+    raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation and digests
+# --------------------------------------------------------------------------------------------
+
+def to_dict(obj: Any) -> Any:
+    """A plain-YAML/JSON view of a config (tuples as lists, mappings as dicts)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, (dict, types.MappingProxyType)):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def section_digest(cfg: Config, sections: tuple[str, ...], extra: Any = None) -> str:
+    """sha256 over the named sections (and ``extra``): what a done marker compares."""
+    payload = {s: to_dict(getattr(cfg, s)) for s in sections}
+    payload["__extra__"] = extra
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

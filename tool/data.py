@@ -1,0 +1,90 @@
+"""torch Datasets over any dataset description (voc12/coco14): classification crops, multi-scale
+inference images. They return uint8 tensors; steps normalise on the device."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tool.imutils import BadImageError, crop_with_box, pil_rescale, random_crop_box, random_resize_long, read_image
+
+log = logging.getLogger(__name__)
+
+
+def load_or_skip(ds, image_id: str, skip_bad: bool) -> np.ndarray | None:
+    """Read an image; a bad one raises, or (``skip_bad``) is logged by name and returns None."""
+    try:
+        return read_image(ds.image_path(image_id))
+    except BadImageError as e:
+        if not skip_bad:
+            raise
+        log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, e)
+        return None
+
+
+class ClassificationCrops(Dataset):
+    """IRN training crops: random resize-long, flip, random crop (uint8, with a validity mask).
+
+    Items: ``{"name", "img": uint8 [3, C, C], "valid": uint8 [C, C], "label": float32 [K]}``, or None for a
+    skipped bad image (``collate_skip_none`` drops those). Randomness comes from a generator seeded by
+    (seed, epoch, index), so a resumed epoch sees the same crops.
+    """
+
+    def __init__(self, ds, ids: list[str], labels: np.ndarray, *, crop: int, resize_long: tuple[int, int],
+                 hflip: bool, seed: int, skip_bad: bool = False):
+        self.ds, self.ids, self.labels = ds, list(ids), labels
+        self.crop, self.resize_long, self.hflip = crop, resize_long, hflip
+        self.seed, self.epoch, self.skip_bad = seed, 0, skip_bad
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict | None:
+        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        if img is None:
+            return None
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        img = random_resize_long(img, *self.resize_long, rng)
+        if self.hflip and rng.random() < 0.5:
+            img = img[:, ::-1]
+        box = random_crop_box(img.shape[:2], self.crop, rng)
+        img = crop_with_box(img, box, self.crop)                                  # [C, C, 3] uint8
+        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)   # [C, C]
+        return {"name": self.ids[i], "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+                "valid": torch.from_numpy(valid), "label": torch.from_numpy(self.labels[i])}
+
+
+class MultiScaleImages(Dataset):
+    """Inference images at several scales (PIL bicubic, as IRN): ``{"name", "size", "label", "imgs": [uint8 [3, h_s, w_s]]}``."""
+
+    def __init__(self, ds, ids: list[str], labels: np.ndarray, scales: tuple[float, ...], skip_bad: bool = False):
+        self.ds, self.ids, self.labels, self.scales, self.skip_bad = ds, list(ids), labels, scales, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict | None:
+        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        if img is None:
+            return None
+        imgs = [img if s == 1.0 else pil_rescale(img, s) for s in self.scales]
+        return {"name": self.ids[i], "size": img.shape[:2], "label": torch.from_numpy(self.labels[i]),
+                "imgs": [torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))) for x in imgs]}
+
+
+def collate_skip_none(batch: list) -> dict | None:
+    """Default collation after dropping skipped (None) items; None when nothing is left."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return torch.utils.data.default_collate(batch)
+
+
+def first_item(batch: list) -> dict | None:
+    """Collation for batch size 1 that keeps variable-size items as they are."""
+    return batch[0]

@@ -1,0 +1,67 @@
+"""Every path of a run, derived from ``work_dir`` in one place (STYLE.md practice 4; DESIGN §3)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CAM_SOURCES = ("baseline", "ritc")
+
+
+@dataclass(frozen=True)
+class WorkPaths:
+    root: Path
+
+    # run-level files
+    @property
+    def config_yaml(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def meta_json(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def log_txt(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def done_marker(self, step: str) -> Path:
+        return self.root / "steps" / f"{step}.done.json"
+
+    def checkpoint(self, step: str) -> Path:
+        """The resumable training state of ``step`` (deleted when the step finishes)."""
+        return self.root / "checkpoints" / f"{step}.pth"
+
+    # stage artefacts
+    @property
+    def cam_baseline_model(self) -> Path:
+        return self.root / "cam_baseline" / "model.pth"
+
+    @property
+    def ritc_model(self) -> Path:
+        return self.root / "ritc" / "model.pth"
+
+    def cam_model(self, source: str) -> Path:
+        return self.cam_baseline_model if _check_source(source) == "baseline" else self.ritc_model
+
+    def cam_dir(self, source: str) -> Path:
+        """Exported CAMs: ``cam_baseline/cam/`` for the baseline, ``cam/`` for RITC."""
+        return self.root / "cam_baseline" / "cam" if _check_source(source) == "baseline" else self.root / "cam"
+
+    def eval_cam_json(self, source: str) -> Path:
+        if _check_source(source) == "baseline":
+            return self.root / "cam_baseline" / "eval_cam.json"
+        return self.root / "eval_cam.json"
+
+
+def _check_source(source: str) -> str:
+    if source not in CAM_SOURCES:
+        raise ValueError(f"make_cam.source: unknown CAM source {source!r}; expected one of {CAM_SOURCES}")
+    return source

@@ -1,0 +1,138 @@
+"""Running steps: done markers, config digests, per-image output folders, single-step entry points.
+
+A step module exposes ``run(cfg, ctx) -> dict``, ``SECTIONS`` (the config sections its result
+depends on) and ``INPUTS`` (the steps whose artefacts it reads). Its marker
+``steps/<step>.done.json`` holds a digest of those sections and of the upstream markers' run ids:
+an unchanged step is skipped, a changed one (or one whose input was re-made) reruns.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+from tool import dist
+from tool.config import Config, load_config, section_digest
+from tool.io import append_jsonl, read_json, write_json
+from tool.runtime import Context, make_context, write_run_files
+
+log = logging.getLogger(__name__)
+
+DIGEST_FILE = ".step_digest.json"
+
+
+def step_module(name: str) -> ModuleType:
+    """Import ``step.<name>`` lazily (steps are only imported when they run)."""
+    try:
+        return importlib.import_module(f"step.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"step.{name}":
+            raise ValueError(f"unknown step {name!r}") from e
+        raise
+
+
+def step_digest(name: str, cfg: Config, ctx: Context) -> str:
+    mod = step_module(name)
+    upstream = {}
+    for dep in getattr(mod, "INPUTS", ()):
+        marker = ctx.paths.done_marker(dep)
+        upstream[dep] = read_json(marker).get("run_id") if marker.is_file() else None
+    return section_digest(cfg, tuple(mod.SECTIONS), extra={"step": name, "upstream": upstream})
+
+
+def is_done(name: str, cfg: Config, ctx: Context) -> bool:
+    marker = ctx.paths.done_marker(name)
+    return marker.is_file() and read_json(marker).get("digest") == step_digest(name, cfg, ctx)
+
+
+def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
+    """Run one step unless its marker matches; write the marker and a ``metrics.jsonl`` line."""
+    dist.barrier()
+    digest = step_digest(name, cfg, ctx)
+    marker = ctx.paths.done_marker(name)
+    if not force and marker.is_file():
+        done = read_json(marker)
+        if done.get("digest") == digest:
+            log.info("step %s: up to date (digest %s), skipped; --force reruns it", name, digest)
+            return done.get("metrics", {})
+        log.info("step %s: configuration or inputs changed since its last run, rerunning", name)
+    dist.barrier()
+    log.info("step %s: start", name)
+    t0 = time.time()
+    ctx.force = force
+    metrics = step_module(name).run(cfg, ctx) or {}
+    seconds = time.time() - t0
+    dist.barrier()
+    if ctx.is_main:
+        write_json(marker, {"step": name, "digest": digest, "run_id": uuid.uuid4().hex,
+                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
+                            "metrics": metrics})
+        append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics})
+    dist.barrier()
+    log.info("step %s: done in %.1f s %s", name, seconds, _short(metrics))
+    return metrics
+
+
+def _short(metrics: dict) -> str:
+    keep = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items()
+            if isinstance(v, (int, float, str))}
+    return str(keep) if keep else ""
+
+
+def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Path:
+    """Make a per-image output folder ready for a resumable run under config ``digest``.
+
+    Files matching ``pattern`` that were made under another digest (or any, with ``force``) are
+    stale and removed, so per-image resume never mixes outputs of two configurations. Temp files
+    left by a killed run are removed too. Rank 0 does the cleaning; everyone waits.
+    """
+    if dist.is_main():
+        path.mkdir(parents=True, exist_ok=True)
+        for tmp in path.glob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
+        stamp = path / DIGEST_FILE
+        old = read_json(stamp).get("digest") if stamp.is_file() else None
+        if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
+            stale = list(path.glob(pattern))
+            if stale:
+                log.info("removing %d stale output(s) in %s (%s)", len(stale), path,
+                         "--force" if force else "made under another configuration")
+            for f in stale:
+                f.unlink()
+        write_json(stamp, {"digest": digest})
+    dist.barrier()
+    return path
+
+
+def ensure_toy_world(cfg: Config) -> None:
+    """Generate the toy world at ``dataset.root`` when ``toy.generate`` is set (idempotent; rank 0)."""
+    t = cfg.toy
+    if not t.generate:
+        return
+    if dist.is_main():
+        from tool.toy_world import generate_toy_world
+        generate_toy_world(Path(cfg.dataset.root), seed=t.seed, num_train=t.num_train, num_val=t.num_val,
+                           num_extra_aug=t.num_extra_aug, image_size=t.image_size, classes=t.classes,
+                           scene_correlation=t.scene_correlation, max_objects=t.max_objects)
+    dist.barrier()
+
+
+def step_main(name: str, argv: list[str] | None = None) -> dict:
+    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner."""
+    p = argparse.ArgumentParser(prog=f"python -m step.{name}", description=f"Run the {name} step alone.")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/voc12.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--force", action="store_true", help="rerun even if the step is up to date")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    ctx = make_context(cfg, force=args.force)
+    write_run_files(cfg, ctx, [f"-m step.{name}", *(argv if argv is not None else [])])
+    try:
+        ensure_toy_world(cfg)
+        return run_step(name, cfg, ctx, force=args.force)
+    finally:
+        dist.cleanup()

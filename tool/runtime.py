@@ -1,0 +1,144 @@
+"""Run-time context of a step: device, rank, seeding, logging, ``meta.json`` (STYLE.md 5, 10, 11)."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tool import dist
+from tool.config import Config, dump_yaml
+from tool.io import write_json, write_text
+from tool.paths import WorkPaths
+
+log = logging.getLogger("qa_clims")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Context:
+    """What a step gets besides its config: where to write, on which device, as which rank."""
+
+    paths: WorkPaths
+    device: torch.device
+    rank: int
+    world_size: int
+    seed: int
+    force: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; under torchrun each rank takes its LOCAL_RANK GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device: {name!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
+        if name == "cuda":
+            return torch.device("cuda", dist.local_rank())
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"device: unknown value {name!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+def setup_logging(log_file: Path | None) -> None:
+    """Configure logging once: rank 0 at INFO to stderr and ``log.txt``; other ranks WARNING."""
+    root = logging.getLogger()
+    if getattr(root, "_qa_clims_configured", None) == str(log_file):
+        return
+    for h in list(root.handlers):
+        if getattr(h, "_qa_clims", False):
+            root.removeHandler(h)
+            h.close()
+    level = logging.INFO if dist.is_main() else logging.WARNING
+    fmt = logging.Formatter(f"%(asctime)s [r{dist.rank()}] %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None and dist.is_main():
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.setLevel(level)
+        h._qa_clims = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(level)
+    root._qa_clims_configured = str(log_file)  # type: ignore[attr-defined]
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch with ``seed + rank`` (``-1`` draws one); return the effective seed."""
+    if seed == -1:
+        seed = dist.broadcast_object(random.SystemRandom().randrange(2**31 - 1))
+    eff = seed + dist.rank()
+    random.seed(eff)
+    np.random.seed(eff % 2**32)
+    torch.manual_seed(eff)
+    return eff
+
+
+def make_context(cfg: Config, force: bool = False) -> Context:
+    """Device, process group, logging and seeding for a run of ``cfg``."""
+    device = resolve_device(cfg.device)
+    dist.init(device)
+    paths = WorkPaths(Path(cfg.work_dir).resolve())
+    setup_logging(paths.log_txt)
+    seed = seed_everything(cfg.seed)
+    log.info("work_dir %s, device %s, rank %d/%d, effective seed %d", paths.root, device, dist.rank(),
+             dist.world_size(), seed)
+    return Context(paths=paths, device=device, rank=dist.rank(), world_size=dist.world_size(), seed=seed,
+                   force=force)
+
+
+def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:
+    """``config.yaml`` (resolved config) and ``meta.json`` (git SHA, versions, command line)."""
+    if not ctx.is_main:
+        return
+    write_text(ctx.paths.config_yaml, dump_yaml(cfg))
+    write_json(ctx.paths.meta_json, {
+        "git_sha": git_sha(),
+        "command": [sys.executable, *argv],
+        "cwd": os.getcwd(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "seed": ctx.seed,
+        "versions": versions(),
+    })
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "numpy", "transformers", "open_clip_torch", "opencv-python-headless"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    out["cuda"] = torch.version.cuda or "none"
+    return out

@@ -1,0 +1,146 @@
+"""The one training loop shared by every training step (STYLE.md practice 6).
+
+``fit`` owns what all training steps have in common: the resumable, rank-sharded sampler, the
+poly lr set from the step counter, the backward/step, the non-finite-loss stop, logging, tqdm,
+periodic atomic checkpoints and resuming from them. A step supplies the model, the dataset, the
+optimizer and ``loss_fn(batch) -> {"loss": total, <named terms>...}``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from tool import dist
+from tool.checkpoint import load_checkpoint, save_checkpoint, save_model
+from tool.lr import set_poly_lr
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/inf; the message names the step, the term and the iteration."""
+
+
+class ResumableSampler(Sampler[int]):
+    """Per-epoch permutation from (seed, epoch), this rank's share, starting at a given position.
+
+    Like DistributedSampler with drop_last, plus ``start`` so a resumed epoch skips the samples it
+    already trained on without loading them.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True):
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.epoch, self.start = 0, 0
+        self.per_rank = (n // (batch_size * dist.world_size())) * batch_size
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle \
+            else np.arange(self.n)
+        mine = order[dist.rank()::dist.world_size()][: self.per_rank]
+        return iter(mine[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+
+def _after_step(step: int) -> None:
+    """Called after every optimiser step; tests replace it to simulate a crash."""
+
+
+def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[dict], dict[str, torch.Tensor]], batch_size: int, epochs: int,
+        max_steps: int | None, poly_power: float, ckpt_path: Path, final_path: Path, digest: str,
+        seed: int, num_workers: int, collate_fn: Callable | None = None, checkpoint_every: int = 500,
+        log_every: int = 50, scaler: torch.amp.GradScaler | None = None) -> dict:
+    """Train ``model`` and save its state dict to ``final_path``; resume from ``ckpt_path`` if present.
+
+    The number of optimiser steps is (len(dataset) // (batch_size · world_size)) · epochs, capped by
+    ``max_steps``; the lr of every param group follows ``poly_lr`` of the global step.
+    Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds"}.
+    """
+    sampler = ResumableSampler(len(dataset), batch_size, seed)
+    steps_per_epoch = sampler.per_rank // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{name}: {len(dataset)} training images are fewer than one batch of {batch_size} "
+                         f"per rank × {dist.world_size()} rank(s); lower the batch size")
+    max_step = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        collate_fn=collate_fn, drop_last=True, pin_memory=torch.cuda.is_available(),
+                        persistent_workers=False)
+
+    step = 0
+    ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, digest=digest, scaler=scaler)
+    if ckpt is not None:
+        step = int(ckpt["step"])
+        log.info("%s: resumed from %s at step %d/%d", name, ckpt_path, step, max_step)
+    model.train()
+    t0 = time.time()
+    sums: dict[str, float] = defaultdict(float)
+    count = 0
+    bar = tqdm(total=max_step, initial=step, desc=name, disable=not dist.is_main(), dynamic_ncols=True,
+               mininterval=2.0)
+    epoch = step // steps_per_epoch
+    while step < max_step:
+        sampler.set_epoch(epoch, start=(step - epoch * steps_per_epoch) * batch_size)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        sums.clear()
+        count = 0
+        for batch in loader:
+            if step >= max_step:
+                break
+            if batch is None:   # every image of the batch was unreadable and skipped
+                continue
+            set_poly_lr(optimizer, step, max_step, poly_power)
+            losses = loss_fn(batch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss.detach()):
+                bad = {k: float(v) for k, v in losses.items()}
+                raise NonFiniteLoss(f"{name}: non-finite loss at step {step} (terms {bad}); lower the lr or "
+                                    f"check the inputs; the last checkpoint is {ckpt_path}")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step += 1
+            for k, v in losses.items():
+                sums[k] += float(v.detach())
+            count += 1
+            bar.update(1)
+            if step % log_every == 0 or step == max_step:
+                lr = optimizer.param_groups[0]["lr"]
+                log.info("%s step %d/%d epoch %d %s lr %.3g", name, step, max_step, epoch,
+                         " ".join(f"{k} {sums[k] / count:.4f}" for k in sums), lr)
+            if step % checkpoint_every == 0 and step < max_step:
+                save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, epoch=epoch,
+                                digest=digest, scaler=scaler)
+            _after_step(step)
+        epoch += 1
+    bar.close()
+    save_model(model, final_path)
+    dist.barrier()
+    if dist.is_main():
+        with contextlib.suppress(FileNotFoundError):
+            ckpt_path.unlink()
+    out = {"steps": step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
+    out.update({k: sums[k] / max(count, 1) for k in sums})
+    if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
+        raise NonFiniteLoss(f"{name}: non-finite summary {out}")
+    return out

@@ -1,0 +1,142 @@
+"""PASCAL VOC 2012 (+SBD): the 20 classes, split lists, image-level labels from XML, GT masks.
+
+The interface shared with ``coco14.COCO14`` (steps see nothing else):
+
+- ``name``, ``class_names`` (as spelled in questions), ``num_classes`` (without background);
+- ``ids(split)`` — image ids of a split, read from the dataset itself;
+- ``image_path(id)``; ``labels(ids)`` — [N, K] float32 image-level labels;
+- ``gt_path(id)``, ``has_gt(id)``, ``load_gt(id)`` — uint8 masks, 0 bg, 1..K, 255 ignore.
+"""
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from tool.io import read_json, write_json
+from tool.palette import load_label_png
+
+log = logging.getLogger(__name__)
+
+# Names as written in Annotations/*.xml, in the devkit's class order (class index = position + 1).
+XML_NAMES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)
+# The same classes as spelled in questions and prompts (QAPE, CLIP texts).
+CLASS_NAMES: tuple[str, ...] = tuple(
+    {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}.get(n, n)
+    for n in XML_NAMES
+)
+_XML_INDEX = {n: i for i, n in enumerate(XML_NAMES)}
+
+
+class DatasetError(RuntimeError):
+    """A dataset file or folder is missing or malformed; the message names it."""
+
+
+def labels_from_xml(path: Path) -> np.ndarray:
+    """[20] float32 multi-hot label from one VOC annotation: every ``<object><name>`` of a class.
+
+    Only object names count (person-layout ``<part><name>head</name>`` and the like are ignored).
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise DatasetError(f"{path}: cannot read the annotation ({e})") from e
+    label = np.zeros(len(XML_NAMES), dtype=np.float32)
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        if name in _XML_INDEX:
+            label[_XML_INDEX[name]] = 1.0
+    return label
+
+
+class VOC12:
+    """PASCAL VOC 2012 rooted at ``root`` (the folder holding JPEGImages/, Annotations/ ...).
+
+    Args:
+        root: the VOC2012 folder.
+        cache_dir: where the XML-derived labels are cached (``None``: no cache).
+    """
+
+    name = "voc12"
+    class_names = CLASS_NAMES
+    num_classes = len(CLASS_NAMES)
+
+    def __init__(self, root: str | Path, cache_dir: str | Path | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"dataset.root: VOC 2012 folder {self.root} does not exist "
+                               "(it should hold JPEGImages/, Annotations/, SegmentationClass/, ImageSets/)")
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Segmentation"):
+            if not (self.root / sub).is_dir():
+                raise DatasetError(f"dataset.root: {self.root} has no {sub}/ folder; is it the VOC2012 folder?")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+
+    def ids(self, split: str) -> list[str]:
+        path = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not path.is_file():
+            have = sorted(p.stem for p in path.parent.glob("*.txt"))
+            hint = " (build it with: python -m tool.make_train_aug --voc-root ROOT --sbd-root SBD)" \
+                if split == "train_aug" else ""
+            raise DatasetError(f"split {split!r}: list {path} does not exist; available: {have}{hint}")
+        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DatasetError(f"split {split!r}: list {path} is empty")
+        missing = [i for i in ids if not self.image_path(i).is_file()]
+        if missing:
+            raise DatasetError(f"split {split!r}: {len(missing)} listed image(s) missing from "
+                               f"{self.root / 'JPEGImages'}, e.g. {missing[:3]}")
+        return ids
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def labels(self, ids: list[str]) -> np.ndarray:
+        """[N, 20] float32 labels of ``ids`` from Annotations XML, computed once and cached."""
+        cache = self._read_cache()
+        todo = [i for i in ids if i not in cache]
+        for i in todo:
+            cache[i] = labels_from_xml(self.root / "Annotations" / f"{i}.xml").nonzero()[0].tolist()
+        if todo and self.cache_dir is not None:
+            write_json(self._cache_path(), {"root": str(self.root.resolve()), "labels": cache}, indent=None)
+        out = np.zeros((len(ids), self.num_classes), dtype=np.float32)
+        for n, i in enumerate(ids):
+            if not cache[i]:
+                raise DatasetError(f"image {i}: {self.root / 'Annotations' / (i + '.xml')} names none of the "
+                                   f"20 VOC classes; remove it from the split list")
+            out[n, cache[i]] = 1.0
+        return out
+
+    def _cache_path(self) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / "voc12_labels.json"
+
+    def _read_cache(self) -> dict[str, list[int]]:
+        if self.cache_dir is None or not self._cache_path().is_file():
+            return {}
+        data = read_json(self._cache_path())
+        if data.get("root") != str(self.root.resolve()):  # another dataset root: rebuild
+            return {}
+        return {k: list(v) for k, v in data["labels"].items()}
+
+    def gt_path(self, image_id: str) -> Path:
+        """SegmentationClass/<id>.png, else SegmentationClassAug/<id>.png (SBD-converted)."""
+        p = self.root / "SegmentationClass" / f"{image_id}.png"
+        if p.is_file():
+            return p
+        aug = self.root / "SegmentationClassAug" / f"{image_id}.png"
+        return aug if aug.is_file() else p
+
+    def has_gt(self, image_id: str) -> bool:
+        return self.gt_path(image_id).is_file()
+
+    def load_gt(self, image_id: str) -> np.ndarray:
+        path = self.gt_path(image_id)
+        if not path.is_file():
+            raise DatasetError(f"image {image_id}: no ground-truth mask at {path} (nor in SegmentationClassAug/)")
+        return load_label_png(path)
