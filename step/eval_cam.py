@@ -21,7 +21,7 @@ from tool.cam_io import find_cam, load_cam
 from tool.config import Config
 from tool.datasets import build_dataset, class_names_with_bg
 from tool.io import write_json
-from tool.metrics import ThresholdSweep, iou_from_confusion, metric_record
+from tool.metrics import ThresholdSweep, confusion, iou_from_confusion, metric_record, miou
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     thresholds = sweep_thresholds(cfg)
     classes = class_names_with_bg(ds)
     sweep = ThresholdSweep(thresholds, len(classes))
+    # Floors for reading the numbers: everything background; every pixel the first present class.
+    floor_bg = np.zeros((len(classes), len(classes)), np.int64)
+    floor_fg = np.zeros_like(floor_bg)
     for image_id in tqdm(ids, desc="eval_cam", dynamic_ncols=True, mininterval=2.0):
         keys, cams = load_cam(find_cam(cam_dir, image_id))
         gt = ds.load_gt(image_id)
@@ -58,6 +61,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             raise ValueError(f"{find_cam(cam_dir, image_id)}: CAM size {cams.shape[1:]} differs from the GT "
                              f"size {gt.shape}; were the CAMs made from other images?")
         sweep.add(cams, keys + 1, gt)
+        floor_bg += confusion(np.zeros_like(gt), gt, len(classes))
+        floor_fg += confusion(np.full_like(gt, keys[0] + 1 if len(keys) else 0), gt, len(classes))
     confs = sweep.confusions()                                   # [T, C, C]
     rows = [{"threshold": round(float(t), 4), "miou": float(np.nanmean(iou_from_confusion(c)) * 100),
              "iou": [float(v) * 100 for v in iou_from_confusion(c)]} for t, c in zip(thresholds, confs)]
@@ -69,13 +74,16 @@ def run(cfg: Config, ctx: Context) -> dict:
         "sweep": rows,
         "best": {"threshold": rows[best]["threshold"], "miou": rows[best]["miou"]},
         "configured": {"threshold": rows[conf_i]["threshold"], "miou": rows[conf_i]["miou"]},
+        "floors": {"all_background": miou(floor_bg), "all_first_present_class": miou(floor_fg)},
     })
     out = ctx.paths.eval_cam_json(cfg.make_cam.source) if not cfg.eval.cam_dir else ctx.paths.root / "eval_cam_external.json"
     write_json(out, record)
     log.info("eval_cam on %s (%d images): mIoU %.2f at threshold %.2f; best %.2f at %.2f -> %s", split, len(ids),
              record["miou"], rows[conf_i]["threshold"], rows[best]["miou"], rows[best]["threshold"], out)
     return {"miou": record["miou"], "threshold": rows[conf_i]["threshold"], "best_miou": rows[best]["miou"],
-            "best_threshold": rows[best]["threshold"], "num_images": len(ids), "source": cfg.make_cam.source}
+            "best_threshold": rows[best]["threshold"], "num_images": len(ids), "source": cfg.make_cam.source,
+            "floor_all_background": record["floors"]["all_background"],
+            "floor_all_present_class": record["floors"]["all_first_present_class"]}
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     data = ClassificationCrops(ds, ids, labels, crop=c.crop_size, resize_long=c.resize_long, hflip=c.hflip,
                                seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
 
-    model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None)
+    model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None, bn=c.bn)
     if c.init_checkpoint is not None:
         state = map_official_cam_state(load_model_file(c.init_checkpoint, "cam.init_checkpoint"))
         load_state_dict_strict(model, state, source=c.init_checkpoint)

@@ -1,0 +1,153 @@
+"""End to end on the toy world: run_sample.main on configs/smoke.yaml, resume and skip behaviour."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import run_sample
+import tool.train_loop
+from tool.io import read_json
+
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+
+
+def smoke_args(tmp: Path, *extra: str) -> list[str]:
+    return ["--config", SMOKE, "--set", f"work_dir={tmp / 'work'}", "--set", f"dataset.root={tmp / 'toy' / 'VOC2012'}",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    metrics = run_sample.main(smoke_args(tmp))
+    return tmp, metrics
+
+
+def test_every_artefact_and_metric(smoke_run):
+    tmp, metrics = smoke_run
+    work = tmp / "work"
+    assert set(metrics) == {"train_cam", "make_cam", "eval_cam"}
+    for f in ("config.yaml", "meta.json", "log.txt", "metrics.jsonl", "cam_baseline/model.pth",
+              "cam_baseline/eval_cam.json", "steps/train_cam.done.json", "steps/make_cam.done.json",
+              "steps/eval_cam.done.json"):
+        assert (work / f).is_file(), f
+    assert not (work / "checkpoints" / "train_cam.pth").exists()   # removed once the model is saved
+    meta = read_json(work / "meta.json")
+    assert meta["versions"]["torch"] and meta["command"][1] == "run_sample.py" and meta["git_sha"]
+    lines = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == ["train_cam", "make_cam", "eval_cam"]
+    assert np.isfinite(metrics["train_cam"]["loss"]) and metrics["train_cam"]["steps"] == 3
+
+    # CAM files: the DESIGN §3 format for every train_aug image
+    ids = (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()
+    cams = sorted((work / "cam_baseline" / "cam").glob("*.npz"))
+    assert [c.stem for c in cams] == sorted(ids)
+    from PIL import Image
+    for c in cams:
+        with np.load(c) as f:
+            keys, cam, high = f["keys"], f["cam"], f["high_res"]
+        w, h = Image.open(tmp / "toy" / "VOC2012" / "JPEGImages" / f"{c.stem}.jpg").size
+        assert keys.dtype == np.int64 and cam.dtype == np.float16 and high.dtype == np.float16
+        assert high.shape == (len(keys), h, w) and cam.shape == (len(keys), -(-h // 4), -(-w // 4))
+        assert 0 <= high.min() and high.max() <= 1.0
+
+    ev = read_json(work / "cam_baseline" / "eval_cam.json")
+    assert ev["split"] == "train" and ev["num_images"] == 8 and len(ev["classes"]) == 21
+    assert 0 <= ev["miou"] <= 100 and ev["configured"]["threshold"] == pytest.approx(0.15)
+    assert len(ev["sweep"]) == 13 and ev["best"]["miou"] == max(r["miou"] for r in ev["sweep"])
+    assert ev["miou"] == pytest.approx(next(r["miou"] for r in ev["sweep"] if abs(r["threshold"] - 0.15) < 1e-6))
+
+
+def test_finished_steps_are_skipped_and_changes_rerun(smoke_run):
+    tmp, _ = smoke_run
+    work = tmp / "work"
+    model_mtime = (work / "cam_baseline" / "model.pth").stat().st_mtime_ns
+    run_sample.main(smoke_args(tmp))
+    assert (work / "cam_baseline" / "model.pth").stat().st_mtime_ns == model_mtime
+    # an eval-only change reruns eval_cam alone
+    eval_before = read_json(work / "steps" / "eval_cam.done.json")["run_id"]
+    make_before = read_json(work / "steps" / "make_cam.done.json")["run_id"]
+    out = run_sample.main(smoke_args(tmp, "--set", "eval.cam_threshold=0.2"))
+    assert read_json(work / "steps" / "make_cam.done.json")["run_id"] == make_before
+    assert read_json(work / "steps" / "eval_cam.done.json")["run_id"] != eval_before
+    assert out["eval_cam"]["threshold"] == pytest.approx(0.2)
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A crash after step 3 of 4 resumes from the step-2 checkpoint and ends with the same weights
+    as an uninterrupted run."""
+    args = smoke_args(tmp_path, "--steps", "train_cam", "--set", "cam.max_steps=4", "--set", "cam.epochs=2")
+    run_sample.main(args + ["--set", f"work_dir={tmp_path / 'ref'}"])
+    ref = torch.load(tmp_path / "ref" / "cam_baseline" / "model.pth", weights_only=True)
+
+    class Crash(Exception):
+        pass
+
+    def crash(step):
+        if step == 3:
+            raise Crash
+
+    monkeypatch.setattr(tool.train_loop, "_after_step", crash)
+    with pytest.raises(Crash):
+        run_sample.main(args)
+    work = tmp_path / "work"
+    assert (work / "checkpoints" / "train_cam.pth").is_file()
+    assert torch.load(work / "checkpoints" / "train_cam.pth", weights_only=False)["step"] == 2
+    assert not (work / "cam_baseline" / "model.pth").exists() and not (work / "steps" / "train_cam.done.json").exists()
+    monkeypatch.setattr(tool.train_loop, "_after_step", lambda step: None)
+    out = run_sample.main(args)
+    assert out["train_cam"]["steps"] == 4
+    got = torch.load(work / "cam_baseline" / "model.pth", weights_only=True)
+    for k in ref:
+        assert torch.allclose(ref[k].float(), got[k].float(), atol=1e-6), k
+    assert "resumed from" in (work / "log.txt").read_text()
+
+
+def test_per_image_step_killed_midway_completes(tmp_path, monkeypatch):
+    import step.make_cam as make_cam
+
+    run_sample.main(smoke_args(tmp_path, "--steps", "train_cam"))
+    real = make_cam.save_npz
+    calls = {"n": 0}
+
+    def dying_save(path, **arrays):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            # the atomic writer's temp file exists at this moment; the crash must not leave it
+            from tool.io import atomic_path
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(b"half")
+                raise KeyboardInterrupt
+        real(path, **arrays)
+
+    monkeypatch.setattr(make_cam, "save_npz", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
+    cam_dir = tmp_path / "work" / "cam_baseline" / "cam"
+    assert len(list(cam_dir.glob("*.npz"))) == 2 and not list(cam_dir.glob(".*tmp*"))
+    first = {p.name: p.stat().st_mtime_ns for p in cam_dir.glob("*.npz")}
+    monkeypatch.setattr(make_cam, "save_npz", real)
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
+    assert out["make_cam"]["made"] == 10           # 12 train_aug images, 2 kept from the first run
+    assert all(cam_dir.joinpath(n).stat().st_mtime_ns == t for n, t in first.items())
+    for p in cam_dir.glob("*.npz"):
+        with np.load(p) as f:
+            assert f["high_res"].shape[0] == len(f["keys"])
+
+
+def test_step_selection():
+    sel = run_sample.select_steps
+    toggles = {"train_cam": True, "make_cam": False, "eval_cam": True}
+    assert sel(toggles, None, None, None) == ["train_cam", "eval_cam"]
+    assert sel(toggles, "eval_cam,train_cam", None, None) == ["train_cam", "eval_cam"]
+    all_on = dict.fromkeys(toggles, True)
+    assert sel(all_on, None, "make_cam", None) == ["make_cam", "eval_cam"]
+    assert sel(all_on, None, None, "make_cam") == ["train_cam", "make_cam"]
+    with pytest.raises(SystemExit, match="unknown step"):
+        sel(all_on, "train_kam", None, None)
+    with pytest.raises(SystemExit, match="--from"):
+        sel(all_on, None, "nope", None)
