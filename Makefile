@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(PY) -m ruff check --line-length 120 run_sample.py net tool step voc12 coco14 tests bench
+	$(PY) -m ruff check --line-length 120 --select E,F,W,B --ignore B905,B008 run_sample.py net tool step voc12 coco14 tests bench
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done

@@ -76,7 +76,10 @@ def run(cfg: Config, ctx: Context) -> dict:
         "configured": {"threshold": rows[conf_i]["threshold"], "miou": rows[conf_i]["miou"]},
         "floors": {"all_background": miou(floor_bg), "all_first_present_class": miou(floor_fg)},
     })
-    out = ctx.paths.eval_cam_json(cfg.make_cam.source) if not cfg.eval.cam_dir else ctx.paths.root / "eval_cam_external.json"
+    if cfg.eval.cam_dir:
+        out = ctx.paths.root / "eval_cam_external.json"
+    else:
+        out = ctx.paths.eval_cam_json(cfg.make_cam.source)
     write_json(out, record)
     log.info("eval_cam on %s (%d images): mIoU %.2f at threshold %.2f; best %.2f at %.2f -> %s", split, len(ids),
              record["miou"], rows[conf_i]["threshold"], rows[best]["miou"], rows[best]["threshold"], out)

@@ -74,7 +74,7 @@ def test_sweep_equals_per_threshold_argmax():
     thresholds = np.round(np.arange(0.0, 0.61, 0.05), 2)
     sweep = ThresholdSweep(thresholds, 6)
     ref = np.zeros((len(thresholds), 6, 6), np.int64)
-    for n in range(6):
+    for _ in range(6):
         k = rng.integers(0, 3)
         keys = np.sort(rng.choice(np.arange(1, 6), k, replace=False))
         cams = rng.random((k, 8, 10)).astype(np.float32)

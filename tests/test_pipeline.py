@@ -108,7 +108,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 
 
 def test_per_image_step_killed_midway_completes(tmp_path, monkeypatch):
-    import step.make_cam as make_cam
+    from step import make_cam
 
     run_sample.main(smoke_args(tmp_path, "--steps", "train_cam"))
     real = make_cam.save_npz

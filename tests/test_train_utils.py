@@ -67,7 +67,8 @@ def test_strict_load_lists_missing_and_unexpected():
     state = dict(model.state_dict())
     state.pop("0.weight")
     state["extra.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointMismatch, match=r"1 missing key\(s\) \['0.weight'\].*1 unexpected key\(s\) \['extra.weight'\]"):
+    msg = r"1 missing key\(s\) \['0.weight'\].*1 unexpected key\(s\) \['extra.weight'\]"
+    with pytest.raises(CheckpointMismatch, match=msg):
         load_state_dict_strict(model, state, source="test.pth")
 
 

@@ -108,7 +108,8 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
         raise CheckpointMismatch(
             f"{source} does not match {type(module).__name__}: "
             f"{len(missing)} missing key(s) {missing[:10]}, {len(unexpected)} unexpected key(s) {unexpected[:10]}")
-    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if tuple(state[k].shape) != tuple(v.shape)]
+    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+              if tuple(state[k].shape) != tuple(v.shape)]
     if shapes:
         raise CheckpointMismatch(f"{source}: shape mismatch (key, file, model): {shapes[:10]}")
     module.load_state_dict(state, strict=True)

@@ -53,7 +53,7 @@ class CamConfig:
     """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (DESIGN §5)."""
 
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
-    bn: str = "fixed"                          # fixed (frozen statistics, IRN) | batch (trainable; from-scratch toy runs)
+    bn: str = "fixed"                          # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
     batch_size: int = 16
     epochs: int = 5

@@ -60,7 +60,10 @@ class ClassificationCrops(Dataset):
 
 
 class MultiScaleImages(Dataset):
-    """Inference images at several scales (PIL bicubic, as IRN): ``{"name", "size", "label", "imgs": [uint8 [3, h_s, w_s]]}``."""
+    """Inference images at several scales (PIL bicubic, as IRN).
+
+    Items: ``{"name", "size", "label", "imgs": [uint8 [3, h_s, w_s] per scale]}``.
+    """
 
     def __init__(self, ds, ids: list[str], labels: np.ndarray, scales: tuple[float, ...], skip_bad: bool = False):
         self.ds, self.ids, self.labels, self.scales, self.skip_bad = ds, list(ids), labels, scales, skip_bad

@@ -122,7 +122,8 @@ def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:
 
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
         sha = out.stdout.strip()
         if out.returncode != 0 or not sha:
             return "unknown"
