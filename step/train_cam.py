@@ -43,6 +43,8 @@ def run(cfg: Config, ctx: Context) -> dict:
         load_state_dict_strict(model, state, source=c.init_checkpoint)
         log.info("CAM net initialised from %s", c.init_checkpoint)
     model.to(ctx.device)
+    if ctx.world_size > 1 and c.bn == "batch" and ctx.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # SyncBN needs CUDA/NCCL
     if ctx.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
