@@ -151,3 +151,32 @@ def test_step_selection():
         sel(all_on, "train_kam", None, None)
     with pytest.raises(SystemExit, match="--from"):
         sel(all_on, None, "nope", None)
+
+
+def test_eval_reads_official_npy_cams(smoke_run):
+    """eval.cam_dir pointing at IRN/official .npy dicts gives the same numbers as our .npz files."""
+    tmp, _ = smoke_run
+    work = tmp / "work"
+    npy_dir = tmp / "official_cams"
+    npy_dir.mkdir()
+    for p in (work / "cam_baseline" / "cam").glob("*.npz"):
+        with np.load(p) as f:
+            np.save(npy_dir / f"{p.stem}.npy", {"keys": f["keys"], "cam": torch.from_numpy(f["cam"].astype(np.float32)),
+                                                "high_res": f["high_res"].astype(np.float32)})
+    out = run_sample.main(smoke_args(tmp, "--steps", "eval_cam", "--set", f"eval.cam_dir={npy_dir}"))
+    ours = read_json(work / "cam_baseline" / "eval_cam.json")
+    ext = read_json(work / "eval_cam_external.json")
+    assert ext["cam_dir"] == str(npy_dir)
+    assert [r["miou"] for r in ext["sweep"]] == pytest.approx([r["miou"] for r in ours["sweep"]])
+    assert out["eval_cam"]["num_images"] == 8
+
+
+def test_corrupt_image_is_named_or_skipped(tmp_path):
+    run_sample.main(smoke_args(tmp_path, "--steps", "train_cam"))
+    root = tmp_path / "toy" / "VOC2012"
+    victim = (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[-1]
+    (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(Exception, match=f"{victim}.jpg: cannot decode image.*skip_bad_images"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", "--set", "dataset.skip_bad_images=true"))
+    assert out["make_cam"]["skipped_bad"] == 1 and out["make_cam"]["made"] == 11
