@@ -42,14 +42,24 @@ class CAMNet(nn.Module):
         """x: [N, 3, H, W] ImageNet-normalised -> Z: [N, 2048, ceil(H/16), ceil(W/16)]."""
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits [N, K] = W · GAP(Z)."""
+    def forward(self, x: torch.Tensor, maps: bool = False) -> torch.Tensor:
+        """Class logits [N, K] = W · GAP(Z); with ``maps`` the RITC head ``sigmoid_maps(x)`` instead.
+
+        (One ``forward`` for both heads so that DDP, which only synchronises gradients of what runs
+        through its own forward, wraps either use.)
+        """
+        if maps:
+            return self.sigmoid_maps(x)
         z = self.features(x).mean(dim=(2, 3), keepdim=True)   # [N, 2048, 1, 1]
         return self.classifier(z).flatten(1)                  # [N, K]
 
     def cams(self, x: torch.Tensor) -> torch.Tensor:
         """Class activation maps ReLU(Wᵀ Z): [N, K, h, w], h = ceil(H/16)."""
         return F.relu(F.conv2d(self.features(x), self.classifier.weight))
+
+    def sigmoid_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """RITC's training head, Eq. 2: P = sigmoid(Wᵀ Z): [N, K, h, w] in (0, 1) (official ``CLIMS.forward``)."""
+        return torch.sigmoid(self.classifier(self.features(x)))
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(trainable backbone parameters, classifier parameters): the classifier gets 10× lr."""

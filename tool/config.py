@@ -30,7 +30,10 @@ class ConfigError(ValueError):
 class StepsConfig:
     """Which pipeline steps ``run_sample.py`` runs (the step toggles); ``--steps`` overrides."""
 
+    qape: bool = True
+    text_feats: bool = True
     train_cam: bool = True
+    train_ritc: bool = True
     make_cam: bool = True
     eval_cam: bool = True
 
@@ -94,6 +97,76 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class QapeConfig:
+    """``qape`` and ``text_feats``: Question-Answer Prompt Engineering (paper §3.2, Appendix A)."""
+
+    vqa_model: str = "Salesforce/blip-vqa-capfilt-large"   # HF hub id or a local folder
+    split: str | None = None                   # images asked about; null = dataset.train_split
+    image_size: int = 480
+    num_beams: int = 3
+    max_length: int = 10
+    min_length: int = 1
+    precision: str = "float32"                 # float32 | bfloat16 (CUDA only)
+    image_batch: int = 8                       # images decoded and encoded together
+    prompt_batch: int = 64                     # equal-length prompts per generate call
+    skip_bad_images: bool = False
+    # Question templates per group, "{}" = the class name as spelled for questions (paper Table 6).
+    # Empty = the built-in defaults of tool.qape_text.DEFAULT_QUESTIONS.
+    questions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")   # Table 5 ablations
+    no_qape: bool = False                      # Table 5 "no QAPE": FG = class name, BG = "no {class}"
+    prompt: str = "a photo of {}."
+    # FG answers that already name an alias of the class get no class name appended.
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """The frozen CLIP of ``text_feats`` and ``train_ritc`` (open_clip)."""
+
+    model: str = "ViT-L-14"                    # open_clip name, a model folder, or a .json architecture
+    pretrained: str | None = "openai"          # tag or checkpoint path
+    mask_prompt_checkpoint: str | None = None  # ovseg_swinbase_vitL14_ft_mpt.pth: mask-adapted CLIP (§4.5)
+    mask_prompt_depth: int = 3
+    normalization: str = "imagenet"            # imagenet (official: CLIP sees the CAM net's input) | clip
+    text_batch_size: int = 256
+    grad_checkpointing: bool = False           # recompute CLIP activations in backward (less memory)
+
+
+@dataclass(frozen=True)
+class RitcConfig:
+    """``train_ritc``: region image-text contrastive training (paper §3.3, Eq. 1–11; DESIGN §4–5)."""
+
+    init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
+    bn: str = "batch"                          # trainable BN (official; SyncBN under CUDA DDP) | fixed
+    batch_size: int = 8
+    epochs: int = 15
+    max_steps: int | None = None
+    lr: float = 3.5e-4
+    classifier_lr_mult: float = 10.0
+    weight_decay: float = 1.0e-4
+    momentum: float = 1.0e-4                   # official PolyOptimizer quirk (DESIGN §4.8); 0.9 = fix
+    poly_power: float = 0.9
+    crop_size: int = 512
+    resize_long: tuple[int, int] = (320, 640)
+    hflip: bool = True
+    variant: str = "official"                  # official | paper (DESIGN §4 items 1, 2, 5)
+    reduction: str = "sum"                     # sum (official) | mean over positive pairs
+    omega: float = 0.1                         # FAT ratio ω (Eq. 9)
+    fat: bool = True                           # FAT on/off
+    tau: float = 0.7
+    alpha: float = 10.0                        # FRC weight
+    beta: float = 8.0                          # BRC weight
+    gamma: float = 0.2                         # REG weight
+    frc: bool = True                           # Table 4 switches
+    brc: bool = True
+    reg: bool = True
+    precision: str = "float32"                 # float32 | bfloat16 (autocast, CUDA only)
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+@dataclass(frozen=True)
 class ToyConfig:
     """The generated toy world (DESIGN §6): made at ``dataset.root`` before the steps when ``generate``."""
 
@@ -119,7 +192,10 @@ class Config:
     toy: ToyConfig = field(default_factory=ToyConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    qape: QapeConfig = field(default_factory=QapeConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
     cam: CamConfig = field(default_factory=CamConfig)
+    ritc: RitcConfig = field(default_factory=RitcConfig)
     make_cam: MakeCamConfig = field(default_factory=MakeCamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

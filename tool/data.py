@@ -55,7 +55,8 @@ class ClassificationCrops(Dataset):
         box = random_crop_box(img.shape[:2], self.crop, rng)
         valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)   # [C, C]
         img = crop_with_box(img, box, self.crop)                                  # [C, C, 3] uint8
-        return {"name": self.ids[i], "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+        return {"name": self.ids[i], "index": i,
+                "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
                 "valid": torch.from_numpy(valid), "label": torch.from_numpy(self.labels[i])}
 
 

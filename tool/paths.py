@@ -41,6 +41,24 @@ class WorkPaths:
 
     # stage artefacts
     @property
+    def qape_dir(self) -> Path:
+        return self.root / "qape"
+
+    @property
+    def corpus_jsonl(self) -> Path:
+        """QAPE answers: one JSON line per (image, class) with raw FG/BG question-answer pairs."""
+        return self.qape_dir / "corpus.jsonl"
+
+    @property
+    def texts_json(self) -> Path:
+        """Post-processed texts: the unique prompted texts and, per pair, indices into them."""
+        return self.qape_dir / "texts.json"
+
+    def text_feats(self, clip_id: str) -> Path:
+        """CLIP text features of ``texts.json``'s unique texts (safetensors), tied to the CLIP id."""
+        return self.qape_dir / f"text_feats.{clip_id}.safetensors"
+
+    @property
     def cam_baseline_model(self) -> Path:
         return self.root / "cam_baseline" / "model.pth"
 
