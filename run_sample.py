@@ -21,9 +21,19 @@ log = logging.getLogger("qa_clims")
 
 # The ordered step table (DESIGN §3). Each name is a module ``step.<name>`` imported lazily.
 STEPS: tuple[str, ...] = (
+    "qape",
+    "text_feats",
     "train_cam",
+    "train_ritc",
     "make_cam",
     "eval_cam",
+    "cam_to_ir_label",
+    "train_irn",
+    "make_sem_seg",
+    "eval_sem_seg",
+    "train_deeplab",
+    "eval_deeplab",
+    "report",
 )
 
 

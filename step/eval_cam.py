@@ -41,13 +41,10 @@ def sweep_thresholds(cfg: Config) -> np.ndarray:
     return np.unique(np.append(grid, e.cam_threshold).astype(np.float32))
 
 
-def run(cfg: Config, ctx: Context) -> dict:
-    if not ctx.is_main:     # evaluation is cheap and runs on rank 0 alone
-        return {}
-    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
+    """Sweep-evaluate the CAMs in ``cam_dir`` on ``dataset.eval_split``; write and return the record."""
     split = cfg.dataset.eval_split
     ids = ds.ids(split)
-    cam_dir = Path(cfg.eval.cam_dir) if cfg.eval.cam_dir else ctx.paths.cam_dir(cfg.make_cam.source)
     thresholds = sweep_thresholds(cfg)
     classes = class_names_with_bg(ds)
     sweep = ThresholdSweep(thresholds, len(classes))
@@ -55,11 +52,12 @@ def run(cfg: Config, ctx: Context) -> dict:
     floor_bg = np.zeros((len(classes), len(classes)), np.int64)
     floor_fg = np.zeros_like(floor_bg)
     for image_id in tqdm(ids, desc="eval_cam", dynamic_ncols=True, mininterval=2.0):
-        keys, cams = load_cam(find_cam(cam_dir, image_id))
+        path = find_cam(cam_dir, image_id)
+        keys, cams = load_cam(path)
         gt = ds.load_gt(image_id)
         if cams.shape[1:] != gt.shape:
-            raise ValueError(f"{find_cam(cam_dir, image_id)}: CAM size {cams.shape[1:]} differs from the GT "
-                             f"size {gt.shape}; were the CAMs made from other images?")
+            raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
+                             "were the CAMs made from other images?")
         sweep.add(cams, keys + 1, gt)
         floor_bg += confusion(np.zeros_like(gt), gt, len(classes))
         floor_fg += confusion(np.full_like(gt, keys[0] + 1 if len(keys) else 0), gt, len(classes))
@@ -76,17 +74,31 @@ def run(cfg: Config, ctx: Context) -> dict:
         "configured": {"threshold": rows[conf_i]["threshold"], "miou": rows[conf_i]["miou"]},
         "floors": {"all_background": miou(floor_bg), "all_first_present_class": miou(floor_fg)},
     })
-    if cfg.eval.cam_dir:
-        out = ctx.paths.root / "eval_cam_external.json"
-    else:
-        out = ctx.paths.eval_cam_json(cfg.make_cam.source)
     write_json(out, record)
-    log.info("eval_cam on %s (%d images): mIoU %.2f at threshold %.2f; best %.2f at %.2f -> %s", split, len(ids),
-             record["miou"], rows[conf_i]["threshold"], rows[best]["miou"], rows[best]["threshold"], out)
-    return {"miou": record["miou"], "threshold": rows[conf_i]["threshold"], "best_miou": rows[best]["miou"],
-            "best_threshold": rows[best]["threshold"], "num_images": len(ids), "source": cfg.make_cam.source,
-            "floor_all_background": record["floors"]["all_background"],
-            "floor_all_present_class": record["floors"]["all_first_present_class"]}
+    log.info("eval_cam %s on %s (%d images): mIoU %.2f at threshold %.2f; best %.2f at %.2f -> %s", cam_dir, split,
+             len(ids), record["miou"], rows[conf_i]["threshold"], rows[best]["miou"], rows[best]["threshold"], out)
+    return record
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    if not ctx.is_main:     # evaluation is cheap and runs on rank 0 alone
+        return {}
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    source = cfg.make_cam.source
+    if cfg.eval.cam_dir:
+        rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json")
+        source = "external"
+    else:
+        rec = evaluate(cfg, ds, ctx.paths.cam_dir(source), ctx.paths.eval_cam_json(source))
+    out = {"miou": rec["miou"], "threshold": rec["configured"]["threshold"], "best_miou": rec["best"]["miou"],
+           "best_threshold": rec["best"]["threshold"], "num_images": rec["num_images"], "source": source,
+           "floor_all_background": rec["floors"]["all_background"],
+           "floor_all_present_class": rec["floors"]["all_first_present_class"]}
+    if not cfg.eval.cam_dir and cfg.make_cam.compare_baseline and source != "baseline":
+        base = evaluate(cfg, ds, ctx.paths.cam_dir("baseline"), ctx.paths.eval_cam_json("baseline"))
+        out.update({"baseline_miou": base["miou"], "baseline_best_miou": base["best"]["miou"],
+                    "baseline_best_threshold": base["best"]["threshold"]})
+    return out
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Step 5, ``make_cam``: export multi-scale, flip-summed CAMs (IRN's make_cam; DESIGN §3 item 5, §4 item 7).
 
-Reads: the source model (``make_cam.source``: ``baseline`` -> ``cam_baseline/model.pth``, ``ritc`` ->
-``ritc/model.pth``) and the images of ``make_cam.split`` (default ``dataset.train_split``).
+Reads: the source model (``make_cam.source``: ``ritc`` -> ``ritc/model.pth``, ``baseline`` ->
+``cam_baseline/model.pth``) and the images of ``make_cam.split`` (default ``dataset.train_split``);
+with ``make_cam.compare_baseline`` also the baseline model, for the images of ``dataset.eval_split``.
 Writes: ``cam_baseline/cam/<id>.npz`` or ``cam/<id>.npz`` with ``keys`` int64 [K'] (0-based present
 classes), ``cam`` [K', ceil(H/4), ceil(W/4)] and ``high_res`` [K', H, W], each max-normalised to [0, 1],
 in float16 by default. Per-image resume; images sharded by rank.
@@ -35,7 +36,7 @@ from tool.runtime import Context
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam")
-INPUTS = ("train_cam",)
+INPUTS = ("train_cam", "train_ritc")
 
 
 @torch.no_grad()
@@ -71,25 +72,22 @@ def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> 
     return model.to(ctx.device).eval()
 
 
-def run(cfg: Config, ctx: Context) -> dict:
+def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
+    """Export the CAMs of ``source``'s model for the images of ``split`` (per-image resume, rank-sharded)."""
     c = cfg.make_cam
-    if c.dtype not in ("float16", "float32"):
-        raise ValueError(f"make_cam.dtype: {c.dtype!r} is not float16 or float32")
-    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    split = c.split or cfg.dataset.train_split
     ids = ds.ids(split)
     labels = ds.labels(ids)
-    out_dir = prepare_output_dir(ctx.paths.cam_dir(c.source), step_digest("make_cam", cfg, ctx), ctx.force, "*.npz")
-    model = load_cam_model(cfg, ctx, c.source, ds.num_classes)
-
+    digest = step_digest("make_cam", cfg, ctx)
+    out_dir = prepare_output_dir(ctx.paths.cam_dir(source), digest, ctx.force, "*.npz")
+    model = load_cam_model(cfg, ctx, source, ds.num_classes)
     mine = [i for i in dist.shard(range(len(ids))) if not (out_dir / f"{ids[i]}.npz").is_file()]
-    log.info("make_cam: %d images of %s, %d left for rank %d, scales %s -> %s", len(ids), split, len(mine),
-             ctx.rank, c.scales, out_dir)
+    log.info("make_cam (%s): %d images of %s, %d left for rank %d, scales %s -> %s", source, len(ids), split,
+             len(mine), ctx.rank, c.scales, out_dir)
     data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=cfg.dataset.skip_bad_images)
     loader = DataLoader(data, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
     dtype = np.float16 if c.dtype == "float16" else np.float32
     t0, done, skipped = time.time(), 0, 0
-    for item in tqdm(loader, desc="make_cam", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+    for item in tqdm(loader, desc=f"make_cam {source}", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
         if item is None:
             skipped += 1
             continue
@@ -103,11 +101,23 @@ def run(cfg: Config, ctx: Context) -> dict:
     dist.all_reduce_sum(counts)
     done_all, skipped_all = int(counts[0]), int(counts[1])
     if skipped_all:
-        log.warning("make_cam: %d unreadable image(s) skipped", skipped_all)
+        log.warning("make_cam (%s): %d unreadable image(s) skipped", source, skipped_all)
     rate = done_all / seconds if seconds > 0 else float("nan")
-    log.info("make_cam: %d CAMs in %.1f s (%.2f images/s)", done_all, seconds, rate)
+    log.info("make_cam (%s): %d CAMs in %.1f s (%.2f images/s)", source, done_all, seconds, rate)
     return {"num_images": len(ids), "made": done_all, "skipped_bad": skipped_all,
-            "images_per_s": round(rate, 3) if done_all else None, "source": c.source}
+            "images_per_s": round(rate, 3) if done_all else None}
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    c = cfg.make_cam
+    if c.dtype not in ("float16", "float32"):
+        raise ValueError(f"make_cam.dtype: {c.dtype!r} is not float16 or float32")
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    metrics = {"source": c.source, **export_cams(cfg, ctx, ds, c.source, c.split or cfg.dataset.train_split)}
+    if c.compare_baseline and c.source != "baseline":
+        base = export_cams(cfg, ctx, ds, "baseline", cfg.dataset.eval_split)
+        metrics["baseline_made"] = base["made"]
+    return metrics
 
 
 if __name__ == "__main__":

@@ -12,12 +12,16 @@ import run_sample
 import tool.train_loop
 from tool.io import read_json
 
+BASELINE = ("--set", "make_cam.source=baseline")   # export the baseline's CAMs of train_aug, no RITC needed
 SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 
 
 def smoke_args(tmp: Path, *extra: str) -> list[str]:
+    """configs/smoke.yaml with every path under ``tmp``."""
+    models = tmp / "models"
     return ["--config", SMOKE, "--set", f"work_dir={tmp / 'work'}", "--set", f"dataset.root={tmp / 'toy' / 'VOC2012'}",
-            *extra]
+            "--set", f"toy.random_models_dir={models}", "--set", f"qape.vqa_model={models / 'blip'}",
+            "--set", f"clip.model={models / 'clip'}", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +34,41 @@ def smoke_run(tmp_path_factory):
 def test_every_artefact_and_metric(smoke_run):
     tmp, metrics = smoke_run
     work = tmp / "work"
-    assert set(metrics) == {"train_cam", "make_cam", "eval_cam"}
-    for f in ("config.yaml", "meta.json", "log.txt", "metrics.jsonl", "cam_baseline/model.pth",
-              "cam_baseline/eval_cam.json", "steps/train_cam.done.json", "steps/make_cam.done.json",
-              "steps/eval_cam.done.json"):
+    steps = list(run_sample.STEPS)          # the smoke config switches every step on
+    assert list(metrics) == steps
+    for f in ("config.yaml", "meta.json", "log.txt", "metrics.jsonl", "cam_baseline/model.pth", "ritc/model.pth",
+              "qape/corpus.jsonl", "qape/texts.json", "cam_baseline/eval_cam.json", "eval_cam.json",
+              *(f"steps/{s}.done.json" for s in steps)):
         assert (work / f).is_file(), f
     assert not (work / "checkpoints" / "train_cam.pth").exists()   # removed once the model is saved
     meta = read_json(work / "meta.json")
     assert meta["versions"]["torch"] and meta["command"][1] == "run_sample.py" and meta["git_sha"]
     lines = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == ["train_cam", "make_cam", "eval_cam"]
+    assert [x["step"] for x in lines] == steps
     assert np.isfinite(metrics["train_cam"]["loss"]) and metrics["train_cam"]["steps"] == 3
+    assert metrics["train_ritc"]["steps"] == 2 and all(np.isfinite(metrics["train_ritc"][k])
+                                                      for k in ("loss", "frc", "brc", "reg"))
 
-    # CAM files: the DESIGN §3 format for every train_aug image
-    ids = (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()
-    cams = sorted((work / "cam_baseline" / "cam").glob("*.npz"))
+    # QAPE corpus: one record per labelled (image, class) of train_aug, 6 FG + 10 BG questions each
+    seg = tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation"
+    ids = seg.joinpath("train_aug.txt").read_text().split()
+    records = [json.loads(x) for x in (work / "qape" / "corpus.jsonl").read_text().splitlines()]
+    from voc12.dataset import VOC12
+    labels = VOC12(tmp / "toy" / "VOC2012").labels(ids)
+    assert len(records) == int(labels.sum()) == metrics["qape"]["pairs_answered"]
+    assert all(len(r["fg"]) == 6 and len(r["bg"]) == 10 for r in records)
+    assert records[0]["fg"][0][0] == f"What kind of {records[0]['class']} is in the photo?"
+    texts = read_json(work / "qape" / "texts.json")
+    assert len(texts["pairs"]) == len(records) and all(len(p["fg"]) == 6 for p in texts["pairs"])
+    assert (work / "qape" / f"text_feats.{texts['clip_id']}.safetensors").is_file()
+
+    # CAM files: the DESIGN §3 format, RITC for every train_aug image, the baseline for the eval split
+    cams = sorted((work / "cam").glob("*.npz"))
     assert [c.stem for c in cams] == sorted(ids)
+    base = sorted((work / "cam_baseline" / "cam").glob("*.npz"))
+    assert [c.stem for c in base] == sorted(seg.joinpath("train.txt").read_text().split())
     from PIL import Image
-    for c in cams:
+    for c in cams + base:
         with np.load(c) as f:
             keys, cam, high = f["keys"], f["cam"], f["high_res"]
         w, h = Image.open(tmp / "toy" / "VOC2012" / "JPEGImages" / f"{c.stem}.jpg").size
@@ -55,7 +76,21 @@ def test_every_artefact_and_metric(smoke_run):
         assert high.shape == (len(keys), h, w) and cam.shape == (len(keys), -(-h // 4), -(-w // 4))
         assert 0 <= high.min() and high.max() <= 1.0
 
-    ev = read_json(work / "cam_baseline" / "eval_cam.json")
+    assert metrics["eval_cam"]["baseline_miou"] == read_json(work / "cam_baseline" / "eval_cam.json")["miou"]
+
+    # IRN: IR labels and pseudo masks for every train_aug image, IRN weights, pseudo-mask metrics
+    from tool.palette import load_label_png
+    for i in ids:
+        ir = load_label_png(work / "ir_label" / f"{i}.png")
+        sem = load_label_png(work / "sem_seg" / f"{i}.png")
+        w, h = Image.open(tmp / "toy" / "VOC2012" / "JPEGImages" / f"{i}.jpg").size
+        assert ir.shape == sem.shape == (h, w)
+        allowed = {0, 255, *(int(k) + 1 for k in np.nonzero(labels[ids.index(i)])[0])}
+        assert set(np.unique(ir).tolist()) <= allowed and set(np.unique(sem).tolist()) <= allowed - {255}
+    assert (work / "irn" / "model.pth").is_file() and np.isfinite(metrics["train_irn"]["loss"])
+    sem_eval = read_json(work / "eval_sem_seg.json")
+    assert sem_eval["num_images"] == 8 and 0 <= sem_eval["miou"] <= 100 and len(sem_eval["precision"]) == 21
+    ev = read_json(work / "eval_cam.json")
     assert ev["split"] == "train" and ev["num_images"] == 8 and len(ev["classes"]) == 21
     assert 0 <= ev["miou"] <= 100 and ev["configured"]["threshold"] == pytest.approx(0.15)
     assert len(ev["sweep"]) == 13 and ev["best"]["miou"] == max(r["miou"] for r in ev["sweep"])
@@ -126,12 +161,12 @@ def test_per_image_step_killed_midway_completes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(make_cam, "save_npz", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", *BASELINE))
     cam_dir = tmp_path / "work" / "cam_baseline" / "cam"
     assert len(list(cam_dir.glob("*.npz"))) == 2 and not list(cam_dir.glob(".*tmp*"))
     first = {p.name: p.stat().st_mtime_ns for p in cam_dir.glob("*.npz")}
     monkeypatch.setattr(make_cam, "save_npz", real)
-    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", *BASELINE))
     assert out["make_cam"]["made"] == 10           # 12 train_aug images, 2 kept from the first run
     assert all(cam_dir.joinpath(n).stat().st_mtime_ns == t for n, t in first.items())
     for p in cam_dir.glob("*.npz"):
@@ -177,6 +212,7 @@ def test_corrupt_image_is_named_or_skipped(tmp_path):
     victim = (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[-1]
     (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(Exception, match=f"{victim}.jpg: cannot decode image.*skip_bad_images"):
-        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam"))
-    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", "--set", "dataset.skip_bad_images=true"))
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", *BASELINE))
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", "--set", "dataset.skip_bad_images=true",
+                                     *BASELINE))
     assert out["make_cam"]["skipped_bad"] == 1 and out["make_cam"]["made"] == 11

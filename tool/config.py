@@ -36,6 +36,13 @@ class StepsConfig:
     train_ritc: bool = True
     make_cam: bool = True
     eval_cam: bool = True
+    cam_to_ir_label: bool = True
+    train_irn: bool = True
+    make_sem_seg: bool = True
+    eval_sem_seg: bool = True
+    train_deeplab: bool = True
+    eval_deeplab: bool = True
+    report: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,10 @@ class CamConfig:
 class MakeCamConfig:
     """``make_cam``: multi-scale, flip-summed CAM export (DESIGN §3 item 5)."""
 
-    source: str = "baseline"                     # baseline (cam_baseline/model.pth) | ritc
+    source: str = "ritc"                         # ritc (ritc/model.pth) | baseline (cam_baseline/model.pth)
+    # Also export the baseline classifier's CAMs of dataset.eval_split (to cam_baseline/cam/) so that
+    # eval_cam reports baseline and RITC side by side.
+    compare_baseline: bool = True
     split: str | None = None               # null = dataset.train_split
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
     dtype: str = "float16"                       # float16 | float32 in the npz files
@@ -167,6 +177,108 @@ class RitcConfig:
 
 
 @dataclass(frozen=True)
+class DeepLabConfig:
+    """``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (DESIGN §5).
+
+    ``batch_size`` is images per optimiser step per rank; ``accum_steps`` cuts it into micro-batches
+    (same step, less memory; BN is frozen, so only the per-micro-batch loss averaging differs).
+    """
+
+    pretrained: str | None = "imagenet"        # imagenet (torchvision ResNet-101) | path to a state dict | null
+    pretrained_format: str = "torchvision"     # torchvision (RGB, ImageNet mean/std) | caffe (deeplab-pytorch, BGR)
+    blocks: tuple[int, ...] = (3, 4, 23, 3)    # bottlenecks per stage: ResNet-101
+    atrous_rates: tuple[int, ...] = (6, 12, 18, 24)
+    msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max
+    bn: str = "fixed"                          # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
+    label_dir: str | None = None               # pseudo masks; null = <work_dir>/sem_seg
+    batch_size: int = 5
+    accum_steps: int = 1
+    iterations: int = 30000
+    lr: float = 2.5e-4
+    aspp_weight_lr_mult: float = 10.0
+    aspp_bias_lr_mult: float = 20.0            # ASPP biases also get no weight decay
+    weight_decay: float = 5.0e-4
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    crop_size: int = 321
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    hflip: bool = True
+    precision: str = "float32"                 # float32 | bfloat16 (autocast, CUDA only)
+    channels_last: bool = False                # CUDA only
+    checkpoint_every: int = 1000
+    log_every: int = 50
+
+
+@dataclass(frozen=True)
+class DeepLabEvalConfig:
+    """``eval_deeplab``: DeepLab predictions on ``split``, dense CRF, mIoU (or VOC test-server PNGs)."""
+
+    split: str | None = None                   # null = dataset.val_split; a split without GT (VOC test) gets no metrics
+    msc: bool = False                          # fuse deeplab.msc_scales by max, as in training
+    flip: bool = False                         # average the logits of the image and its mirror
+    crf: bool = True
+    crf_iterations: int = 10
+    crf_gaussian_w: float = 3.0
+    crf_gaussian_xy: float = 1.0
+    crf_bilateral_w: float = 4.0
+    crf_bilateral_xy: float = 67.0
+    crf_bilateral_rgb: float = 3.0
+    crf_workers: int = 4                       # CRF processes; 0 = in the main process
+    submission: bool = False                   # also write the VOC server tree (always for a split without GT)
+    voc_comp: str = "comp6"                    # comp5 (VOC data only) | comp6 (outside data, e.g. ImageNet)
+    model: str | None = None                   # evaluate this file, not deeplab/model.pth (ours or deeplab-pytorch)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``report``: the run's HTML summary ``report.html`` with its pictures under ``report/``."""
+
+    num_images: int = 6                        # images shown per split (eval split, val split)
+    images: tuple[str, ...] = ()               # show these eval-split ids instead of an even spread
+    thumb_size: int = 192                      # long side of the pictures, pixels (never upscaled)
+
+
+@dataclass(frozen=True)
+class IrnConfig:
+    """IRN refinement (Ahn et al. 2019, as QA-CLIMS uses it): ``cam_to_ir_label``, ``train_irn``,
+    ``make_sem_seg``, ``eval_sem_seg`` (DESIGN §5)."""
+
+    # cam_to_ir_label: confident foreground / background, each refined by a dense CRF
+    conf_fg_thres: float = 0.30
+    conf_bg_thres: float = 0.10
+    crf: bool = True
+    crf_t: int = 10
+    crf_gt_prob: float = 0.7
+    crf_gaussian_sxy: float = 3.0
+    crf_gaussian_compat: float = 3.0
+    crf_bilateral_sxy: float = 50.0
+    crf_bilateral_srgb: float = 5.0
+    crf_bilateral_compat: float = 10.0
+    workers: int = 4                           # CRF processes (0 = in the main process)
+    # train_irn
+    pretrained: str | None = "imagenet"        # imagenet | cam_baseline (the CAM classifier's backbone) | path | null
+    batch_size: int = 32
+    epochs: int = 3
+    max_steps: int | None = None
+    lr: float = 0.1                            # edge branch; the displacement branch gets 10×
+    weight_decay: float = 1.0e-4
+    momentum: float = 1.0e-4                   # IRN's PolyOptimizer quirk (DESIGN §4.8); 0.9 = fix
+    poly_power: float = 0.9
+    crop_size: int = 512
+    rescale: tuple[float, float] = (0.5, 1.5)
+    hflip: bool = True
+    radius_train: int = 10
+    checkpoint_every: int = 500
+    log_every: int = 50
+    # make_sem_seg: random walk from the stride-4 CAMs over the boundary map
+    radius_infer: int = 5
+    beta: float = 10.0
+    exp_times: int = 8
+    sem_seg_bg_thres: float = 0.20
+    walk_threads: int | None = None            # torch CPU threads for the walk (1 suits shared CPUs)
+
+
+@dataclass(frozen=True)
 class ToyConfig:
     """The generated toy world (DESIGN §6): made at ``dataset.root`` before the steps when ``generate``."""
 
@@ -178,7 +290,14 @@ class ToyConfig:
     image_size: tuple[int, int] = (128, 160)     # H, W
     scene_correlation: float = 0.85
     max_objects: int = 3
-    classes: Union[tuple[str, ...], None] = None  # XML class names; null = all 20
+    classes: tuple[str, ...] | None = None       # XML class names; null = all 20
+    layout: str = "voc"                          # voc (VOC2012 folder) | coco (COCO 2014 folder, dataset.name coco14)
+    # Write tiny randomly initialised BLIP (<dir>/blip) and CLIP (<dir>/clip) models here when absent:
+    # the smoke run exercises the real loading code with them (their answers are noise).
+    random_models_dir: str | None = None
+    # Train tiny BLIP VQA (<dir>/blip) and CLIP (<dir>/clip) models on the world's train images here
+    # (tool.toy_vlp; cached): the demo's QAPE and RITC then see sensible answers and region features.
+    vlp_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +316,11 @@ class Config:
     cam: CamConfig = field(default_factory=CamConfig)
     ritc: RitcConfig = field(default_factory=RitcConfig)
     make_cam: MakeCamConfig = field(default_factory=MakeCamConfig)
+    irn: IrnConfig = field(default_factory=IrnConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)
+    deeplab_eval: DeepLabEvalConfig = field(default_factory=DeepLabEvalConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,3 +92,50 @@ def collate_skip_none(batch: list) -> dict | None:
 def first_item(batch: list) -> dict | None:
     """Collation for batch size 1 that keeps variable-size items as they are."""
     return batch[0]
+
+
+class AffinityCrops(Dataset):
+    """IRN training samples: image and IR label, random rescale + flip + crop, affinity labels.
+
+    Items: ``{"name", "img": uint8 [3, C, C], "valid": uint8 [C, C], "bg_pos", "fg_pos", "neg": uint8
+    [n_dirs, n_src]}`` (affinity labels of the crop's IR label at stride 4, made by
+    ``net.path_index.affinity_labels``; uint8 to keep worker → main-process transfers small).
+    The label is padded with 255 (uncertain) outside the image, as IRN.
+    """
+
+    def __init__(self, ds, ids: list[str], label_dir, path_index, *, crop: int, rescale: tuple[float, float],
+                 hflip: bool, seed: int, skip_bad: bool = False):
+        self.ds, self.ids, self.label_dir, self.path_index = ds, list(ids), label_dir, path_index
+        self.crop, self.rescale, self.hflip = crop, rescale, hflip
+        self.seed, self.epoch, self.skip_bad = seed, 0, skip_bad
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict | None:
+        from net.path_index import affinity_labels, reduce_label
+        from tool.palette import load_label_png
+
+        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        if img is None:
+            return None
+        label = load_label_png(self.label_dir / f"{self.ids[i]}.png")
+        if label.shape != img.shape[:2]:
+            raise ValueError(f"{self.label_dir / (self.ids[i] + '.png')}: size {label.shape} differs from the image "
+                             f"{img.shape[:2]}; rerun cam_to_ir_label")
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        scale = rng.uniform(*self.rescale)                                       # IRN: random_scale
+        img, label = pil_rescale(img, scale, order=3), pil_rescale(label, scale, order=0)
+        if self.hflip and rng.random() < 0.5:
+            img, label = img[:, ::-1], label[:, ::-1]
+        box = random_crop_box(img.shape[:2], self.crop, rng)
+        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)   # [C, C]
+        img = crop_with_box(img, box, self.crop)                                  # [C, C, 3]
+        label = crop_with_box(label, box, self.crop, fill=255)                    # [C, C]
+        bg_pos, fg_pos, neg = affinity_labels(reduce_label(label, 4), self.path_index)   # [n_dirs, n_src] each
+        return {"name": self.ids[i], "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+                "valid": torch.from_numpy(valid), "bg_pos": bg_pos.to(torch.uint8), "fg_pos": fg_pos.to(torch.uint8),
+                "neg": neg.to(torch.uint8)}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tool.config import DatasetConfig
 
-DATASETS = ("voc12",)
+DATASETS = ("voc12", "coco14")
 
 
 def build_dataset(cfg: DatasetConfig, cache_dir: str | Path | None):
@@ -13,6 +13,9 @@ def build_dataset(cfg: DatasetConfig, cache_dir: str | Path | None):
     if cfg.name == "voc12":
         from voc12.dataset import VOC12
         return VOC12(cfg.root, cache_dir=cache_dir if cfg.label_cache else None)
+    if cfg.name == "coco14":
+        from coco14.dataset import COCO14
+        return COCO14(cfg.root, cache_dir=cache_dir if cfg.label_cache else None)
     raise ValueError(f"dataset.name: unknown dataset {cfg.name!r}; expected one of {DATASETS}")
 
 

@@ -25,7 +25,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return np.array(img.convert("RGB"), dtype=np.uint8)   # writable (pydensecrf needs it)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise BadImageError(f"{path}: cannot decode image ({e}); fix or remove it, "
                             "or set dataset.skip_bad_images: true to skip such images") from e

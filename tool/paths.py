@@ -78,6 +78,52 @@ class WorkPaths:
             return self.root / "cam_baseline" / "eval_cam.json"
         return self.root / "eval_cam.json"
 
+    @property
+    def ir_label_dir(self) -> Path:
+        """IR labels of cam_to_ir_label: ``ir_label/<id>.png`` (0 bg, 1..C class, 255 uncertain)."""
+        return self.root / "ir_label"
+
+    @property
+    def irn_model(self) -> Path:
+        return self.root / "irn" / "model.pth"
+
+    @property
+    def sem_seg_dir(self) -> Path:
+        """Pseudo masks of make_sem_seg: ``sem_seg/<id>.png`` (uint8 class indices)."""
+        return self.root / "sem_seg"
+
+    # DeepLab (steps train_deeplab, eval_deeplab)
+    @property
+    def deeplab_model(self) -> Path:
+        return self.root / "deeplab" / "model.pth"
+
+    def deeplab_pred_dir(self, tag: str = "") -> Path:
+        """Prediction PNGs: ``deeplab_pred/`` for ``dataset.val_split``, ``deeplab_pred_<split>/`` otherwise."""
+        return self.root / f"deeplab_pred{tag}"
+
+    def eval_deeplab_json(self, tag: str = "") -> Path:
+        return self.root / f"eval_deeplab{tag}.json"
+
+    @property
+    def eval_sem_seg_json(self) -> Path:
+        """Pseudo-mask quality (step eval_sem_seg): the shared metric schema."""
+        return self.root / "eval_sem_seg.json"
+
+    # run report (step report)
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_dir(self) -> Path:
+        """The report's pictures: ``report/*.png``."""
+        return self.root / "report"
+
+    @property
+    def voc_results_dir(self) -> Path:
+        """The VOC evaluation-server tree ``results/VOC2012/Segmentation/<comp>_<split>_cls/`` lives here."""
+        return self.root / "results"
+
 
 def _check_source(source: str) -> str:
     if source not in CAM_SOURCES:

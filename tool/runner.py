@@ -61,6 +61,11 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
             return done.get("metrics", {})
         log.info("step %s: configuration or inputs changed since its last run, rerunning", name)
     dist.barrier()
+    if ctx.is_main and marker.is_file():
+        # A rerun invalidates the old marker first: should it crash after deleting outputs, the next
+        # plain run must not skip the step on the strength of the old marker.
+        marker.unlink()
+    dist.barrier()
     log.info("step %s: start", name)
     t0 = time.time()
     ctx.force = force
@@ -117,7 +122,17 @@ def ensure_toy_world(cfg: Config) -> None:
         from tool.toy_world import generate_toy_world
         generate_toy_world(Path(cfg.dataset.root), seed=t.seed, num_train=t.num_train, num_val=t.num_val,
                            num_extra_aug=t.num_extra_aug, image_size=t.image_size, classes=t.classes,
-                           scene_correlation=t.scene_correlation, max_objects=t.max_objects)
+                           scene_correlation=t.scene_correlation, max_objects=t.max_objects, layout=t.layout)
+        if t.random_models_dir is not None:
+            from tool.tiny_models import write_tiny_blip, write_tiny_clip
+            models = Path(t.random_models_dir)
+            if not (models / "blip").is_dir():
+                write_tiny_blip(models / "blip", seed=t.seed)
+            if not (models / "clip" / "open_clip_config.json").is_file():   # written last
+                write_tiny_clip(models / "clip", seed=t.seed)
+        if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
+            from tool.toy_vlp import ToyVlpParams, ensure_toy_vlp
+            ensure_toy_vlp(Path(cfg.dataset.root), Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
     dist.barrier()
 
 

@@ -1,4 +1,4 @@
-"""A generated "toy world" in exact PASCAL VOC 2012 layout, for running the pipeline offline (DESIGN.md §6).
+"""A generated "toy world" in exact PASCAL VOC 2012 (or MS COCO 2014) layout, for running the pipeline offline.
 
 No real dataset can be downloaded on CI machines, so every step is tested on images drawn here with
 numpy + OpenCV. The folder written under ``root`` looks like ``VOCdevkit/VOC2012``::
@@ -22,6 +22,11 @@ image's scene is its first object's scene, so a plain CAM classifier can use the
 (activating rails for "train", water for "boat") -- the failure QA-CLIMS's background questions fix.
 The ``ToyMeta`` sidecars hold the answers a toy VQA model is trained on (sub-types and aliases answer
 "what kind of X", scene and things answer the background questions).
+
+``write_coco_layout`` (``--layout coco``) writes the same drawings in MS COCO 2014 layout instead:
+``train2014/``, ``val2014/`` JPEGs, ``annotations/instances_{train,val}2014.json`` (polygon / RLE
+segmentations with the COCO category ids of the VOC classes, a crowd annotation and images without
+annotations in each split) and ``mask/`` rendered from that JSON by ``tool.make_coco_masks``.
 
 Everything is a pure function of the seed and the parameters: image ``i`` draws from its own
 ``numpy.random.Generator`` seeded with ``(seed, i)``, so two runs write byte-identical files.
@@ -54,6 +59,8 @@ MARKER = "toy_world.json"
 # our own sub-folders) is an interrupted generation we may safely redo; anything else is user data.
 PARTIAL_MARKER = ".toy_world.partial.json"
 _OWN_DIRS = ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets", "ToyMeta")
+_COCO_OWN_DIRS = ("train2014", "val2014", "annotations", "mask", "lists", "ToyMeta")
+LAYOUTS = ("voc", "coco")
 
 SCENES: tuple[str, ...] = ("sky", "water", "railway", "grass", "road", "room")
 
@@ -130,7 +137,8 @@ SUBTYPES: dict[str, tuple[SubType, ...]] = {
               SubType("armchair", 1.0, ("red", "green", "blue"))),
     "cow": (SubType("dairy cow", 1.6, ("white",)), SubType("brown cow", 1.6, ("brown",)),
             SubType("bull", 1.55, ("black", "dark brown"))),
-    "diningtable": (SubType("wooden table", 1.7, ("brown", "tan")), SubType("round table", 1.3, ("dark brown", "white")),
+    "diningtable": (SubType("wooden table", 1.7, ("brown", "tan")),
+                    SubType("round table", 1.3, ("dark brown", "white")),
                     SubType("glass table", 1.7, ("light blue",))),
     "dog": (SubType("labrador", 1.45, ("golden",)), SubType("dalmatian", 1.45, ("white",)),
             SubType("dachshund", 2.0, ("brown",))),
@@ -1017,12 +1025,17 @@ class _Placed:
 
 @dataclass
 class ToyImage:
-    """One generated image: RGB [H, W, 3] uint8, VOC label [H, W] uint8, the XML text and the sidecar."""
+    """One generated image: RGB [H, W, 3] uint8, VOC label [H, W] uint8, the XML text and the sidecar.
+
+    ``instances`` int16 [H, W]: the index (in ``meta["objects"]``) of the object visible at each pixel,
+    -1 where none (the COCO layout's instance masks; no void border).
+    """
 
     image: np.ndarray
     label: np.ndarray
     xml: str
     meta: dict
+    instances: np.ndarray | None = None
 
 
 def _box_mask(p: _Placed, H: int, W: int) -> np.ndarray:
@@ -1164,7 +1177,7 @@ def render_image(image_id: str, index: int, *, seed: int, image_size: tuple[int,
     label[void] = 255
     meta = {"scene": scene_name, "objects": objects, "things": scene.things}
     xml = _annotation_xml(image_id, H, W, placed, boxes, parts, segmented)
-    return ToyImage(img, label, xml, meta)
+    return ToyImage(img, label, xml, meta, owner)
 
 
 def _tight_box(m: np.ndarray) -> list[int]:
@@ -1256,7 +1269,7 @@ def _params(seed: int, num_train: int, num_val: int, num_extra_aug: int, image_s
     }
 
 
-def _check_folder(root: Path, params: dict) -> dict | None:
+def _check_folder(root: Path, params: dict, own_dirs: Sequence[str] = _OWN_DIRS) -> dict | None:
     """The stored summary when ``root`` already holds this world; an error when it holds anything else."""
     marker = root / MARKER
     if marker.exists():
@@ -1272,7 +1285,7 @@ def _check_folder(root: Path, params: dict) -> dict | None:
         partial = root / PARTIAL_MARKER
         ours = partial.exists() and read_json(partial).get("params") == params
         # our own atomic-write temp files (".toy_world.*") may be left by a killed run
-        foreign = [e.name for e in root.iterdir() if e.name not in _OWN_DIRS and not e.name.startswith(".toy_world.")]
+        foreign = [e.name for e in root.iterdir() if e.name not in own_dirs and not e.name.startswith(".toy_world.")]
         if not ours or foreign:
             raise FileExistsError(
                 f"{root} is not empty and holds no toy world with these parameters ({MARKER} missing); "
@@ -1284,8 +1297,10 @@ def _check_folder(root: Path, params: dict) -> dict | None:
 def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int = 80, num_val: int = 20,
                        num_extra_aug: int = 40, image_size: Sequence[int] = (128, 160),
                        classes: Sequence[str] | None = None, scene_correlation: float = 0.85,
-                       max_objects: int = 3, void_width: int | None = None) -> dict:
+                       max_objects: int = 3, void_width: int | None = None, layout: str = "voc") -> dict:
     """Write a toy world in VOC 2012 layout under ``root`` and return its summary (see module docstring).
+
+    ``layout="coco"`` writes the same drawings in COCO 2014 layout instead (``write_coco_layout``).
 
     Ids are ``toy_000001``...: first the ``num_train`` train images, then ``num_val`` val images, then
     ``num_extra_aug`` extra (SBD-like: XML + JPEG, no SegmentationClass PNG) images; ``train_aug.txt`` is
@@ -1295,6 +1310,12 @@ def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int
     Idempotent: when ``root/toy_world.json`` holds the same parameters nothing is written and the stored
     summary is returned; other parameters, or a non-empty folder that is not ours, raise FileExistsError.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"toy world: layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "coco":
+        return write_coco_layout(root, seed=seed, num_train=num_train, num_val=num_val, num_extra_aug=num_extra_aug,
+                                 image_size=image_size, classes=classes, scene_correlation=scene_correlation,
+                                 max_objects=max_objects, void_width=void_width)
     root = Path(root)
     params = _params(seed, num_train, num_val, num_extra_aug, image_size, classes, scene_correlation, max_objects,
                      void_width)
@@ -1316,10 +1337,7 @@ def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int
         t = render_image(image_id, i, seed=params["seed"], image_size=(H, W), classes=params["classes"],
                          scene_correlation=params["scene_correlation"], max_objects=params["max_objects"],
                          void_width=params["void_width"], segmented=i < n_seg)
-        ok, jpg = cv2.imencode(".jpg", t.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])  # cv2 wants BGR
-        if not ok:
-            raise RuntimeError(f"toy world: JPEG encoding failed for {image_id}")
-        write_bytes(root / "JPEGImages" / f"{image_id}.jpg", jpg.tobytes())
+        write_bytes(root / "JPEGImages" / f"{image_id}.jpg", _jpeg(t.image, image_id))
         write_text(root / "Annotations" / f"{image_id}.xml", t.xml)
         if i < n_seg:
             save_label_png(root / "SegmentationClass" / f"{image_id}.png", t.label)
@@ -1349,6 +1367,191 @@ def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int
     return summary
 
 
+def _jpeg(image: np.ndarray, image_id: str) -> bytes:
+    """JPEG bytes (quality 95) of an RGB [H, W, 3] uint8 image."""
+    ok, jpg = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])  # cv2 wants BGR
+    if not ok:
+        raise RuntimeError(f"toy world: JPEG encoding failed for {image_id}")
+    return jpg.tobytes()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the same drawings in COCO 2014 layout
+# ----------------------------------------------------------------------------------------------------
+
+
+def render_empty_image(index: int, *, seed: int, image_size: tuple[int, int]) -> ToyImage:
+    """A scene without objects (a COCO image without annotations): a pure function of ``(seed, index)``."""
+    H, W = image_size
+    rng = np.random.default_rng([seed, index])
+    scene_name = str(rng.choice(SCENES))
+    scene = _SCENE_DRAW[scene_name](H, W, rng)
+    img = np.clip(scene.img + rng.normal(0, 2.5, scene.img.shape).astype(np.float32), 0, 255).astype(np.uint8)
+    return ToyImage(img, np.zeros((H, W), np.uint8), "", {"scene": scene_name, "objects": [], "things": scene.things},
+                    np.full((H, W), -1, np.int16))
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE of a bool/uint8 [H, W] mask: ``{"size": [H, W], "counts": [...]}``.
+
+    Runs over the column-major (Fortran-order) pixels, alternating 0s and 1s, starting with 0s.
+    """
+    flat = np.asarray(mask, np.uint8).flatten(order="F")                 # [H * W] column-major
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def mask_segmentation(mask: np.ndarray) -> list[list[float]] | dict:
+    """COCO segmentation of a non-empty bool [H, W] mask: polygons when they reproduce it exactly, else RLE.
+
+    Contours are traced on the mask upsampled 2x, so their vertices lie on pixel edges, and pycocotools
+    rasterises them back to exactly the mask; a mask with a hole (a ring) cannot be a polygon union and
+    becomes a compressed RLE (``counts`` a string), which pycocotools reads as well.
+    """
+    from pycocotools import mask as mask_utils
+
+    from tool.make_coco_masks import ann_to_mask
+
+    H, W = mask.shape
+    up = cv2.resize(mask.astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = [((c.reshape(-1, 2) + 0.5) / 2).reshape(-1).tolist() for c in contours if len(c) >= 3]  # [2P] x, y
+    if polys and np.array_equal(ann_to_mask(polys, H, W) > 0, mask):
+        return polys
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
+
+
+def _coco_annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, crowd: bool) -> dict:
+    from pycocotools import mask as mask_utils
+
+    from tool.make_coco_masks import ann_to_rle
+
+    H, W = mask.shape
+    seg = uncompressed_rle(mask) if crowd else mask_segmentation(mask)
+    rle = ann_to_rle(seg, H, W)
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": seg,
+            "area": float(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            "iscrowd": int(crowd)}
+
+
+def write_coco_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int = 80, num_val: int = 20,
+                      num_extra_aug: int = 40, image_size: Sequence[int] = (128, 160),
+                      classes: Sequence[str] | None = None, scene_correlation: float = 0.85, max_objects: int = 3,
+                      void_width: int | None = None, num_empty: int = 1, masks: bool = True) -> dict:
+    """Write the toy world in MS COCO 2014 layout under ``root`` and return its summary.
+
+    The drawings are those of ``generate_toy_world`` with the same parameters: drawing ``i`` (VOC id
+    ``toy_{i+1:06d}``) becomes COCO image id ``i + 1``, in ``train2014/`` for the train and extra
+    drawings and in ``val2014/`` for the val ones (JPEG bytes identical to the VOC layout's)::
+
+        train2014/COCO_train2014_<12-digit id>.jpg   val2014/COCO_val2014_<12-digit id>.jpg
+        annotations/instances_{train,val}2014.json   all 80 COCO categories; one annotation per visible
+                                                     object (COCO category id of its VOC class, ``VOC_TO_COCO``),
+                                                     polygons (RLE when a polygon cannot be exact)
+        mask/{train2014,val2014}/<id>.png            GT rendered from the JSON by tool.make_coco_masks (``masks``)
+        ToyMeta/<stem>.json                          as in the VOC layout; objects' ``class_name`` is the COCO
+                                                     name, plus their ``category_id``
+        toy_world.json                               parameters and counts, written last
+
+    Each split also gets ``num_empty`` scenes without objects and without annotations (ids after the
+    drawings'), and one crowd annotation: the last object of the split's first image with >= 2 objects
+    (else its first annotation) is written ``iscrowd: 1`` with an uncompressed RLE, as COCO writes crowds.
+    Idempotent like ``generate_toy_world``.
+    """
+    from coco14.dataset import CATEGORIES, VOC_TO_COCO
+
+    if int(num_empty) != num_empty or num_empty < 0:
+        raise ValueError(f"toy world: num_empty must be an integer >= 0, got {num_empty!r}")
+    root = Path(root)
+    params = {**_params(seed, num_train, num_val, num_extra_aug, image_size, classes, scene_correlation,
+                        max_objects, void_width), "layout": "coco", "num_empty": int(num_empty), "masks": bool(masks)}
+    stored = _check_folder(root, params, _COCO_OWN_DIRS)
+    if stored is not None:
+        log.info("toy world: %s already generated with these parameters", root)
+        return stored
+    write_json(root / PARTIAL_MARKER, {"params": params})
+
+    H, W = params["image_size"]
+    n_seg = params["num_train"] + params["num_val"]
+    total = n_seg + params["num_extra_aug"]
+    # (drawing index, release split, empty); ascending ids within each split
+    plan = [(i, "val2014" if params["num_train"] <= i < n_seg else "train2014", False) for i in range(total)]
+    plan += [(total + k, "train2014", True) for k in range(num_empty)]
+    plan += [(total + num_empty + k, "val2014", True) for k in range(num_empty)]
+    plan.sort(key=lambda p: (p[1], p[0]))
+    coco_name = {cid: name for cid, name, _ in CATEGORIES}
+    files: dict[str, dict[str, list]] = {b: {"images": [], "annotations": []} for b in ("train2014", "val2014")}
+    first_ann: dict[str, tuple[int, np.ndarray]] = {}   # split -> (position, mask) of its first annotation
+    has_crowd = dict.fromkeys(files, False)
+    class_images: dict[str, int] = {coco_name[VOC_TO_COCO[c]]: 0 for c in params["classes"]}
+    scenes = dict.fromkeys(SCENES, 0)
+    ann_id = n_objects = correlated = 0
+    for index, base, empty in plan:
+        coco_id = index + 1
+        stem = f"COCO_{base}_{coco_id:012d}"
+        if empty:
+            t = render_empty_image(index, seed=params["seed"], image_size=(H, W))
+        else:
+            t = render_image(stem, index, seed=params["seed"], image_size=(H, W), classes=params["classes"],
+                             scene_correlation=params["scene_correlation"], max_objects=params["max_objects"],
+                             void_width=params["void_width"], segmented=True)
+            correlated += t.meta["scene"] in CLASS_SCENES[t.meta["objects"][0]["class"]]
+        write_bytes(root / base / f"{stem}.jpg", _jpeg(t.image, stem))
+        files[base]["images"].append({"id": coco_id, "file_name": f"{stem}.jpg", "height": H, "width": W})
+        objects = t.meta["objects"]
+        crowd_at = len(objects) - 1 if len(objects) >= 2 and not has_crowd[base] else -1
+        for j, obj in enumerate(objects):
+            ann_id += 1
+            cid = VOC_TO_COCO[obj["class"]]
+            obj.update(class_name=coco_name[cid], category_id=cid)
+            assert t.instances is not None
+            mask = t.instances == j
+            files[base]["annotations"].append(_coco_annotation(ann_id, coco_id, cid, mask, j == crowd_at))
+            first_ann.setdefault(base, (len(files[base]["annotations"]) - 1, mask))
+        has_crowd[base] |= crowd_at >= 0
+        write_json(root / "ToyMeta" / f"{stem}.json", t.meta)
+        for name in sorted({o["class_name"] for o in objects}):
+            class_images[name] += 1
+        scenes[t.meta["scene"]] += 1
+        n_objects += len(objects)
+    for base, (pos, mask) in first_ann.items():
+        if not has_crowd[base]:  # no image with two objects: the split's first annotation becomes its crowd
+            a = files[base]["annotations"][pos]
+            files[base]["annotations"][pos] = _coco_annotation(a["id"], a["image_id"], a["category_id"], mask, True)
+    categories = [{"supercategory": sup, "id": cid, "name": name} for cid, name, sup in CATEGORIES]
+    for base, f in files.items():
+        write_json(root / "annotations" / f"instances_{base}.json",
+                   {"info": {"description": "QA-CLIMS toy world in COCO 2014 layout (tool.toy_world)",
+                             "version": str(GENERATOR_VERSION), "year": 2014},
+                    "licenses": [], "images": f["images"], "annotations": f["annotations"],
+                    "categories": categories}, indent=None)
+    if params["masks"]:
+        from tool.make_coco_masks import make_masks
+        make_masks(root, progress=False)
+
+    def annotated(base: str) -> int:
+        return len({a["image_id"] for a in files[base]["annotations"]})
+
+    summary = {
+        "generator": "tool.toy_world", "params": params,
+        "counts": {"train": annotated("train2014"), "val": annotated("val2014"),
+                   "train_all": len(files["train2014"]["images"]), "val_all": len(files["val2014"]["images"]),
+                   "images": len(plan), "objects": n_objects, "annotations": ann_id,
+                   "crowd": sum(a["iscrowd"] for f in files.values() for a in f["annotations"])},
+        "class_images": class_images, "scenes": scenes,
+        "scene_on_first_object": correlated / total,
+    }
+    write_json(root / MARKER, summary)  # last: the completion marker
+    (root / PARTIAL_MARKER).unlink()
+    log.info("toy world (COCO layout): wrote %d images (%d train2014, %d val2014) to %s", len(plan),
+             summary["counts"]["train_all"], summary["counts"]["val_all"], root)
+    return summary
+
+
 def read_toy_meta(root: str | os.PathLike, image_id: str) -> dict:
     """The ``ToyMeta/<id>.json`` sidecar of one image: scene, objects (class, sub-type, bbox, colour), things."""
     path = Path(root) / "ToyMeta" / f"{image_id}.json"
@@ -1358,9 +1561,10 @@ def read_toy_meta(root: str | os.PathLike, image_id: str) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m tool.toy_world --out DIR --seed 0 --num-train N --num-val N --num-extra-aug N --size H W``."""
+    """CLI: ``python -m tool.toy_world --out DIR --seed 0 --num-train N --num-val N --num-extra-aug N --size H W
+    [--layout voc|coco] [--num-empty N]``."""
     ap = argparse.ArgumentParser(prog="python -m tool.toy_world", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="the VOC2012-like folder to write")
+    ap.add_argument("--out", required=True, help="the VOC2012-like (or COCO-like, --layout coco) folder to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-train", type=int, default=80)
     ap.add_argument("--num-val", type=int, default=20)
@@ -1370,14 +1574,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scene-correlation", type=float, default=0.85)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--void-width", type=int, default=None)
+    ap.add_argument("--layout", default="voc", choices=LAYOUTS, help="VOC 2012 (default) or MS COCO 2014 layout")
+    ap.add_argument("--num-empty", type=int, default=1,
+                    help="COCO layout: images without annotations per split (default 1)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    common = {"seed": args.seed, "num_train": args.num_train, "num_val": args.num_val,
+              "num_extra_aug": args.num_extra_aug, "image_size": tuple(args.size), "classes": classes,
+              "scene_correlation": args.scene_correlation, "max_objects": args.max_objects,
+              "void_width": args.void_width}
     try:
-        summary = generate_toy_world(args.out, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                                     num_extra_aug=args.num_extra_aug, image_size=tuple(args.size), classes=classes,
-                                     scene_correlation=args.scene_correlation, max_objects=args.max_objects,
-                                     void_width=args.void_width)
+        if args.layout == "coco":
+            summary = write_coco_layout(args.out, num_empty=args.num_empty, **common)
+        else:
+            summary = generate_toy_world(args.out, **common)
     except (FileExistsError, ValueError) as e:  # a user error: the message says what to do
         log.error("%s", e)
         return 2

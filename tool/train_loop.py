@@ -8,6 +8,7 @@ optimizer and ``loss_fn(batch) -> {"loss": total, <named terms>...}``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -60,17 +61,34 @@ def _after_step(step: int) -> None:
     """Called after every optimiser step; tests replace it to simulate a crash."""
 
 
+def _micro_batches(batch: dict, n: int) -> list[dict]:
+    """``batch`` cut into ``n`` near-equal, non-empty micro-batches along dim 0 (tensors and lists).
+
+    ``[batch]`` itself for n = 1. A batch shortened by skipped images may give fewer parts.
+    """
+    if n == 1:
+        return [batch]
+    size = len(next(iter(batch.values())))
+    bounds = [round(i * size / n) for i in range(n + 1)]
+    return [{k: v[a:b] for k, v in batch.items()} for a, b in itertools.pairwise(bounds) if b > a]
+
+
 def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[dict], dict[str, torch.Tensor]], batch_size: int, epochs: int,
         max_steps: int | None, poly_power: float, ckpt_path: Path, final_path: Path, digest: str,
         seed: int, num_workers: int, collate_fn: Callable | None = None, checkpoint_every: int = 500,
-        log_every: int = 50, scaler: torch.amp.GradScaler | None = None) -> dict:
+        log_every: int = 50, scaler: torch.amp.GradScaler | None = None, accum_steps: int = 1) -> dict:
     """Train ``model`` and save its state dict to ``final_path``; resume from ``ckpt_path`` if present.
 
     The number of optimiser steps is (len(dataset) // (batch_size · world_size)) · epochs, capped by
     ``max_steps``; the lr of every param group follows ``poly_lr`` of the global step.
+    ``accum_steps`` > 1 splits each batch of ``batch_size`` into that many micro-batches whose
+    gradients (of loss / accum_steps) are accumulated before the one optimiser step: the same step
+    with less memory. The logged terms are the mean over the micro-batches.
     Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds"}.
     """
+    if accum_steps < 1 or batch_size % accum_steps:
+        raise ValueError(f"{name}: accum_steps {accum_steps} must be >= 1 and divide the batch size {batch_size}")
     sampler = ResumableSampler(len(dataset), batch_size, seed)
     steps_per_epoch = sampler.per_rank // batch_size
     if steps_per_epoch == 0:
@@ -105,19 +123,28 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
             if batch is None:   # every image of the batch was unreadable and skipped
                 continue
             set_poly_lr(optimizer, step, max_step, poly_power)
-            losses = loss_fn(batch)
-            loss = losses["loss"]
-            if not torch.isfinite(loss.detach()):
-                bad = {k: float(v) for k, v in losses.items()}
-                raise NonFiniteLoss(f"{name}: non-finite loss at step {step} (terms {bad}); lower the lr or "
-                                    f"check the inputs; the last checkpoint is {ckpt_path}")
             optimizer.zero_grad(set_to_none=True)
+            losses: dict[str, torch.Tensor] = {}
+            parts = _micro_batches(batch, accum_steps)
+            for i, part in enumerate(parts):
+                # DDP: reduce gradients once, on the last micro-batch
+                sync = i == len(parts) - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    terms = loss_fn(part)
+                    loss = terms["loss"]
+                    if not torch.isfinite(loss.detach()):
+                        bad = {k: float(v) for k, v in terms.items()}
+                        raise NonFiniteLoss(f"{name}: non-finite loss at step {step} (terms {bad}); lower the lr or "
+                                            f"check the inputs; the last checkpoint is {ckpt_path}")
+                    if len(parts) > 1:
+                        loss = loss / len(parts)
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                for k, v in terms.items():
+                    losses[k] = losses.get(k, 0.0) + v.detach() / len(parts)
             if scaler is not None:
-                scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
                 optimizer.step()
             step += 1
             for k, v in losses.items():

@@ -1,0 +1,214 @@
+"""Frozen CLIP (open_clip) for RITC and the QAPE text features (paper §3.3, Eq. 3–4).
+
+:func:`load_clip` accepts what an open_clip user would write:
+
+- a built-in architecture and a weight tag or checkpoint file: ``("ViT-L-14", "openai")``,
+  ``("ViT-B-16", "/ckpt/ovseg_clip_l_9a1909.pth")``;
+- a model folder in the hf-hub layout (``open_clip_config.json`` + ``open_clip_model.safetensors``,
+  what ``huggingface-cli download`` of an open_clip repo gives; ``pretrained`` unused) — also
+  spelled ``local-dir:<folder>``; :func:`tool.tiny_models.write_tiny_clip` writes one;
+- ``hf-hub:org/repo`` (from the HF cache or the network);
+- a JSON architecture file (``{"embed_dim", "vision_cfg", "text_cfg"}``) plus a checkpoint file in
+  ``pretrained``.
+
+The model is frozen (no parameter requires grad) and in eval mode; gradients still flow to its
+*inputs*, which is what RITC needs. :func:`encode_texts` gives the L2-normalised text features
+(Eq. 3–4 ``f_t``); :func:`clip_id` names the cached text-feature file.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+_LOCAL_DIR = "local-dir:"
+_HF_HUB = "hf-hub:"
+_FILE_SUFFIXES = (".json", ".pt", ".pth", ".bin", ".safetensors", ".npz")
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """A loaded CLIP and what its users need besides the module.
+
+    model: open_clip ``CLIP`` (frozen, eval); ``model.encode_image(x [N, 3, S, S])`` -> [N, D],
+    ``model.encode_text(tokens [T, C])`` -> [T, D] (both unnormalised).
+    tokenizer: ``tokenizer(list[str]) -> LongTensor [T, context_length]``.
+    image_size: S, the input side the image tower expects. mean / std: its pixel normalisation
+    (RGB, for pixels in [0, 1]). embed_dim: D. id: :func:`clip_id` of the source.
+    """
+
+    model: torch.nn.Module
+    tokenizer: Callable[..., torch.Tensor]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embed_dim: int
+    id: str
+
+
+def clip_id(model_name: str, pretrained: str | None = None) -> str:
+    """A filename-safe id of a CLIP source, e.g. ``ViT-L-14_openai`` or ``tiny_clip-1a2b3c4d``.
+
+    Tags keep their readable name; a path is reduced to its last component plus 8 hex digits of a
+    hash of the path as given, so two different checkpoints never share a feature file.
+    """
+    def part(s: str) -> str:
+        schema = next((p for p in (_LOCAL_DIR, _HF_HUB) if s.startswith(p)), "")
+        body = s[len(schema):]
+        if not schema and not os.path.exists(body) and re.fullmatch(r"[A-Za-z0-9_-]+/\d+", body):
+            body = body.replace("/", "-")  # OpenAI spelling "ViT-L/14" of open_clip's "ViT-L-14"
+        is_path = (schema == _LOCAL_DIR or "/" in body or "\\" in body or os.path.exists(body)
+                   or Path(body).suffix in _FILE_SUFFIXES)
+        if is_path:
+            stem = Path(body.rstrip("/\\")).stem or "model"
+            body = f"{stem}-{hashlib.sha1(s.encode('utf-8')).hexdigest()[:8]}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", body).strip("-.") or "model"
+
+    name = part(model_name)
+    if pretrained and not _is_model_folder(model_name):
+        name = f"{name}_{part(pretrained)}"
+    return name
+
+
+def _is_model_folder(model_name: str) -> bool:
+    """True when ``model_name`` names a whole model (schema or folder), so ``pretrained`` is unused."""
+    if model_name.startswith((_LOCAL_DIR, _HF_HUB)):
+        return True
+    if model_name.endswith(".json") or re.fullmatch(r"[A-Za-z0-9_-]+/\d+", model_name):
+        return False  # an architecture file, or the OpenAI spelling "ViT-L/14"
+    return Path(model_name).expanduser().is_dir() or "/" in model_name or model_name.startswith(("~", "."))
+
+
+def _missing(config_key: str, what: str, detail: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{config_key}: {what}. {detail} On a machine with internet, fetch the weights (e.g. "
+        "`python -c \"import open_clip; open_clip.create_model('ViT-L-14', pretrained='openai')\"` fills "
+        "open_clip's cache, or `huggingface-cli download <org/repo> --local-dir <folder>` for an open_clip hub "
+        f"repo), copy them here and set {config_key}.model / {config_key}.pretrained to the folder or file."
+    )
+
+
+def load_clip(
+    model_name: str,
+    pretrained: str | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    config_key: str = "clip",
+    force_quick_gelu: bool = False,
+) -> ClipModel:
+    """Load a frozen open_clip model (see the module docstring for the accepted sources).
+
+    Missing weights raise ``FileNotFoundError`` naming ``{config_key}.model`` / ``.pretrained``.
+    OpenAI weight tags were trained with QuickGELU: when the tag says so and the architecture does
+    not (``ViT-L-14`` + ``openai``), QuickGELU is forced — open_clip itself only warns.
+    """
+    import open_clip
+
+    name = os.fspath(model_name)
+    pretrained = os.fspath(pretrained) if pretrained else None
+    cid = clip_id(name, pretrained)  # from the values as configured, as callers compute it
+    quick_gelu = force_quick_gelu
+    kwargs: dict = {}
+
+    if _is_model_folder(name) and not name.startswith(_HF_HUB):
+        folder = Path(name.removeprefix(_LOCAL_DIR)).expanduser()
+        if not folder.is_dir():
+            raise _missing(f"{config_key}.model", f"no such CLIP model folder {str(folder)!r}", "")
+        if not (folder / "open_clip_config.json").is_file():
+            raise _missing(f"{config_key}.model", f"{str(folder)!r} has no open_clip_config.json",
+                           "A CLIP model folder holds open_clip_config.json and open_clip_model.safetensors.")
+        weights = [p for ext in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(ext)]
+        if not weights:
+            # open_clip would only warn and return a randomly initialised model.
+            raise _missing(f"{config_key}.model", f"no weights (*.safetensors / *.bin / *.pth) in {str(folder)!r}", "")
+        if pretrained:
+            log.warning("%s.pretrained=%r is ignored: the weights come from the folder %s",
+                        config_key, pretrained, folder)
+        source = f"{_LOCAL_DIR}{folder}"
+    elif name.startswith(_HF_HUB):
+        source = name
+    else:
+        if name.endswith(".json"):
+            config_file = Path(name).expanduser()
+            if not config_file.is_file():
+                raise _missing(f"{config_key}.model", f"architecture file {name!r} not found", "")
+            # Registers the architecture under the file's stem in open_clip's config registry.
+            open_clip.add_model_config(config_file)
+            name = config_file.stem
+        name = name.replace("/", "-")  # OpenAI spelling "ViT-L/14" -> open_clip's "ViT-L-14"
+        if name not in open_clip.list_models():
+            raise ValueError(
+                f"{config_key}.model={model_name!r}: not an open_clip architecture, model folder or .json config "
+                f"(built-in names look like 'ViT-L-14'; see open_clip.list_models())"
+            )
+        if not pretrained:
+            raise _missing(f"{config_key}.pretrained", f"no weights given for {name!r}",
+                           "A frozen CLIP needs trained weights: a tag such as 'openai' or a checkpoint file.")
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        if tag_cfg:
+            quick_gelu = quick_gelu or bool(tag_cfg.get("quick_gelu", False))
+        elif not Path(pretrained).expanduser().is_file():
+            raise _missing(f"{config_key}.pretrained", f"{pretrained!r} is neither a weight tag of {name!r} nor a file",
+                           f"Known tags: {open_clip.list_pretrained_tags_by_model(name)}.")
+        else:
+            pretrained = str(Path(pretrained).expanduser())
+        source = name
+        kwargs["pretrained"] = pretrained
+
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(
+            source, device=device, force_quick_gelu=quick_gelu, **kwargs
+        )
+    except (RuntimeError, OSError) as e:
+        what = f"could not load CLIP {model_name!r} / {pretrained!r} ({e})"
+        raise _missing(f"{config_key}.pretrained", what, "") from e
+    tokenizer = open_clip.get_tokenizer(source)
+    model = model.eval().requires_grad_(False)
+
+    pp = open_clip.get_model_preprocess_cfg(model)
+    size = pp["size"]
+    image_size = int(size if isinstance(size, int) else size[0])
+    with torch.no_grad():
+        embed_dim = int(model.encode_text(tokenizer([""]).to(device)).shape[-1])
+    log.info("loaded CLIP %s (image %d px, embed dim %d, quick_gelu=%s)", cid, image_size, embed_dim, quick_gelu)
+    return ClipModel(
+        model=model, tokenizer=tokenizer, image_size=image_size,
+        mean=tuple(float(v) for v in pp["mean"]), std=tuple(float(v) for v in pp["std"]),
+        embed_dim=embed_dim, id=cid,
+    )
+
+
+@torch.no_grad()
+def encode_texts(
+    model: torch.nn.Module,
+    tokenizer: Callable[..., torch.Tensor],
+    texts: Sequence[str],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """CLIP text features of ``texts``: fp32 ``[T, D]``, each row L2-normalised (Eq. 3–4 ``f_t``).
+
+    ``texts`` are encoded as given (wrap answers with ``tool.qape_text.prompt_text`` first).
+    Returns ``[0, D]`` for an empty list.
+    """
+    if batch_size < 1:
+        raise ValueError(f"text feature batch_size must be >= 1, got {batch_size}")
+    texts = list(texts)
+    if not texts:
+        d = model.encode_text(tokenizer([""]).to(device)).shape[-1]
+        return torch.zeros(0, d, dtype=torch.float32)
+    feats = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(texts[start:start + batch_size]).to(device)  # [B, C]
+        feats.append(F.normalize(model.encode_text(tokens).float(), dim=-1).cpu())  # [B, D]
+    return torch.cat(feats)  # [T, D]

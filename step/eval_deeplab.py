@@ -1,0 +1,198 @@
+"""Step 12, ``eval_deeplab``: DeepLab predictions, dense CRF and mIoU on the validation split (DESIGN §3, §5).
+
+Reads: ``deeplab/model.pth`` (or ``deeplab_eval.model``: ours or a deeplab-pytorch DeepLabV2) and the
+images (and GT masks) of ``deeplab_eval.split`` (default ``dataset.val_split``).
+Writes: ``deeplab_pred/<id>.png`` (VOC-paletted class indices; ``deeplab_pred_<split>/`` for another
+split) and ``eval_deeplab.json`` (``eval_deeplab_<split>.json``): the shared metric schema. A split
+without GT (VOC ``test``) gets no metrics but the evaluation-server tree
+``results/VOC2012/Segmentation/<comp>_<split>_cls/<id>.png`` and its archive
+``results_<comp>_<split>.tar.gz``.
+
+Inference on the whole image, single scale or MSC (max over 1.0 / 0.75 / 0.5), optionally with the
+mirror image; logits upsampled bilinearly to the image size, softmax. The dense CRF (deeplab-pytorch's
+settings) runs in a worker pool on the raw uint8 image. deeplab-pytorch's ``main.py`` feeds the CRF
+the mean-subtracted image cast to uint8, which wraps negative values; we do not. Per-image resume:
+existing PNGs are reused and counted. The confusion matrix is accumulated image by image.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from net.deeplab import load_trained, normalize_input, predict_logits
+from step.train_deeplab import autocast, build_model
+from tool import dist
+from tool.config import Config, DeepLabEvalConfig
+from tool.crf import crf_inference_prob
+from tool.data import first_item
+from tool.datasets import build_dataset, class_names_with_bg
+from tool.io import write_json
+from tool.metrics import confusion, metric_record
+from tool.palette import load_label_png, save_label_png
+from tool.runner import prepare_output_dir, step_digest
+from tool.runtime import Context
+from tool.seg_data import SegImages
+from tool.voc_submission import archive_submission, image_size, write_submission
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "deeplab", "deeplab_eval")
+INPUTS = ("train_deeplab",)
+
+
+def crf_params(e: DeepLabEvalConfig) -> dict:
+    """Keyword arguments of ``tool.crf.crf_inference_prob`` from the config."""
+    return {"t": e.crf_iterations, "gaussian_w": e.crf_gaussian_w, "gaussian_xy": e.crf_gaussian_xy,
+            "bilateral_w": e.crf_bilateral_w, "bilateral_xy": e.crf_bilateral_xy,
+            "bilateral_rgb": e.crf_bilateral_rgb}
+
+
+def finish_image(job: dict) -> np.ndarray | None:
+    """Turn one image's network output into its prediction PNG; runs in the CRF worker pool.
+
+    ``job``: ``out`` (PNG path), ``gt`` (GT PNG path or None), ``num_classes``, and either ``pred``
+    (uint8 [H, W], no CRF) or ``probs`` (float32 [K, H, W]) with ``img`` (the decoded uint8 RGB
+    image [H, W, 3]) and ``crf`` (its parameters). Returns the confusion [K, K] against the GT, or None.
+    """
+    pred = job.get("pred")
+    if pred is None:
+        probs = crf_inference_prob(job["img"], job["probs"], **job["crf"])     # [K, H, W] marginals
+        pred = probs.argmax(axis=0).astype(np.uint8)
+    save_label_png(job["out"], pred)
+    if job["gt"] is None:
+        return None
+    return confusion(pred, load_label_png(job["gt"]), job["num_classes"])
+
+
+def split_has_gt(ds, split: str, ids: list[str]) -> bool:
+    """True when every image of ``split`` has a GT mask, False when none has; a mix is an error."""
+    have = [ds.has_gt(i) for i in ids]
+    if all(have):
+        return True
+    if not any(have):
+        return False
+    missing = [i for i, h in zip(ids, have) if not h]
+    raise FileNotFoundError(f"deeplab_eval.split {split!r}: {len(missing)} of {len(ids)} images have no GT mask, "
+                            f"e.g. {missing[:3]}; evaluate a split with GT for all images (or for none, as VOC test)")
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    c, e = cfg.deeplab, cfg.deeplab_eval
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = e.split or cfg.dataset.val_split
+    tag = "" if split == cfg.dataset.val_split else f"_{split}"
+    ids = ds.ids(split)
+    has_gt = split_has_gt(ds, split, ids)
+    submission = e.submission or (not has_gt and ds.name == "voc12")
+    if e.submission and ds.name != "voc12":
+        raise ValueError(f"deeplab_eval.submission: the evaluation-server layout is VOC's; dataset.name is {ds.name!r}")
+    num_classes = ds.num_classes + 1
+    out_dir = prepare_output_dir(ctx.paths.deeplab_pred_dir(tag), step_digest("eval_deeplab", cfg, ctx), ctx.force,
+                                 "*.png")
+
+    model_path = e.model or ctx.paths.deeplab_model
+    model = build_model(cfg, num_classes)
+    load_trained(model, model_path, "deeplab_eval.model" if e.model else "train_deeplab")
+    channels_last = c.channels_last and ctx.device.type == "cuda"
+    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+
+    mine = dist.shard(ids)
+    todo = [i for i in mine if not (out_dir / f"{i}.png").is_file()]
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    if has_gt:    # predictions kept from an interrupted run count without being recomputed
+        for i in sorted(set(mine) - set(todo)):
+            conf += confusion(load_label_png(out_dir / f"{i}.png"), ds.load_gt(i), num_classes)
+    log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
+             ctx.rank, "MSC" if e.msc else "single scale", " + flip" if e.flip else "",
+             f"on ({e.crf_workers} workers)" if e.crf else "off", out_dir)
+    loader = DataLoader(SegImages(ds, todo, skip_bad=cfg.dataset.skip_bad_images), batch_size=1, shuffle=False,
+                        num_workers=cfg.num_workers, collate_fn=first_item)
+    crf = crf_params(e) if e.crf else None
+    # spawn: the workers only run numpy/pydensecrf; never fork a process that may hold CUDA or OpenMP state
+    pool = multiprocessing.get_context("spawn").Pool(e.crf_workers) if crf and e.crf_workers > 0 else None
+    pending: deque = deque()
+    t0, done, skipped = time.time(), 0, 0
+    try:
+        for item in tqdm(loader, desc="eval_deeplab", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+            if item is None:
+                skipped += 1
+                continue
+            img = item["img"]                                                     # uint8 [H, W, 3]
+            x = normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None].to(ctx.device), None,
+                                c.pretrained_format)                              # [1, 3, H, W]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(c, ctx.device):
+                logits = predict_logits(model, x, e.msc, e.flip)                  # [1, K, h, w]
+            logits = F.interpolate(logits.float(), size=img.shape[:2], mode="bilinear", align_corners=False)
+            job = {"out": str(out_dir / f"{item['name']}.png"), "num_classes": num_classes,
+                   "gt": str(ds.gt_path(item["name"])) if has_gt else None}
+            if crf:
+                job.update(img=img, crf=crf, probs=F.softmax(logits, dim=1)[0].cpu().numpy())
+            else:
+                job["pred"] = logits[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+            if pool is None:
+                conf += _or_zero(finish_image(job))
+            else:
+                pending.append(pool.apply_async(finish_image, (job,)))
+                while len(pending) > 2 * e.crf_workers:      # bound the probability maps in flight
+                    conf += _or_zero(pending.popleft().get())
+            done += 1
+        while pending:
+            conf += _or_zero(pending.popleft().get())
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    seconds = time.time() - t0
+    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped]))      # [K·K + 2] int64
+    dist.all_reduce_sum(totals)
+    conf = totals[:-2].numpy().reshape(num_classes, num_classes)
+    done_all, skipped_all = int(totals[-2]), int(totals[-1])
+    if skipped_all:
+        log.warning("eval_deeplab: %d unreadable image(s) skipped", skipped_all)
+    if not ctx.is_main:
+        return {}
+
+    classes = class_names_with_bg(ds)
+    if has_gt:
+        record = metric_record(split, len(ids) - skipped_all, classes, conf)
+    else:
+        record = {"split": split, "num_images": len(ids) - skipped_all, "classes": classes, "miou": None, "iou": None,
+                  "note": f"split {split!r} has no GT: predictions only"}
+    record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf, "pred_dir": str(out_dir),
+                   "skipped_bad": skipped_all})
+    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "skipped_bad": skipped_all,
+           "images_per_s": round(done_all / seconds, 3) if done_all and seconds > 0 else None}
+    if has_gt:
+        out["miou"] = record["miou"]
+    if submission:
+        sizes = {i: image_size(ds.image_path(i)) for i in ids}
+        sub = write_submission(out_dir, ids, ctx.paths.voc_results_dir, comp=e.voc_comp, split=split,
+                               image_sizes=sizes)
+        archive = archive_submission(sub, ctx.paths.root / f"results_{e.voc_comp}_{split}.tar.gz")
+        record.update({"submission_dir": str(sub), "submission_archive": str(archive)})
+        out["submission"] = str(archive)
+    write_json(ctx.paths.eval_deeplab_json(tag), record)
+    if has_gt:
+        log.info("eval_deeplab on %s (%d images): mIoU %.2f -> %s", split, record["num_images"], record["miou"],
+                 ctx.paths.eval_deeplab_json(tag))
+    return out
+
+
+def _or_zero(conf: np.ndarray | None) -> np.ndarray | int:
+    return 0 if conf is None else conf
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("eval_deeplab")
+

@@ -1,0 +1,53 @@
+"""Step 10, ``eval_sem_seg``: pseudo-mask quality on ``dataset.eval_split`` (DESIGN §3).
+
+Reads: ``sem_seg/<id>.png`` and the GT masks. Writes: ``eval_sem_seg.json`` (the shared metric
+schema: mIoU and per-class IoU in percent, plus per-class precision and recall), computed with the
+same confusion code as ``eval_cam``.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from tqdm import tqdm
+
+from tool.config import Config
+from tool.datasets import build_dataset, class_names_with_bg
+from tool.io import write_json
+from tool.metrics import confusion, metric_record
+from tool.palette import load_label_png
+from tool.runtime import Context
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset",)
+INPUTS = ("make_sem_seg",)
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    if not ctx.is_main:
+        return {}
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = cfg.dataset.eval_split
+    ids = ds.ids(split)
+    classes = class_names_with_bg(ds)
+    conf = np.zeros((len(classes), len(classes)), np.int64)
+    for image_id in tqdm(ids, desc="eval_sem_seg", dynamic_ncols=True, mininterval=2.0):
+        path = ctx.paths.sem_seg_dir / f"{image_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"no pseudo mask {path}: the eval split must be inside the make_sem_seg split "
+                                    "(make_cam.split / dataset.train_split); run make_sem_seg first")
+        pred, gt = load_label_png(path), ds.load_gt(image_id)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{path}: size {pred.shape} differs from the GT {gt.shape}")
+        conf += confusion(pred, gt, len(classes))
+    record = metric_record(split, len(ids), classes, conf)
+    write_json(ctx.paths.eval_sem_seg_json, record)
+    log.info("eval_sem_seg on %s (%d images): mIoU %.2f -> %s", split, len(ids), record["miou"],
+             ctx.paths.eval_sem_seg_json)
+    return {"miou": record["miou"], "num_images": len(ids)}
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("eval_sem_seg")

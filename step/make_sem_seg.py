@@ -1,0 +1,89 @@
+"""Step 9, ``make_sem_seg``: pseudo masks by a random walk of the CAMs over IRNet's boundary map (IRN's
+``make_sem_seg_labels``; DESIGN §3, §5, §7).
+
+Reads: ``irn/model.pth``, the stride-4 CAMs (``cam`` arrays of ``make_cam.source``'s files) and the
+images of the CAM split (``make_cam.split`` or ``dataset.train_split``).
+Writes: ``sem_seg/<id>.png`` uint8 class indices (0 background, 1..C), VOC palette.
+
+Per image: boundary probabilities B from the image and its mirror; the CAM rows, damped by (1 − B),
+walk 2^exp_times steps of the transition built from affinities (1 − max B along a path)^β within
+radius 5 — a sparse transition applied to the K rows, never the official dense HW×HW matrix
+squared exp_times times; then ×4 upsampling, division by the global max, a constant background plane
+``irn.sem_seg_bg_thres``, argmax through the keys. Per-image resume; images sharded by rank.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from net.resnet50_irn import EdgeDisplacement
+from tool import dist
+from tool.cam_io import find_cam, load_cam
+from tool.checkpoint import load_model_file, load_state_dict_strict
+from tool.config import Config
+from tool.data import MultiScaleImages, first_item
+from tool.datasets import build_dataset
+from tool.imutils import normalize_on_device
+from tool.palette import save_label_png
+from tool.random_walk import random_walk, sem_seg_from_rw
+from tool.runner import prepare_output_dir, step_digest
+from tool.runtime import Context
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "make_cam", "irn")
+INPUTS = ("make_cam", "train_irn")
+
+
+@torch.no_grad()
+def run(cfg: Config, ctx: Context) -> dict:
+    c = cfg.irn
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = cfg.make_cam.split or cfg.dataset.train_split
+    ids = ds.ids(split)
+    labels = ds.labels(ids)
+    cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
+    out_dir = prepare_output_dir(ctx.paths.sem_seg_dir, step_digest("make_sem_seg", cfg, ctx), ctx.force, "*.png")
+    model = EdgeDisplacement(crop_size=c.crop_size)
+    load_state_dict_strict(model, load_model_file(ctx.paths.irn_model, "make_sem_seg (step train_irn)"),
+                           source=str(ctx.paths.irn_model))
+    model.to(ctx.device).eval()
+    mine = [i for i in dist.shard(range(len(ids))) if not (out_dir / f"{ids[i]}.png").is_file()]
+    log.info("make_sem_seg: %d images of %s, %d left for rank %d, beta %g, 2^%d steps, radius %d", len(ids), split,
+             len(mine), ctx.rank, c.beta, c.exp_times, c.radius_infer)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=cfg.dataset.skip_bad_images)
+    loader = DataLoader(data, batch_size=1, num_workers=cfg.num_workers, collate_fn=first_item)
+    t0, made, skipped, walk_s = time.time(), 0, 0, 0.0
+    for item in tqdm(loader, desc="make_sem_seg", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+        if item is None:
+            skipped += 1
+            continue
+        x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
+        edge, _ = model(x)                                                         # [1, h, w] boundary probs
+        keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam")              # [K'], [K', h, w]
+        t1 = time.time()
+        rw = random_walk(torch.from_numpy(cams).to(ctx.device), edge, beta=c.beta, exp_times=c.exp_times,
+                         radius=c.radius_infer, cpu_threads=c.walk_threads)        # [K', h, w]
+        walk_s += time.time() - t1
+        save_label_png(out_dir / f"{item['name']}.png", sem_seg_from_rw(rw, keys, tuple(item["size"]),
+                                                                       bg_thres=c.sem_seg_bg_thres))
+        made += 1
+    seconds = time.time() - t0
+    counts = torch.tensor([made, skipped], dtype=torch.float64)
+    dist.all_reduce_sum(counts)
+    made, skipped = int(counts[0]), int(counts[1])
+    if skipped:
+        log.warning("make_sem_seg: %d unreadable image(s) skipped", skipped)
+    log.info("make_sem_seg: %d masks in %.1f s (random walk %.1f s)", made, seconds, walk_s)
+    return {"num_images": len(ids), "made": made, "skipped_bad": skipped,
+            "images_per_s": round(made / seconds, 3) if made and seconds > 0 else None,
+            "walk_seconds": round(walk_s, 2)}
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("make_sem_seg")

@@ -1,0 +1,191 @@
+"""Step 1, ``qape``: ask BLIP VQA the templated FG and BG questions about every (image, class) pair
+(paper §3.2, Appendix A; DESIGN §3, §5, §7).
+
+Reads: the images and labels of ``qape.split`` (default ``dataset.train_split``), the VQA model
+``qape.vqa_model`` (HF hub id or folder; default ``Salesforce/blip-vqa-capfilt-large``).
+Writes: ``qape/corpus.jsonl``, one line per (image, present class):
+``{"image", "class", "fg": [[question, answer], ...], "bg": [...]}`` with the raw answers.
+
+Speed (DESIGN §7): each image is decoded and encoded by the ViT once; its embedding serves all of
+its (class, question) prompts; prompts of equal token length are batched across images and
+questions (the HF BLIP text decoder ignores question padding, so unequal lengths never share a
+batch) — answers equal one-question-at-a-time generation.
+
+Resume: answers are appended to ``qape/corpus.rank<r>.jsonl`` as they come; a rerun skips the
+pairs already there and drops a torn last line; at the end the shards are merged, in image-list
+order, into ``corpus.jsonl``. Under torchrun the images are sharded by rank.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from net.blip_vqa import BlipVQA, preprocess_image
+from tool import dist
+from tool.config import Config, QapeConfig
+from tool.data import load_or_skip
+from tool.datasets import build_dataset
+from tool.io import write_text
+from tool.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
+from tool.runner import prepare_output_dir, step_digest
+from tool.runtime import Context
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "qape")
+INPUTS: tuple[str, ...] = ()
+
+
+def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
+    """The templates of the enabled groups (``qape.questions`` or the paper's Table 6), validated."""
+    templates = dict(q.questions) if q.questions else dict(DEFAULT_QUESTIONS)
+    for g in list(templates) + list(q.groups):
+        try:
+            side_of_group(g)
+        except ValueError as e:
+            raise ValueError(f"qape.questions / qape.groups: {e}") from e
+    unknown = [g for g in q.groups if g not in templates]
+    if unknown:
+        raise ValueError(f"qape.groups: {unknown} have no templates in qape.questions (groups: {list(templates)})")
+    out = {g: tuple(templates[g]) for g in templates if g in q.groups}
+    expand_questions(out, "class")   # every template must hold exactly one "{}"
+    return out
+
+
+def read_jsonl_repairing(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (a run killed mid-write) is cut off the file."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    records, good = [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good += len(line)
+    if good < len(data):
+        log.warning("%s: dropping a torn tail of %d bytes left by an interrupted run", path, len(data) - good)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return records
+
+
+class _Images(Dataset):
+    """Decode and BLIP-preprocess images in loader workers: (position, pixel_values [3, S, S] or None)."""
+
+    def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad: bool):
+        self.ds, self.ids, self.q, self.mean, self.std, self.skip_bad = ds, ids, q, mean, std, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
+        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        return i, None if img is None else preprocess_image(img, self.q.image_size, self.mean, self.std)
+
+
+def _collate(batch):
+    return batch
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    q = cfg.qape
+    if q.precision not in ("float32", "bfloat16"):
+        raise ValueError(f"qape.precision: {q.precision!r} is not float32 or bfloat16")
+    templates = question_templates(q)
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = q.split or cfg.dataset.train_split
+    ids = ds.ids(split)
+    labels = ds.labels(ids)
+    # Shards made under another configuration (or with --force) are removed; ours are resumed.
+    qdir = prepare_output_dir(ctx.paths.qape_dir, step_digest("qape", cfg, ctx), ctx.force, "corpus.rank*.jsonl")
+    if ctx.is_main:
+        for s in sorted(qdir.glob("corpus.rank*.jsonl")):
+            read_jsonl_repairing(s)          # rank 0 repairs every shard, of any earlier world size
+    dist.barrier()
+    done = {(r["image"], r["class"]) for s in sorted(qdir.glob("corpus.rank*.jsonl")) for r in read_jsonl_repairing(s)}
+
+    vqa = BlipVQA.from_pretrained(q.vqa_model, device=ctx.device, dtype="bf16" if q.precision == "bfloat16" else "fp32",
+                                  image_size=q.image_size, num_beams=q.num_beams, max_length=q.max_length,
+                                  min_length=q.min_length, config_key="qape.vqa_model")
+    names = ds.class_names
+    questions = {k: expand_questions(templates, names[k]) for k in range(ds.num_classes)}  # [(group, question)]
+    mine = [i for i in dist.shard(range(len(ids)))
+            if any((ids[i], names[k]) not in done for k in np.nonzero(labels[i])[0])]
+    log.info("qape: %d images of %s (%d pairs), %d left for rank %d, %d questions per class", len(ids), split,
+             int(labels.sum()), len(mine), ctx.rank, len(next(iter(questions.values()))))
+    loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(),
+                                q.skip_bad_images or cfg.dataset.skip_bad_images),
+                        batch_size=q.image_batch, num_workers=cfg.num_workers, collate_fn=_collate)
+    shard_path = qdir / f"corpus.rank{ctx.rank}.jsonl"
+    t0, n_pairs, n_questions, skipped = time.time(), 0, 0, 0
+    with open(shard_path, "a", encoding="utf-8") as out:
+        for batch in tqdm(loader, desc="qape", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+            good = [(mine[pos], px) for pos, px in batch if px is not None]
+            skipped += len(batch) - len(good)
+            if not good:
+                continue
+            embeds = vqa.encode_images(torch.stack([px for _, px in good]))           # [B, P, D], once per image
+            pairs, items = [], []
+            for b, (i, _) in enumerate(good):
+                for k in np.nonzero(labels[i])[0]:
+                    if (ids[i], names[k]) in done:
+                        continue
+                    pairs.append((i, k, len(items)))
+                    items += [(b, question) for _, question in questions[k]]
+            answers = vqa.answer(embeds, items, batch_size=q.prompt_batch)
+            for i, k, start in pairs:
+                rec = {"image": ids[i], "class": names[k], "fg": [], "bg": []}
+                for (group, question), answer in zip(questions[k], answers[start:start + len(questions[k])]):
+                    rec[side_of_group(group)].append([question, answer])
+                out.write(json.dumps(rec) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            n_pairs += len(pairs)
+            n_questions += len(items)
+    seconds = time.time() - t0
+    counts = torch.tensor([n_pairs, n_questions, skipped], dtype=torch.float64)
+    dist.all_reduce_sum(counts)
+    dist.barrier()
+    if ctx.is_main:
+        merge_corpus(qdir, ids, names)
+    dist.barrier()
+    n_pairs, n_questions, skipped = (int(v) for v in counts)
+    if skipped:
+        log.warning("qape: %d unreadable image(s) skipped", skipped)
+    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
+    return {"num_images": len(ids), "pairs_answered": n_pairs, "questions": n_questions, "skipped_bad": skipped,
+            "questions_per_s": round(n_questions / seconds, 2) if n_questions and seconds > 0 else None}
+
+
+def merge_corpus(qdir: Path, ids: list[str], names: tuple[str, ...]) -> int:
+    """Merge the rank shards into ``corpus.jsonl`` (image-list order, then class order); drop the shards."""
+    order = {image_id: i for i, image_id in enumerate(ids)}
+    cls = {n: k for k, n in enumerate(names)}
+    shards = sorted(qdir.glob("corpus.rank*.jsonl"))
+    records = {}
+    for s in shards:
+        for r in read_jsonl_repairing(s):
+            if r["image"] in order:
+                records[(r["image"], r["class"])] = r
+    merged = sorted(records.values(), key=lambda r: (order[r["image"]], cls[r["class"]]))
+    write_text(qdir / "corpus.jsonl", "".join(json.dumps(r) + "\n" for r in merged))
+    for s in shards:
+        s.unlink()
+    return len(merged)
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("qape")

@@ -1,0 +1,127 @@
+"""Step 11, ``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (DESIGN §3, §5).
+
+Reads: the images of ``dataset.train_split`` and their pseudo masks ``sem_seg/<id>.png`` (step
+``make_sem_seg``; or ``deeplab.label_dir``).
+Writes: ``deeplab/model.pth`` (a ``DeepLabV2MSC`` state dict); resumable via ``checkpoints/train_deeplab.pth``.
+Recipe (deeplab-pytorch, the paper's DeepLab stage): random scale {0.5, 0.75, 1, 1.25, 1.5}, pad with
+the mean / label 255, crop 321, flip; batch 5, 30k iterations, SGD momentum 0.9, lr 2.5e-4 (ASPP
+weights 10×, biases 20× without weight decay), wd 5e-4, poly 0.9; BN frozen; a cross-entropy
+(label 255 ignored) on each of the 1.0 / 0.75 / 0.5 / max outputs of MSC, labels shrunk by nearest.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import torch
+
+from net.deeplab import (
+    build_deeplab,
+    load_pretrained,
+    masked_cross_entropy,
+    normalize_input,
+    optimizer_groups,
+    resize_labels,
+)
+from tool import dist
+from tool.config import Config, DeepLabConfig
+from tool.data import collate_skip_none
+from tool.datasets import build_dataset
+from tool.lr import sgd
+from tool.runner import step_digest
+from tool.runtime import Context
+from tool.seg_data import SegCrops, check_labels
+from tool.train_loop import fit
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "deeplab", "seed")
+INPUTS = ("make_sem_seg",)
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(c: DeepLabConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``deeplab.precision`` asks for it; a no-op otherwise."""
+    if c.precision not in PRECISIONS:
+        raise ValueError(f"deeplab.precision: unknown value {c.precision!r}; expected one of {PRECISIONS}")
+    if c.precision == "bfloat16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_model(cfg: Config, num_classes: int):
+    """The DeepLabV2-MSC of ``cfg.deeplab`` (random init); ``num_classes`` includes the background."""
+    c = cfg.deeplab
+    return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
+                         style=c.pretrained_format, bn=c.bn)
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    c = cfg.deeplab
+    autocast(c, ctx.device)                       # checks deeplab.precision before any work
+    if c.accum_steps < 1 or c.batch_size % c.accum_steps:
+        raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.batch_size "
+                         f"{c.batch_size}")
+    if c.precision == "bfloat16" and ctx.device.type != "cuda":
+        log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    ids = ds.ids(cfg.dataset.train_split)
+    label_dir = c.label_dir or ctx.paths.sem_seg_dir
+    check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg")
+    data = SegCrops(ds, ids, label_dir, crop=c.crop_size, scales=c.scales, hflip=c.hflip, seed=ctx.seed,
+                    skip_bad=cfg.dataset.skip_bad_images)
+
+    model = build_model(cfg, ds.num_classes + 1)
+    source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
+    log.info("train_deeplab: backbone initialised from %s; ASPP N(0, 0.01)", source)
+    channels_last = c.channels_last and ctx.device.type == "cuda"
+    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if ctx.world_size > 1 and c.bn == "batch" and ctx.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # SyncBN needs CUDA/NCCL
+    groups = optimizer_groups(model.base, c.lr, c.weight_decay, c.aspp_weight_lr_mult, c.aspp_bias_lr_mult)
+    if ctx.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    seen = [0]                                    # images trained in this session (for images/s)
+
+    def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
+        seen[0] += len(batch["name"])
+        x = normalize_input(batch["img"].to(ctx.device, non_blocking=True),
+                            batch["valid"].to(ctx.device, non_blocking=True), c.pretrained_format)  # [N, 3, C, C]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
+        with autocast(c, ctx.device):
+            outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
+        names = ["ce_1.0", *(f"ce_{s:g}" for s in c.msc_scales), "ce_max"]
+        terms = {n: masked_cross_entropy(o.float(), resize_labels(labels, tuple(o.shape[-2:])))
+                 for n, o in zip(names, outs)}
+        return {"loss": sum(terms.values()), **terms}
+
+    per_step = c.batch_size * dist.world_size()
+    steps_per_epoch = len(ids) // per_step
+    if steps_per_epoch == 0:
+        raise ValueError(f"deeplab.batch_size: {len(ids)} training images are fewer than one batch of {c.batch_size} "
+                         f"per rank × {dist.world_size()} rank(s)")
+    epochs = math.ceil(c.iterations / steps_per_epoch)
+    log.info("train_deeplab: %d images of %s with labels from %s, batch %d (%d micro-batch(es)) per rank, "
+             "%d iterations (%d epoch(s))", len(ids), cfg.dataset.train_split, label_dir, c.batch_size,
+             c.accum_steps, c.iterations, epochs)
+    metrics = fit(name="train_deeplab", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+                  batch_size=c.batch_size, epochs=epochs, max_steps=c.iterations, poly_power=c.poly_power,
+                  ckpt_path=ctx.paths.checkpoint("train_deeplab"), final_path=ctx.paths.deeplab_model,
+                  digest=step_digest("train_deeplab", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
+                  accum_steps=c.accum_steps)
+    rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
+    log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
+    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})
+    return metrics
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("train_deeplab")

@@ -1,0 +1,125 @@
+"""Step 8, ``train_irn``: IRNet's boundary and displacement branches from the IR labels (IRN recipe;
+DESIGN §5).
+
+Reads: ``ir_label/<id>.png`` and the images of the IR-label split (``make_cam.split`` or
+``dataset.train_split``).
+Writes: ``irn/model.pth`` (IRNet state dict, mean shift included); resumable via
+``checkpoints/train_irn.pth``.
+
+Recipe: frozen ResNet-50 backbone (``irn.pretrained``), crop 512, batch 32, 3 epochs, rescale
+0.5–1.5, flip; affinity labels along paths of radius 10; SGD poly lr 0.1 (boundary) / 1.0
+(displacement); loss (pos_aff + neg_aff)/2 + (dp_fg + dp_bg)/2. Then one pass over top-left crops of
+the training images estimates the displacement mean shift.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from net.path_index import PathIndex
+from net.resnet50 import load_pretrained
+from net.resnet50_cam import map_official_cam_state
+from net.resnet50_irn import AffinityDisplacementLoss
+from tool.checkpoint import load_model_file, load_state_dict_strict, save_model, unwrap
+from tool.config import Config
+from tool.data import AffinityCrops, collate_skip_none, load_or_skip
+from tool.datasets import build_dataset
+from tool.imutils import crop_with_box, normalize_on_device
+from tool.lr import sgd
+from tool.runner import step_digest
+from tool.runtime import Context
+from tool.train_loop import fit
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dataset", "make_cam", "irn", "seed")
+INPUTS = ("cam_to_ir_label", "train_cam")
+
+
+def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) -> str:
+    """Backbone weights: ImageNet / a state-dict path (``net.resnet50.load_pretrained``), or the trained
+    CAM classifier's backbone (``cam_baseline``: useful offline, where ImageNet weights are missing)."""
+    p = cfg.irn.pretrained
+    if p != "cam_baseline":
+        return load_pretrained(model.backbone, p, "irn.pretrained")
+    state = map_official_cam_state(load_model_file(ctx.paths.cam_baseline_model, "irn.pretrained=cam_baseline"))
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    load_state_dict_strict(model.backbone, backbone, source=f"{ctx.paths.cam_baseline_model} (backbone)")
+    return f"the CAM classifier's backbone ({ctx.paths.cam_baseline_model})"
+
+
+class _TopLeft(torch.utils.data.Dataset):
+    """IRN's mean-shift pass: images cropped at the top-left to crop×crop (zero padding), uint8 + mask."""
+
+    def __init__(self, ds, ids: list[str], crop: int, skip_bad: bool):
+        self.ds, self.ids, self.crop, self.skip_bad = ds, ids, crop, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict | None:
+        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        if img is None:
+            return None
+        h, w = min(self.crop, img.shape[0]), min(self.crop, img.shape[1])
+        box = (0, h, 0, w, 0, h, 0, w)
+        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)
+        img = crop_with_box(img, box, self.crop)
+        return {"img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), "valid": torch.from_numpy(valid)}
+
+
+def run(cfg: Config, ctx: Context) -> dict:
+    c = cfg.irn
+    if c.crop_size % 4:
+        raise ValueError(f"irn.crop_size: {c.crop_size} must be a multiple of 4 (the output stride)")
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    ids = ds.ids(cfg.make_cam.split or cfg.dataset.train_split)
+    label_dir = ctx.paths.ir_label_dir
+    missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} IR label(s) missing in {label_dir}, e.g. {missing[:3]}; run "
+                                "cam_to_ir_label first")
+    path_index = PathIndex(c.radius_train, (c.crop_size // 4, c.crop_size // 4))
+    data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.crop_size, rescale=c.rescale, hflip=c.hflip,
+                         seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
+    model = AffinityDisplacementLoss(path_index)
+    log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
+    model.to(ctx.device)
+    groups = model.param_groups(c.lr, c.weight_decay)      # boundary lr, displacement 10× lr
+    optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
+    if ctx.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
+        x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
+                                batch["valid"].to(ctx.device, non_blocking=True))          # [N, 3, C, C]
+        terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos", "neg")))
+        return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
+
+    log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids), c.batch_size,
+             c.epochs, c.crop_size, c.radius_train)
+    final = ctx.paths.irn_model
+    metrics = fit(name="train_irn", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+                  batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
+                  ckpt_path=ctx.paths.checkpoint("train_irn"), final_path=final,
+                  digest=step_digest("train_irn", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
+
+    # The displacement mean shift over top-left crops of the training images (IRN), then save again.
+    net = unwrap(model)
+    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, cfg.dataset.skip_bad_images), batch_size=c.batch_size,
+                        num_workers=cfg.num_workers, drop_last=len(ids) >= c.batch_size, collate_fn=collate_skip_none)
+    batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
+    shift = net.estimate_mean_shift(batches)
+    save_model(net, final)
+    metrics.update({"num_images": len(ids), "mean_shift": [round(float(v), 5) for v in shift]})
+    return metrics
+
+
+if __name__ == "__main__":
+    from tool.runner import step_main
+    step_main("train_irn")

@@ -1,0 +1,1 @@
+"""Test package (lets spawned DDP workers import shared test helpers)."""

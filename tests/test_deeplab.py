@@ -1,0 +1,427 @@
+"""DeepLabV2 pieces: dilated ResNet-101 geometry, ASPP, MSC fusion, optimiser groups, weight key maps,
+label shrinking, training crops, the dense CRF at evaluation and the VOC submission tree."""
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from net.deeplab import (
+    ASPP,
+    DeepLabV2,
+    DeepLabV2MSC,
+    DilatedResNet,
+    build_deeplab,
+    load_pretrained,
+    load_trained,
+    map_caffe_state,
+    masked_cross_entropy,
+    normalize_input,
+    optimizer_groups,
+    predict_logits,
+    resize_labels,
+)
+from tool.checkpoint import CheckpointMismatch
+from tool.lr import sgd
+from tool.palette import load_label_png, save_label_png, voc_palette
+from tool.seg_data import scale_crop_flip
+from tool.voc_submission import archive_submission, submission_dir, write_submission
+
+TINY = (1, 1, 1, 1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # two threads on two shared, busy cores are many times slower than one for these small convs
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------------
+# geometry
+# ------------------------------------------------------------------------------------------------
+
+def test_resnet101_stages_strides_and_dilations():
+    net = DilatedResNet()                                   # ResNet-101, torchvision style
+    assert [len(layer) for layer in (net.layer1, net.layer2, net.layer3, net.layer4)] == [3, 4, 23, 3]
+    assert sum(p.numel() for p in net.parameters()) == 42_500_160   # torchvision resnet101 minus its fc
+    for name, layer, dil in (("layer1", net.layer1, 1), ("layer2", net.layer2, 1), ("layer3", net.layer3, 2),
+                             ("layer4", net.layer4, 4)):
+        for i, block in enumerate(layer):
+            # every block of a stage is dilated, the first included (DeepLab's prototxt)
+            assert block.conv2.dilation == (dil, dil) and block.conv2.padding == (dil, dil), (name, i)
+            stride = 2 if (name, i) == ("layer2", 0) else 1
+            assert block.conv2.stride == (stride, stride) and block.conv1.stride == (1, 1), (name, i)
+    assert net.layer2[0].downsample[0].stride == (2, 2)
+    assert net.layer3[0].downsample[0].stride == (1, 1) and net.layer4[0].downsample[0].stride == (1, 1)
+    caffe = DilatedResNet(TINY, style="caffe")
+    assert caffe.layer2[0].conv1.stride == (2, 2) and caffe.layer2[0].conv2.stride == (1, 1)
+    assert caffe.maxpool.ceil_mode and not net.maxpool.ceil_mode
+
+
+@torch.no_grad()
+def test_output_stride_8():
+    # conv1 /2, max-pool /2, layer2 /2; layers 3-4 keep the size
+    model = DeepLabV2(21, blocks=TINY).eval()
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 21, 8, 8)
+    assert model(torch.zeros(1, 3, 65, 81)).shape == (1, 21, 9, 11)          # ceil(65/8), ceil(81/8)
+    assert model(torch.zeros(1, 3, 321, 321)).shape[-2:] == (41, 41)
+    # caffe style, by hand: 64 -> conv 32 -> ceil-mode pool ceil(31/2)+1 = 17 -> 1x1 stride 2: 9
+    assert DeepLabV2(21, blocks=TINY, style="caffe").eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 21, 9, 9)
+    full = DeepLabV2(21).eval()                                              # the real ResNet-101
+    assert full(torch.zeros(1, 3, 33, 41)).shape == (1, 21, 5, 6)
+
+
+@torch.no_grad()
+def test_aspp_rates_sum_and_init():
+    torch.manual_seed(0)
+    aspp = ASPP(2048, 21)
+    assert len(aspp.convs) == 4
+    for conv, r in zip(aspp.convs, (6, 12, 18, 24)):
+        assert conv.kernel_size == (3, 3) and conv.dilation == (r, r) and conv.padding == (r, r)
+        assert conv.in_channels == 2048 and conv.out_channels == 21 and conv.bias is not None
+        assert torch.all(conv.bias == 0)
+        assert abs(float(conv.weight.std()) - 0.01) < 0.0005 and abs(float(conv.weight.mean())) < 0.0005
+    small = ASPP(8, 3)
+    x = torch.randn(2, 8, 30, 30)
+    ref = sum(F.conv2d(x, c.weight, c.bias, padding=r, dilation=r) for c, r in zip(small.convs, (6, 12, 18, 24)))
+    assert torch.allclose(small(x), ref, atol=1e-6)
+    # the rate-24 branch reaches 24 pixels away: a single input pixel moves outputs 24 pixels off
+    x = torch.zeros(1, 8, 60, 60)
+    x[0, :, 30, 30] = 1.0
+    out = small.convs[3](x) - small.convs[3].bias.view(1, -1, 1, 1)
+    assert out[0, :, 30 - 24, 30].abs().sum() > 0 and out[0, :, 30 - 23, 30].abs().sum() == 0
+
+
+class _Stride8(nn.Module):
+    """A stand-in base: 8×8 average pooling and a fixed 1×1 conv (2 classes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(8, ceil_mode=True)
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.conv(self.pool(x))
+
+
+@torch.no_grad()
+def test_msc_outputs_and_max_fusion():
+    torch.manual_seed(0)
+    base = _Stride8()
+    msc = DeepLabV2MSC(base, (0.75, 0.5))
+    x = torch.randn(2, 3, 32, 48)
+    outs = msc(x)
+    assert len(outs) == 4
+    # by hand: 32×48 -> 4×6; 0.75: 24×36 -> 3×5 (ceil); 0.5: 16×24 -> 2×3
+    assert [tuple(o.shape[-2:]) for o in outs] == [(4, 6), (3, 5), (2, 3), (4, 6)]
+    x75 = F.interpolate(x, size=(24, 36), mode="bilinear", align_corners=False)
+    x50 = F.interpolate(x, size=(16, 24), mode="bilinear", align_corners=False)
+    assert torch.allclose(outs[1], base(x75)) and torch.allclose(outs[2], base(x50))
+    up = [F.interpolate(base(s), size=(4, 6), mode="bilinear", align_corners=False) for s in (x75, x50)]
+    ref = torch.maximum(base(x), torch.maximum(*up))
+    assert torch.equal(outs[3], ref)
+    assert (outs[3] > outs[0]).any()          # the smaller scales do win some pixels
+    # inference: MSC = the fused output; flip averages with the mirrored input's logits
+    assert torch.equal(predict_logits(msc, x, msc=True, flip=False), outs[3])
+    assert torch.equal(predict_logits(msc, x, msc=False, flip=False), base(x))
+    flip = predict_logits(msc, x, msc=False, flip=True)
+    assert torch.allclose(flip, 0.5 * (base(x) + base(x.flip(-1)).flip(-1)), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# training: parameters, lr groups, loss, labels, inputs
+# ------------------------------------------------------------------------------------------------
+
+def test_frozen_bn_and_optimizer_groups():
+    model = build_deeplab(21, blocks=TINY)
+    base = model.base
+    groups = optimizer_groups(base, 2.5e-4, 5e-4)
+    opt = sgd(groups, momentum=0.9, weight_decay=5e-4)
+    by_name = {g["name"]: g for g in opt.param_groups}
+    assert set(by_name) == {"backbone", "aspp_weight", "aspp_bias"}
+    assert (by_name["backbone"]["lr"], by_name["backbone"]["weight_decay"]) == (2.5e-4, 5e-4)
+    assert by_name["aspp_weight"]["lr"] == pytest.approx(2.5e-3) and by_name["aspp_weight"]["weight_decay"] == 5e-4
+    assert by_name["aspp_bias"]["lr"] == pytest.approx(5e-3) and by_name["aspp_bias"]["weight_decay"] == 0.0
+    assert all(g["initial_lr"] == g["lr"] for g in opt.param_groups) and opt.defaults["momentum"] == 0.9
+    ids = {name: {id(p) for p in g["params"]} for name, g in by_name.items()}
+    convs = {id(m.weight) for m in base.backbone.modules() if isinstance(m, nn.Conv2d)}
+    assert ids["backbone"] == convs
+    assert ids["aspp_weight"] == {id(c.weight) for c in base.aspp.convs}
+    assert ids["aspp_bias"] == {id(c.bias) for c in base.aspp.convs}
+    bn = [p for m in base.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()]
+    assert bn and not any(p.requires_grad for p in bn)
+    assert {id(p) for p in model.parameters() if p.requires_grad} == set().union(*ids.values())
+
+    # one step: BN parameters and statistics stay, convs and ASPP move
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    x = torch.randn(2, 3, 32, 32)
+    labels = torch.randint(0, 21, (2, 32, 32))
+    loss = sum(masked_cross_entropy(o, resize_labels(labels, tuple(o.shape[-2:]))) for o in model(x))
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    bn_modules = {name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert len(bn_modules) == 1 + 4 * 3 + 4        # stem + 3 per bottleneck + one per shortcut
+    for k, old in before.items():
+        changed = not torch.equal(old, after[k])
+        if k.rsplit(".", 1)[0] in bn_modules:
+            assert not changed, k                   # affine parameters and running statistics alike
+        else:
+            assert changed, k
+
+    trainable_bn = build_deeplab(21, blocks=TINY, bn="batch").base
+    g = {x["name"]: x for x in optimizer_groups(trainable_bn, 1e-3, 5e-4)}
+    assert g["bn"]["weight_decay"] == 0.0 and g["bn"]["lr"] == 1e-3
+    assert {id(p) for p in g["bn"]["params"]} == {id(p) for m in trainable_bn.modules()
+                                                    if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+
+
+def test_labels_shrink_like_pil_nearest():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 21, size=(2, 64, 80)).astype(np.uint8)
+    labels[0, :5] = 255
+    for size in ((8, 10), (6, 8), (41, 41), (64, 80)):
+        got = resize_labels(torch.from_numpy(labels), size)
+        assert got.dtype == torch.int64 and tuple(got.shape) == (2, *size)
+        for n in range(2):   # deeplab-pytorch's resize_labels: PIL NEAREST, (W, H) order
+            ref = np.asarray(Image.fromarray(labels[n]).resize((size[1], size[0]), resample=Image.NEAREST))
+            assert np.array_equal(got[n].numpy(), ref), size
+
+
+def test_masked_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4, 4)
+    labels = torch.randint(0, 5, (2, 4, 4))
+    labels[0, 0] = 255
+    assert torch.allclose(masked_cross_entropy(logits, labels), F.cross_entropy(logits, labels, ignore_index=255))
+    assert masked_cross_entropy(logits, torch.full((2, 4, 4), 255)).item() == 0.0
+
+
+def test_input_normalisation_styles():
+    img = torch.tensor([[[[10]], [[120]], [[250]]]], dtype=torch.uint8)        # one RGB pixel
+    tv = normalize_input(img, None, "torchvision")[0, :, 0, 0]
+    ref = (torch.tensor([10, 120, 250]) / 255.0 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor(
+        [0.229, 0.224, 0.225])
+    assert torch.allclose(tv, ref)
+    caffe = normalize_input(img, None, "caffe")[0, :, 0, 0]                      # BGR, 0-255, minus the mean
+    assert torch.allclose(caffe, torch.tensor([250 - 104.008, 120 - 116.669, 10 - 122.675]))
+    pad = normalize_input(img, torch.zeros(1, 1, 1, dtype=torch.uint8), "caffe")
+    assert torch.all(pad == 0)                                                   # padding = the mean pixel
+
+
+def test_scale_crop_flip_keeps_image_and_label_aligned():
+    h, w = 40, 56
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = (np.arange(w) * 4)[None, :]              # column code
+    img[..., 1] = (np.arange(h) * 6)[:, None]              # row code
+    label = (img[..., 0] // 32).astype(np.uint8)           # a label that is a function of the pixel
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        out, valid, lab = scale_crop_flip(img, label, scale=1.0, crop=32, hflip=True, rng=rng)
+        assert out.shape == (32, 32, 3) and valid.all()
+        assert np.array_equal(lab, out[..., 0] // 32)
+        rows = out[:, 0, 1] // 6
+        assert np.array_equal(np.diff(rows), np.ones(31))  # a contiguous window of rows
+    # smaller than the crop: the image top-left, mean padding (valid 0, pixels 0) and label 255 elsewhere
+    flipped = False
+    for seed in range(8):
+        out, valid, lab = scale_crop_flip(img, label, scale=0.5, crop=32, hflip=True, rng=np.random.default_rng(seed))
+        assert valid[:20].sum() == 20 * 28 and valid.sum() == 20 * 28
+        cols = np.nonzero(valid[0])[0]
+        flipped |= cols[0] > 0
+        assert cols.tolist() in (list(range(28)), list(range(4, 32)))
+        assert np.all(lab[valid == 0] == 255) and np.all(out[valid == 0] == 0) and np.all(lab[valid == 1] < 255)
+    assert flipped
+
+
+# ------------------------------------------------------------------------------------------------
+# weights
+# ------------------------------------------------------------------------------------------------
+
+def _deeplab_pytorch_names(prefix: str = "", shortcut: str = "shortcut",
+                           blocks: tuple[int, ...] = (3, 4, 23, 3)) -> list[tuple[str, tuple[int, ...]]]:
+    """deeplab-pytorch's DeepLabV1/V2 ResNet-101 parameter names and shapes, written from its resnet.py."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+    def bn_keys(name, ch):
+        return [(f"{name}.bn.{k}", () if k == "num_batches_tracked" else (ch,)) for k in bn]
+
+    out = [(f"{prefix}layer1.conv1.conv.weight", (64, 3, 7, 7))] + bn_keys(f"{prefix}layer1.conv1", 64)
+    in_ch = 64
+    for layer, n, mid in zip(range(2, 6), blocks, (64, 128, 256, 512)):
+        for b in range(1, n + 1):
+            p = f"{prefix}layer{layer}.block{b}"
+            cin = in_ch if b == 1 else mid * 4
+            out += [(f"{p}.reduce.conv.weight", (mid, cin, 1, 1))] + bn_keys(f"{p}.reduce", mid)
+            out += [(f"{p}.conv3x3.conv.weight", (mid, mid, 3, 3))] + bn_keys(f"{p}.conv3x3", mid)
+            out += [(f"{p}.increase.conv.weight", (mid * 4, mid, 1, 1))] + bn_keys(f"{p}.increase", mid * 4)
+            if b == 1:
+                out += [(f"{p}.{shortcut}.conv.weight", (mid * 4, in_ch, 1, 1))] + bn_keys(f"{p}.{shortcut}", mid * 4)
+        in_ch = mid * 4
+    return out
+
+
+def test_caffe_key_map_loads_deeplab_pytorch_init(tmp_path):
+    names = _deeplab_pytorch_names()
+    # DeepLabV1 COCO init: the backbone plus a 1×1 classifier of 91 COCO classes, which is dropped
+    state = {k: torch.full(s, float(i)) if s else torch.tensor(i) for i, (k, s) in enumerate(names)}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(91, 2048, 1, 1), torch.zeros(91)
+    path = tmp_path / "deeplabv1_resnet101-coco.pth"
+    torch.save(state, path)
+    model = DeepLabV2(21, style="caffe")
+    aspp_before = model.aspp.convs[0].weight.clone()
+    assert str(path) in load_pretrained(model, str(path), "caffe")
+    idx = {k: i for i, (k, _) in enumerate(names)}
+    bb = model.backbone
+    checks = {
+        "layer1.conv1.conv.weight": bb.conv1.weight, "layer1.conv1.bn.running_var": bb.bn1.running_var,
+        "layer2.block1.reduce.conv.weight": bb.layer1[0].conv1.weight,
+        "layer2.block1.shortcut.conv.weight": bb.layer1[0].downsample[0].weight,
+        "layer2.block1.shortcut.bn.bias": bb.layer1[0].downsample[1].bias,
+        "layer3.block1.reduce.conv.weight": bb.layer2[0].conv1.weight,      # the stride-2 1×1 conv
+        "layer4.block23.conv3x3.conv.weight": bb.layer3[22].conv2.weight,
+        "layer4.block23.conv3x3.bn.running_mean": bb.layer3[22].bn2.running_mean,
+        "layer5.block3.increase.conv.weight": bb.layer4[2].conv3.weight,
+        "layer5.block3.increase.bn.weight": bb.layer4[2].bn3.weight,
+    }
+    for k, t in checks.items():
+        assert torch.all(t == idx[k]), k
+    # a bijection: every backbone tensor got its own source tensor
+    loaded = {float(v.reshape(-1)[0]) for v in bb.state_dict().values()}
+    assert loaded == set(map(float, range(len(names))))
+    assert torch.equal(model.aspp.convs[0].weight, aspp_before)               # the ASPP keeps its N(0, 0.01)
+
+    with pytest.raises(ValueError, match="pretrained"):
+        load_pretrained(DeepLabV2(21, blocks=TINY), str(path), "caffe")       # caffe weights, torchvision net
+
+
+def test_caffe_key_map_old_layout_and_errors(tmp_path):
+    # older deeplab-pytorch layout: scale. prefix, proj shortcut, no num_batches_tracked
+    names = [(k, s) for k, s in _deeplab_pytorch_names("scale.", "proj", TINY) if not k.endswith("num_batches_tracked")]
+    state = {k: torch.full(s, float(i)) for i, (k, s) in enumerate(names)}
+    torch.save(state, tmp_path / "old.pth")
+    model = DeepLabV2(21, blocks=TINY, style="caffe")
+    load_pretrained(model, str(tmp_path / "old.pth"), "caffe")
+    idx = {k: i for i, (k, _) in enumerate(names)}
+    bb = model.backbone
+    assert torch.all(bb.layer3[0].downsample[1].running_var == idx["scale.layer4.block1.proj.bn.running_var"])
+    assert torch.all(bb.layer4[0].conv2.weight == idx["scale.layer5.block1.conv3x3.conv.weight"])
+
+    # a missing tensor or an unknown key fails naming it
+    del state["scale.layer5.block1.increase.bn.weight"]
+    torch.save(state, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointMismatch, match=r"layer4\.0\.bn3\.weight"):
+        load_pretrained(DeepLabV2(21, blocks=TINY, style="caffe"), str(tmp_path / "missing.pth"), "caffe")
+    with pytest.raises(ValueError, match="layer6.block1.foo.weight"):
+        map_caffe_state({**state, "layer6.block1.foo.weight": torch.zeros(1)})
+
+
+def test_deeplab_pytorch_voc_model_loads_whole(tmp_path):
+    """A trained deeplab-pytorch DeepLabV2-MSC (``base.`` prefix, ``aspp.c0..c3``) loads for evaluation."""
+    names = _deeplab_pytorch_names(prefix="base.")
+    state = {k: torch.full(s, 0.5) if s else torch.tensor(0) for k, s in names}
+    for i in range(4):
+        state[f"base.aspp.c{i}.weight"] = torch.full((21, 2048, 3, 3), float(i))
+        state[f"base.aspp.c{i}.bias"] = torch.full((21,), 10.0 + i)
+    torch.save(state, tmp_path / "voc.pth")
+    model = build_deeplab(21, style="caffe")
+    load_trained(model, tmp_path / "voc.pth", "deeplab_eval.model")
+    assert torch.all(model.base.aspp.convs[3].bias == 13.0) and torch.all(model.base.aspp.convs[2].weight == 2.0)
+    assert torch.all(model.base.backbone.layer4[0].conv2.weight == 0.5)
+    with pytest.raises(ValueError, match="pretrained_format: caffe"):
+        load_trained(build_deeplab(21), tmp_path / "voc.pth", "deeplab_eval.model")
+
+
+def test_torchvision_resnet101_loads_and_matches_torchvision(tmp_path, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
+    tv = torchvision.models.resnet101(weights=None).eval()
+    torch.save(tv.state_dict(), tmp_path / "resnet101.pth")
+    model = DeepLabV2(21).eval()
+    load_pretrained(model, str(tmp_path / "resnet101.pth"), "torchvision")
+    # undilated up to layer2 our backbone is torchvision's: same features from the same weights
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        bb = model.backbone
+        ours = bb.layer2(bb.layer1(bb.maxpool(bb.relu(bb.bn1(bb.conv1(x))))))
+        ref = tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match=r"deeplab\.pretrained.*resnet101-63fe2227\.pth"):
+        load_pretrained(DeepLabV2(21, blocks=TINY), "imagenet", "torchvision")
+    with pytest.raises(ValueError, match="converted deeplab-pytorch"):
+        load_pretrained(DeepLabV2(21, blocks=TINY, style="caffe"), "imagenet", "caffe")
+    with pytest.raises(FileNotFoundError, match="deeplab.pretrained"):
+        load_pretrained(DeepLabV2(21, blocks=TINY), str(tmp_path / "nope.pth"), "torchvision")
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation: CRF, submission tree
+# ------------------------------------------------------------------------------------------------
+
+def test_crf_moves_a_blurred_boundary_onto_the_image_edge(tmp_path):
+    from step.eval_deeplab import finish_image
+
+    h, w, edge = 40, 48, 20
+    rng = np.random.default_rng(0)
+    img = np.where(np.arange(w)[None, :, None] < edge, 40, 210).astype(np.int16) + rng.integers(-4, 5, (h, w, 3))
+    img = np.broadcast_to(img, (h, w, 3)).clip(0, 255).astype(np.uint8)
+    truth = np.broadcast_to((np.arange(w) >= edge).astype(np.uint8), (h, w))
+    # the network's guess: a soft boundary 6 pixels right of the edge
+    p1 = 1.0 / (1.0 + np.exp(-(np.arange(w) - (edge + 6)) / 3.0))
+    probs = np.stack([1 - p1, p1])[:, None, :].repeat(h, axis=1).astype(np.float32)      # [2, H, W]
+    before = (probs.argmax(0) == truth).mean()
+    gt = tmp_path / "gt.png"
+    save_label_png(gt, truth.copy())
+    crf = {"t": 10, "gaussian_w": 3, "gaussian_xy": 1, "bilateral_w": 4, "bilateral_xy": 67, "bilateral_rgb": 3}
+    conf = finish_image({"out": str(tmp_path / "pred.png"), "gt": str(gt), "num_classes": 2, "img": img,
+                         "probs": probs, "crf": crf})
+    after = np.trace(conf) / conf.sum()
+    pred = load_label_png(tmp_path / "pred.png")
+    assert before < 0.9 and after > 0.98 and after > before
+    assert np.array_equal(np.diag(conf).sum(), (pred == truth).sum())
+
+
+def test_voc_submission_tree(tmp_path):
+    preds = tmp_path / "pred"
+    sizes = {"2008_000001": (30, 40), "2008_000002": (25, 17)}
+    rng = np.random.default_rng(0)
+    for i, (hh, ww) in sizes.items():
+        save_label_png(preds / f"{i}.png", rng.integers(0, 21, (hh, ww)).astype(np.uint8))
+    results = tmp_path / "results"
+    sub = write_submission(preds, list(sizes), results, comp="comp6", split="test", image_sizes=sizes)
+    assert sub == results / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    assert sorted(p.name for p in sub.iterdir()) == ["2008_000001.png", "2008_000002.png"]
+    for i, (hh, ww) in sizes.items():
+        with Image.open(sub / f"{i}.png") as im:
+            assert im.mode == "P" and im.size == (ww, hh)
+            pal = np.array(im.getpalette()[:21 * 3], np.uint8).reshape(21, 3)
+            assert np.array_equal(pal, voc_palette(21))
+            assert np.array_equal(np.asarray(im), load_label_png(preds / f"{i}.png"))
+    assert tuple(voc_palette(21)[15]) == (192, 128, 128)          # person, as the devkit colours it
+    archive = archive_submission(sub, tmp_path / "results_comp6_test.tar.gz")
+    with tarfile.open(archive) as tar:
+        members = sorted(m.name for m in tar.getmembers() if m.isfile())
+    assert members == [f"results/VOC2012/Segmentation/comp6_test_cls/{i}.png" for i in sorted(sizes)]
+    assert submission_dir(results, "comp5", "test").name == "comp5_test_cls"
+    with pytest.raises(ValueError, match="comp7"):
+        submission_dir(results, "comp7")
+    bad = np.zeros((30, 40), np.uint8)
+    bad[0, 0] = 255
+    save_label_png(preds / "2008_000001.png", bad)
+    with pytest.raises(ValueError, match="no ignore label"):
+        write_submission(preds, list(sizes), results, image_sizes=sizes)
+    with pytest.raises(ValueError, match="differs from the image size"):
+        write_submission(preds, ["2008_000002"], results, image_sizes={"2008_000002": (17, 25)})

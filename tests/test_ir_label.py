@@ -1,0 +1,99 @@
+"""IR labels (cam_to_ir_label) and the dense-CRF wrappers, on hand-made CAMs and images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tool.crf import crf_inference_label, crf_inference_prob
+from tool.ir_label import combine_confident, make_ir_label
+
+
+def _img(h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_combination_rules_by_hand():
+    fg = np.array([[5, 0, 0, 5], [15, 0, 5, 0]])
+    bg = np.array([[5, 5, 0, 0], [15, 15, 15, 0]])
+    # fg class -> fg (even where bg says 0 or another class); fg 0 & bg class -> 255; both 0 -> 0
+    expected = np.array([[5, 255, 0, 5], [15, 255, 5, 0]], dtype=np.uint8)
+    np.testing.assert_array_equal(combine_confident(fg, bg), expected)
+
+
+def test_make_ir_label_without_crf_by_hand():
+    keys = np.array([4, 14])  # planes -> labels 5 and 15
+    cams = np.array([
+        [[0.9, 0.2, 0.05], [0.4, 0.1, 0.35]],  # class 4
+        [[0.1, 0.05, 0.02], [0.6, 0.1, 0.35]],  # class 14
+    ], dtype=np.float32)
+    # (0,0) strong class 4 in both maps -> 5
+    # (0,1) 0.2: below fg 0.30 (fg says bg) but above bg 0.10 (bg says class) -> uncertain 255
+    # (0,2) below both thresholds -> 0
+    # (1,0) class 14 wins -> 15
+    # (1,1) both exactly 0.10 = bg threshold: ties go to the background plane -> 0
+    # (1,2) equal classes above 0.30: the first key wins -> 5
+    out = make_ir_label(_img(2, 3), keys, cams, fg_thres=0.30, bg_thres=0.10, crf=None)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [[5, 255, 0], [15, 0, 5]])
+
+
+def test_make_ir_label_accepts_fp16_cams():
+    keys = np.array([0])
+    cams = np.array([[[0.5, 0.2, 0.05]]], dtype=np.float16)
+    np.testing.assert_array_equal(make_ir_label(_img(1, 3), keys, cams), [[1, 255, 0]])
+
+
+def test_make_ir_label_no_classes_is_background():
+    out = make_ir_label(_img(4, 5), np.zeros(0, np.int64), np.zeros((0, 4, 5), np.float32), crf={})
+    assert (out == 0).all() and out.shape == (4, 5)
+
+
+def test_make_ir_label_with_crf_smoke():
+    # two flat-coloured halves; the CAM of class 2 covers the left half (with a hole), weakly the right edge
+    h, w = 24, 32
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = (200, 40, 40)
+    img[:, w // 2:] = (30, 30, 160)
+    cam = np.zeros((1, h, w), np.float32)
+    cam[0, :, : w // 2] = 0.9
+    cam[0, 10:12, 5:7] = 0.0  # a hole the CRF should close (same colour as its surroundings)
+    cam[0, :, w // 2: w // 2 + 3] = 0.2  # weak activation past the boundary
+    out = make_ir_label(img, np.array([2]), cam, crf={})
+    assert out.shape == (h, w) and out.dtype == np.uint8
+    assert set(np.unique(out)) <= {0, 3, 255}
+    assert (out[:, : w // 2] == 3).mean() > 0.95
+    assert (out[:, w // 2 + 6:] == 0).mean() > 0.95
+
+
+def test_crf_label_smooths_an_outlier_and_checks_dtype():
+    img = np.full((16, 16, 3), 128, np.uint8)
+    labels = np.zeros((16, 16), np.int64)
+    labels[:, 8:] = 1
+    img[:, 8:] = 20
+    labels[4, 3] = 1  # an isolated wrong label inside the flat left region
+    out = crf_inference_label(img, labels, n_labels=2)
+    assert out[4, 3] == 0 and (out[:, :8] == 0).all() and (out[:, 8:] == 1).all()
+    with pytest.raises(TypeError, match="uint8"):
+        crf_inference_label(img.astype(np.float32), labels, n_labels=2)
+
+
+def test_crf_prob_shapes_and_dtype_check():
+    img = _img(10, 12)
+    probs = np.random.default_rng(1).dirichlet(np.ones(3), size=(10, 12)).transpose(2, 0, 1).astype(np.float32)
+    q = crf_inference_prob(img, probs)
+    assert q.shape == (3, 10, 12) and q.dtype == np.float32
+    np.testing.assert_allclose(q.sum(axis=0), 1.0, rtol=1e-4)
+    with pytest.raises(TypeError, match="uint8"):
+        crf_inference_prob(img.astype(np.float64), probs)
+    with pytest.raises(ValueError, match="size"):
+        crf_inference_prob(_img(10, 13), probs)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="keys"):
+        make_ir_label(_img(2, 2), np.array([1, 2]), np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="size"):
+        make_ir_label(_img(3, 2), np.array([1]), np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(KeyError, match="bilateral_foo"):
+        make_ir_label(_img(2, 2), np.array([1]), np.zeros((1, 2, 2), np.float32), crf={"bilateral_foo": 1})
