@@ -1,0 +1,135 @@
+"""The run report (step.report): renders from a hand-made work dir with some artefacts present and some
+missing; every picture it references exists and decodes; picture helpers by hand."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import step.report as report
+from tool.config import load_config
+from tool.io import save_npz, write_json
+from tool.palette import load_label_png, save_label_png, voc_palette
+from tool.runtime import make_context
+from tool.toy_world import generate_toy_world
+
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+CLASSES = ["background", *(f"c{i}" for i in range(1, 21))]
+
+
+def eval_record(miou: float, split: str = "train", sweep: bool = True) -> dict:
+    rec = {"split": split, "num_images": 3, "classes": CLASSES, "miou": miou,
+           "iou": [miou] * 20 + [None]}      # an absent class is null (NaN) in the files
+    if sweep:
+        rec.update({"sweep": [{"threshold": 0.1, "miou": miou - 2}, {"threshold": 0.15, "miou": miou},
+                              {"threshold": 0.2, "miou": miou + 1}],
+                    "best": {"threshold": 0.2, "miou": miou + 1}, "configured": {"threshold": 0.15, "miou": miou}})
+    return rec
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    voc = tmp / "VOC2012"
+    generate_toy_world(voc, seed=1, num_train=3, num_val=2, num_extra_aug=0, image_size=(48, 56), max_objects=2)
+    train = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    val = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    return tmp, voc, train, val
+
+
+def run_report(world, work: Path, *extra: str) -> dict:
+    tmp, voc, _, _ = world
+    cfg = load_config(SMOKE, [f"work_dir={work}", f"dataset.root={voc}", "toy.generate=false", "device=cpu",
+                              "report.thumb_size=32", *extra])
+    ctx = make_context(cfg)
+    return report.run(cfg, ctx)
+
+
+def referenced(page: str, work: Path) -> list[Path]:
+    return [work / src for src in re.findall(r"<img src='([^']+)'", page)]
+
+
+def test_partial_work_dir(world):
+    tmp, voc, train, val = world
+    work = tmp / "work_partial"
+    # present: baseline CAM metrics + CAMs of two train images, RITC CAMs of one, a pseudo mask of one,
+    # a DeepLab prediction of one val image, the QAPE corpus; missing: RITC, pseudo-mask and DeepLab metrics.
+    write_json(work / "cam_baseline" / "eval_cam.json", eval_record(41.5))
+    for i in train[:2]:
+        h, w = load_label_png(voc / "SegmentationClass" / f"{i}.png").shape
+        save_npz(work / "cam_baseline" / "cam" / f"{i}.npz", keys=np.array([3]),
+                 high_res=np.linspace(0, 1, h * w, dtype=np.float16).reshape(1, h, w))
+    h, w = load_label_png(voc / "SegmentationClass" / f"{train[0]}.png").shape
+    save_npz(work / "cam" / f"{train[0]}.npz", keys=np.array([3]), high_res=np.zeros((1, h, w), np.float16))
+    save_label_png(work / "sem_seg" / f"{train[0]}.png", np.full((h, w), 4, np.uint8))
+    hv, wv = load_label_png(voc / "SegmentationClass" / f"{val[1]}.png").shape
+    save_label_png(work / "deeplab_pred" / f"{val[1]}.png", np.zeros((hv, wv), np.uint8))
+    (work / "qape").mkdir(parents=True)
+    (work / "qape" / "corpus.jsonl").write_text(json.dumps(
+        {"image": train[0], "class": "boat", "fg": [["What kind of boat is in the photo?", "canoe"]],
+         "bg": [["what is under the boat?", "waves"], ["what scene is the boat in?", "water"]]}) + "\n")
+    stale = work / "report" / "old_picture.png"
+    stale.parent.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(stale)
+
+    metrics = run_report(world, work)
+    page = (work / "report.html").read_text()
+    assert metrics["stages"] == {"cam_baseline": 41.5}
+    assert metrics["missing"] == ["cam_ritc", "sem_seg", "deeplab"]
+    assert "<b>41.5</b>" in page and "best 42.5 at 0.20" in page
+    for name in ("eval_cam.json", "eval_sem_seg.json", "eval_deeplab.json"):
+        assert re.search(rf"<code>{name}</code>\s*missing", page), name
+    # images with the most artefacts first: train[0] has both CAMs and a pseudo mask
+    assert metrics["images"] == 2 and train[0] in page and val[1] in page
+    assert "canoe" in page and "waves, water" in page
+    pictures = referenced(page, work)
+    assert len(pictures) == 2 + 5 + 3            # two charts, one eval row (5 cells), one val row (3 cells)
+    for p in pictures:
+        with Image.open(p) as im:
+            im.load()
+            assert max(im.size) <= 32 or p.name in ("iou_per_class.png", "cam_sweep.png")
+    assert not stale.exists()                    # pictures no longer referenced are removed
+    assert sorted(p.name for p in (work / "report").glob("*.png")) == sorted(p.name for p in pictures)
+    assert not list((work / "report").glob(".*tmp*"))
+
+
+def test_empty_work_dir(world):
+    tmp, *_ = world
+    work = tmp / "work_empty"
+    metrics = run_report(world, work, "report.num_images=2")
+    page = (work / "report.html").read_text()
+    assert metrics["stages"] == {} and len(metrics["missing"]) == 4
+    assert "No metric files yet" in page and "No DeepLab predictions" in page
+    # without CAMs the eval images are still shown (image and GT): an even spread of 2 of the 3
+    for p in referenced(page, work):
+        with Image.open(p) as im:
+            im.load()
+    assert metrics["images"] == 2
+
+
+def test_pick_images():
+    ids = [f"i{k}" for k in range(10)]
+    have = {i: (2 if int(i[1:]) % 2 == 0 else 1) for i in ids}
+    assert report.pick_images(ids, have, 3) == ["i0", "i4", "i8"]       # among the 5 with 2 artefacts, spread
+    assert report.pick_images(ids, have, 9) == ["i0", "i2", "i4", "i6", "i8"]
+    assert report.pick_images(ids, have, 2, wanted=["i3", "nope", "i1"]) == ["i3", "i1"]
+    assert report.pick_images([], {}, 3) == []
+
+
+def test_picture_helpers():
+    img = np.full((4, 6, 3), 100, np.uint8)
+    maps = np.zeros((2, 4, 6), np.float16)
+    maps[1, 0, 0] = 1.0
+    out = report.cam_overlay(img, maps)
+    # jet(0) = (0, 0, 0.5) and jet(1) = (0.5, 0, 0): half image, half colour
+    assert tuple(out[1, 1]) == (50, 50, round(50 + 0.5 * 127.5))
+    assert tuple(out[0, 0]) == (round(50 + 0.5 * 127.5), 50, 50)
+    assert report.thumbnail(np.zeros((40, 100, 3), np.uint8), 50).shape == (20, 50, 3)
+    assert report.thumbnail(np.zeros((10, 12), np.uint8), 50).shape == (10, 12)      # never upscaled
+    lab = np.array([[0, 1], [255, 15]], np.uint8)
+    assert (report.label_rgb(lab) == voc_palette()[lab]).all()
+    assert tuple(report.label_rgb(lab)[1, 0]) == (224, 224, 192)
