@@ -401,3 +401,27 @@ def test_pipeline_on_coco_layout(tmp_path):
     assert ev["split"] == "first3" and ev["num_images"] == 3 and len(ev["classes"]) == 81
     assert ev["classes"][1] == "person" and 0 <= ev["miou"] <= 100 and out["eval_cam"]["num_images"] == 3
     assert (tmp_path / "work" / "cache" / "coco14_train2014.npz").is_file()
+
+
+def test_every_step_on_coco_layout(tmp_path):
+    """The whole smoke pipeline (QAPE through DeepLab and the report) on the COCO-layout toy world."""
+    root, models, work = tmp_path / "COCO", tmp_path / "models", tmp_path / "work"
+    out = run_sample.main([
+        "--config", SMOKE, "--set", f"work_dir={work}", "--set", f"dataset.root={root}",
+        "--set", "dataset.name=coco14", "--set", "toy.layout=coco", "--set", "dataset.train_split=train",
+        "--set", "dataset.eval_split=train", "--set", "dataset.val_split=val",
+        "--set", f"toy.random_models_dir={models}", "--set", f"qape.vqa_model={models / 'blip'}",
+        "--set", f"clip.model={models / 'clip'}"])
+    assert list(out) == list(run_sample.STEPS)
+    ds = COCO14(root)
+    train = ds.ids("train")
+    labels = ds.labels(train)
+    corpus = [json.loads(x) for x in (work / "qape" / "corpus.jsonl").read_text().splitlines()]
+    assert len(corpus) == int(labels.sum())
+    assert {r["class"] for r in corpus} <= set(ds.class_names)
+    for name, ext in (("cam", "npz"), ("ir_label", "png"), ("sem_seg", "png")):
+        assert sorted(p.stem for p in (work / name).glob(f"*.{ext}")) == sorted(train), name
+    for f in ("eval_cam.json", "eval_sem_seg.json", "eval_deeplab.json"):
+        rec = read_json(work / f)
+        assert len(rec["classes"]) == 81 and 0 <= rec["miou"] <= 100, f
+    assert read_json(work / "eval_deeplab.json")["num_images"] == len(ds.ids("val"))

@@ -96,3 +96,13 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "cam: [unclosed\n"))
+
+
+def test_coco14_has_the_paper_settings():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "coco14.yaml")
+    assert cfg.dataset.name == "coco14" and cfg.dataset.train_split == "train" and cfg.dataset.val_split == "val"
+    assert (cfg.ritc.alpha, cfg.ritc.beta, cfg.ritc.gamma, cfg.ritc.lr) == (30.0, 24.0, 0.2, 3.5e-4)
+    assert (cfg.deeplab.batch_size, cfg.deeplab.iterations) == (10, 100000)
+    voc = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc12.yaml")
+    assert (voc.ritc.alpha, voc.ritc.beta, voc.ritc.gamma) == (10.0, 8.0, 0.2)
+    assert (voc.deeplab.batch_size, voc.deeplab.iterations, voc.deeplab.crop_size) == (5, 30000, 321)
