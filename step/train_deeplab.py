@@ -24,7 +24,9 @@ from net.deeplab import (
     optimizer_groups,
     resize_labels,
 )
+from net.resnet50_cam import map_official_cam_state
 from tool import dist
+from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import Config, DeepLabConfig
 from tool.data import collate_skip_none
 from tool.datasets import build_dataset
@@ -37,7 +39,7 @@ from tool.train_loop import fit
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "deeplab", "seed")
-INPUTS = ("make_sem_seg",)
+INPUTS = ("make_sem_seg", "train_cam")
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -57,6 +59,21 @@ def build_model(cfg: Config, num_classes: int):
                          style=c.pretrained_format, bn=c.bn)
 
 
+def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
+    """Backbone from the trained CAM classifier (``deeplab.pretrained: cam_baseline``): offline runs,
+    where no ImageNet weights exist, get a backbone that has at least seen the training images.
+    Needs ResNet-50 blocks (3, 4, 6, 3) and the torchvision input convention."""
+    c = cfg.deeplab
+    if tuple(c.blocks) != (3, 4, 6, 3) or c.pretrained_format != "torchvision":
+        raise ValueError("deeplab.pretrained: cam_baseline needs deeplab.blocks [3, 4, 6, 3] (ResNet-50) and "
+                         f"pretrained_format torchvision, got {list(c.blocks)} / {c.pretrained_format}")
+    path = ctx.paths.cam_baseline_model
+    state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)"))
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    load_state_dict_strict(base.backbone, backbone, source=f"{path} (backbone)")
+    return f"the CAM classifier's backbone ({path})"
+
+
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.deeplab
     autocast(c, ctx.device)                       # checks deeplab.precision before any work
@@ -73,7 +90,10 @@ def run(cfg: Config, ctx: Context) -> dict:
                     skip_bad=cfg.dataset.skip_bad_images)
 
     model = build_model(cfg, ds.num_classes + 1)
-    source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
+    if c.pretrained == "cam_baseline":
+        source = init_from_cam_classifier(model.base, cfg, ctx)
+    else:
+        source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
     log.info("train_deeplab: backbone initialised from %s; ASPP N(0, 0.01)", source)
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
