@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from net.resnet50 import IMAGENET_MEAN, IMAGENET_STD, FixedBatchNorm
+from net.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Bottleneck, FixedBatchNorm
 from tool.checkpoint import load_state_dict_strict
 
 log = logging.getLogger(__name__)
@@ -46,33 +46,6 @@ RESNET101_BLOCKS = (3, 4, 23, 3)
 STYLES = ("torchvision", "caffe")
 BN_MODES = ("fixed", "batch")
 IGNORE = 255
-
-
-class Bottleneck(nn.Module):
-    """ResNet bottleneck (1×1 → 3×3 dilated → 1×1, ×4 channels) with torchvision parameter names.
-
-    ``stride_in_1x1``: the stride sits on ``conv1`` (MSRA/caffe) instead of ``conv2`` (torchvision v1.5).
-    """
-
-    def __init__(self, inplanes: int, planes: int, stride: int, dilation: int, downsample: nn.Module | None,
-                 stride_in_1x1: bool, norm: type[nn.BatchNorm2d]):
-        super().__init__()
-        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride=s1, bias=False)
-        self.bn1 = norm(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=s3, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = norm(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = norm(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 class DilatedResNet(nn.Module):
@@ -116,9 +89,10 @@ class DilatedResNet(nn.Module):
         if stride != 1 or self._inplanes != planes * 4:
             downsample = nn.Sequential(nn.Conv2d(self._inplanes, planes * 4, 1, stride=stride, bias=False),
                                        norm(planes * 4))
-        layers = [Bottleneck(self._inplanes, planes, stride, dilation, downsample, caffe, norm)]
+        layers = [Bottleneck(self._inplanes, planes, stride, downsample, dilation, norm, stride_in_1x1=caffe)]
         self._inplanes = planes * 4
-        layers += [Bottleneck(self._inplanes, planes, 1, dilation, None, caffe, norm) for _ in range(1, blocks)]
+        layers += [Bottleneck(self._inplanes, planes, 1, None, dilation, norm, stride_in_1x1=caffe)
+                   for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,14 +42,21 @@ def _norm_layer(bn: str) -> type[nn.BatchNorm2d]:
 
 
 class Bottleneck(nn.Module):
+    """ResNet bottleneck (1×1 → 3×3 (dilated) → 1×1, ×4 channels) with torchvision parameter names.
+
+    ``stride_in_1x1``: the stride sits on ``conv1`` (MSRA/caffe, DeepLab's caffe weights) instead of
+    ``conv2`` (torchvision v1.5, IRN).
+    """
+
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: int = 1, norm: type[nn.BatchNorm2d] = FixedBatchNorm):
+                 dilation: int = 1, norm: type[nn.BatchNorm2d] = FixedBatchNorm, stride_in_1x1: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, stride=s1, bias=False)
         self.bn1 = norm(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=dilation,
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=s3, padding=dilation,
                                dilation=dilation, bias=False)
         self.bn2 = norm(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
