@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -27,7 +26,7 @@ from tool.checkpoint import load_model_file, load_state_dict_strict, save_model,
 from tool.config import Config
 from tool.data import AffinityCrops, collate_skip_none, load_or_skip
 from tool.datasets import build_dataset
-from tool.imutils import crop_with_box, normalize_on_device
+from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.lr import sgd
 from tool.runner import step_digest
 from tool.runtime import Context
@@ -66,9 +65,8 @@ class _TopLeft(torch.utils.data.Dataset):
             return None
         h, w = min(self.crop, img.shape[0]), min(self.crop, img.shape[1])
         box = (0, h, 0, w, 0, h, 0, w)
-        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)
-        img = crop_with_box(img, box, self.crop)
-        return {"img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), "valid": torch.from_numpy(valid)}
+        img, valid = crop_image(img, box, self.crop)
+        return {"img": to_chw_tensor(img), "valid": torch.from_numpy(valid)}
 
 
 def run(cfg: Config, ctx: Context) -> dict:

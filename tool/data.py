@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tool.imutils import BadImageError, crop_with_box, pil_rescale, random_crop_box, random_resize_long, read_image
+from tool.imutils import (BadImageError, crop_image, crop_with_box, pil_rescale, random_crop_box,
+                          random_resize_long, read_image, to_chw_tensor)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,9 @@ class ClassificationCrops(Dataset):
         if self.hflip and rng.random() < 0.5:
             img = img[:, ::-1]
         box = random_crop_box(img.shape[:2], self.crop, rng)
-        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)   # [C, C]
-        img = crop_with_box(img, box, self.crop)                                  # [C, C, 3] uint8
+        img, valid = crop_image(img, box, self.crop)                              # [C, C, 3], [C, C] uint8
         return {"name": self.ids[i], "index": i,
-                "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+                "img": to_chw_tensor(img),
                 "valid": torch.from_numpy(valid), "label": torch.from_numpy(self.labels[i])}
 
 
@@ -78,7 +78,7 @@ class MultiScaleImages(Dataset):
             return None
         imgs = [img if s == 1.0 else pil_rescale(img, s) for s in self.scales]
         return {"name": self.ids[i], "size": img.shape[:2], "label": torch.from_numpy(self.labels[i]),
-                "imgs": [torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))) for x in imgs]}
+                "imgs": [to_chw_tensor(x) for x in imgs]}
 
 
 def collate_skip_none(batch: list) -> dict | None:
@@ -132,10 +132,9 @@ class AffinityCrops(Dataset):
         if self.hflip and rng.random() < 0.5:
             img, label = img[:, ::-1], label[:, ::-1]
         box = random_crop_box(img.shape[:2], self.crop, rng)
-        valid = crop_with_box(np.ones(img.shape[:2], np.uint8), box, self.crop)   # [C, C]
-        img = crop_with_box(img, box, self.crop)                                  # [C, C, 3]
+        img, valid = crop_image(img, box, self.crop)                              # [C, C, 3], [C, C]
         label = crop_with_box(label, box, self.crop, fill=255)                    # [C, C]
         bg_pos, fg_pos, neg = affinity_labels(reduce_label(label, 4), self.path_index)   # [n_dirs, n_src] each
-        return {"name": self.ids[i], "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+        return {"name": self.ids[i], "img": to_chw_tensor(img),
                 "valid": torch.from_numpy(valid), "bg_pos": bg_pos.to(torch.uint8), "fg_pos": fg_pos.to(torch.uint8),
                 "neg": neg.to(torch.uint8)}

@@ -78,6 +78,16 @@ def crop_with_box(img: np.ndarray, box: tuple[int, ...], crop: int, fill: int = 
 
 
 
+def crop_image(img: np.ndarray, box: tuple[int, ...], crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 image crop [C, C, 3] zero-padded, validity mask [C, C] uint8: 1 where the image is)."""
+    return crop_with_box(img, box, crop), crop_with_box(np.ones(img.shape[:2], np.uint8), box, crop)
+
+
+def to_chw_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> uint8 tensor [3, H, W] (contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
 def normalize_on_device(img: torch.Tensor, valid: torch.Tensor | None = None,
                         mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """uint8 [N, 3, H, W] -> float32 ``(x/255 - mean) / std``, zeroed where ``valid`` [N, H, W] is 0."""
