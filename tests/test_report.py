@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import step.report as report
+from step import report
 from tool.config import load_config
 from tool.io import save_npz, write_json
 from tool.palette import load_label_png, save_label_png, voc_palette
@@ -42,7 +42,7 @@ def world(tmp_path_factory):
 
 
 def run_report(world, work: Path, *extra: str) -> dict:
-    tmp, voc, _, _ = world
+    _, voc, _, _ = world
     cfg = load_config(SMOKE, [f"work_dir={work}", f"dataset.root={voc}", "toy.generate=false", "device=cpu",
                               "report.thumb_size=32", *extra])
     ctx = make_context(cfg)

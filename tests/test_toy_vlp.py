@@ -1,0 +1,211 @@
+"""The toy VLP (tool.toy_vlp): training answers and texts by hand, a tiny training run whose models load
+through the real loaders, caching, and the VQA measurement on hand-made answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tool import toy_vlp
+from tool.qape_text import DEFAULT_QUESTIONS
+from tool.toy_vlp import ToyVlpParams, clip_texts, ensure_toy_vlp, evaluate_toy_vqa, toy_vqa_answers
+from tool.toy_world import generate_toy_world
+
+META = {
+    "scene": "railway",
+    "objects": [
+        {"class": "train", "class_name": "train", "subtype": "freight train", "bbox": [0, 10, 20, 30], "color": "red"},
+        {"class": "train", "class_name": "train", "subtype": "steam locomotive", "bbox": [30, 0, 90, 40],
+         "color": "black"},
+        {"class": "diningtable", "class_name": "dining table", "subtype": "round table", "bbox": [0, 0, 5, 5],
+         "color": "white"},
+    ],
+    "things": ["sky", "gravel", "rails", "sleepers"],
+}
+
+TINY = ToyVlpParams(seed=3, max_images=6, clip_image_size=32, clip_width=8, clip_text_width=32,
+                    clip_text_layers=1, clip_embed_dim=16, clip_context_length=16, clip_steps=2, clip_batch=8,
+                    blip_image_size=32, blip_width=32, blip_layers=1, blip_steps=2, blip_images=2, blip_questions=3)
+
+
+def test_answers_by_hand():
+    got = toy_vqa_answers(META, "train")
+    assert [g for g, _, _ in got] == ["fine_grained"] * 2 + ["alias"] * 4 + ["surrounding"] * 7 + ["scene"] * 3
+    assert got[0] == ("fine_grained", "What kind of train is in the photo?", "steam locomotive")   # the larger one
+    # aliases of train: locomotive, railway train, cycling over the 4 alias templates
+    assert [a for g, _, a in got if g == "alias"] == ["locomotive", "railway train", "locomotive", "railway train"]
+    surrounding = {q: a for g, q, a in got if g == "surrounding"}
+    # up: pole (absent) then sky; down: rails; side: gravel, rails, sleepers, gravel in turn (pole absent)
+    assert surrounding == {
+        "what is above the train?": "sky", "what is under the train?": "rails", "what is behind the train?": "sky",
+        "what is around the train?": "gravel", "what is next to the train?": "rails",
+        "what is the left side of train?": "sleepers", "what is the right side of train?": "gravel"}
+    assert [a for g, _, a in got if g == "scene"] == ["railway"] * 3
+    table = toy_vqa_answers(META, "dining table")
+    assert table[0][2] == "round table" and table[2][1] == "What is this dining table also called?"
+    assert table[2][2] == "table" and table[3][2] == "dining table"
+    with pytest.raises(ValueError, match="no 'cat'"):
+        toy_vqa_answers(META, "cat")
+
+
+def test_clip_texts():
+    t = clip_texts()
+    assert len(t.texts) == len(set(t.texts)) and all(x.startswith("a photo of ") for x in t.texts)
+    boat, canoe = 3, 1       # XML index of boat; its sub-types are sailboat, canoe, ship
+    pos = {t.texts[i] for i in np.flatnonzero(t.fg_pos[boat][canoe])}
+    # the class name, its aliases and the sub-type, as text_feats post-processes answers (fg_texts)
+    assert pos == {"a photo of boat.", "a photo of ship boat.", "a photo of vessel boat.", "a photo of canoe boat."}
+    assert {t.texts[i] for i in np.flatnonzero(t.fg_ignore[boat][canoe])} == {"a photo of sailboat."}
+    bg = {t.texts[i] for i in np.flatnonzero(t.bg_pos("railway", ["rails", "sky"]))}
+    assert bg == {"a photo of railway.", "a photo of rails.", "a photo of rail.", "a photo of sky."}
+
+
+def test_contrastive_loss_by_hand():
+    img = torch.tensor([[1.0, 0.0]])
+    txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    pos = torch.tensor([[True, False, False]])
+    ign = torch.tensor([[False, False, True]])
+    loss = toy_vlp.contrastive_loss(img, txt, torch.tensor(2.0), pos, ign)
+    i2t = -np.log(np.exp(2) / (np.exp(2) + np.exp(0)))        # text 2 left out of the softmax
+    t2i = 0.0                                                  # one image: its softmax over images is 1
+    assert float(loss) == pytest.approx(0.5 * (i2t + t2i), rel=1e-6)
+
+
+def test_evaluate_toy_vqa_by_hand():
+    records = [
+        {"image": "a", "class": "train",
+         "fg": [["What kind of train is in the photo?", "freight train"],        # true sub-type
+                ["What type of train is in the photo?", "passenger train"],     # not in this image
+                ["What is this train also called?", "locomotive"]],             # alias
+         "bg": [["what is under the train?", "rails"],                          # thing
+                ["what is above the train?", "pole"],                           # not drawn here
+                ["what scene is the train in?", "railway"]]},                   # scene
+        {"image": "a", "class": "dining table",
+         "fg": [["What kind of dining table is in the photo?", "round  table"]],
+         "bg": [["what is next to the dining table?", "sleeper"]]},             # singular of "sleepers"
+    ]
+    got = evaluate_toy_vqa(records, {"a": META})
+    assert got["fg_share"] == round(3 / 4, 4) and got["fg_answers"] == 4
+    assert got["bg_share"] == round(3 / 4, 4) and got["bg_answers"] == 4
+    assert got["by_group"] == {"alias": 1.0, "fine_grained": round(2 / 3, 4), "scene": 1.0,
+                               "surrounding": round(2 / 3, 4)}
+    assert evaluate_toy_vqa([], {})["fg_share"] is None
+    with pytest.raises(ValueError, match="has no 'cat'"):
+        evaluate_toy_vqa([{"image": "a", "class": "cat", "fg": [], "bg": []}], {"a": META})
+
+
+def test_name_matching():
+    assert toy_vlp._names("double - decker bus", ["double-decker bus"])
+    assert toy_vlp._names("the rails", ["rails"]) and toy_vlp._names("rail", ["rails"])
+    assert not toy_vlp._names("trail", ["rail"]) and not toy_vlp._names("grass", ["grass tuft"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("toy_vlp")
+    root = tmp / "VOC2012"
+    generate_toy_world(root, seed=0, num_train=4, num_val=2, num_extra_aug=2, image_size=(48, 56), max_objects=2)
+    out = tmp / "vlp"
+    return root, out, ensure_toy_vlp(root, out, TINY, parallel=False)
+
+
+def test_tiny_training_loads_through_real_loaders(trained):
+    from net.blip_vqa import BlipVQA
+    from net.clip import encode_texts, load_clip
+
+    _, out, summary = trained
+    assert summary["num_images"] == 6 and summary["params"]["blip_steps"] == 2
+    assert np.isfinite(summary["metrics"]["clip_final_loss"]) and np.isfinite(summary["metrics"]["blip_final_loss"])
+    assert summary["world"]["num_train"] == 4 and summary["world"]["num_extra_aug"] == 2   # 6 = train + extra
+
+    vqa = BlipVQA.from_pretrained(out / "blip", image_size=32, max_length=4)
+    px = vqa.preprocess_batch([np.zeros((48, 56, 3), np.uint8)])
+    assert torch.allclose(px[0], toy_vlp.blip_pixels(np.zeros((48, 56, 3), np.uint8), 32))
+    embeds = vqa.encode_images(px)
+    answers = vqa.answer(embeds, [(0, "What kind of boat is in the photo?"), (0, "what scene is the boat in?")])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    unk = vqa.tokenizer.convert_tokens_to_ids("[UNK]")
+    for name in ("tv monitor", "double-decker bus", "grass tuft"):     # every template, some odd words
+        for template in (t for ts in DEFAULT_QUESTIONS.values() for t in ts):
+            assert unk not in vqa.tokenize(template.format(name)), template.format(name)
+
+    clip = load_clip(str(out / "clip"), None)
+    assert clip.image_size == 32 and clip.embed_dim == 16
+    feats = encode_texts(clip.model, clip.tokenizer, ["a photo of canoe boat.", "a photo of rail."])
+    assert feats.shape == (2, 16) and torch.allclose(feats.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert clip.model.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 16)
+
+
+def test_vit_tower(trained, tmp_path):
+    from net.clip import load_clip
+
+    root, _, _ = trained
+    p = ToyVlpParams(**{**TINY.__dict__, "clip_tower": "vit", "clip_width": 32, "clip_layers": 1})
+    toy_vlp.train_toy_clip(toy_vlp.load_records(root, toy_vlp.read_split(root, "train")), tmp_path / "clip", p)
+    clip = load_clip(str(tmp_path / "clip"), None)
+    assert clip.image_size == 32 and clip.model.visual.patch_size == (8, 8)
+    with pytest.raises(ValueError, match="clip_tower"):
+        toy_vlp.toy_clip_config(ToyVlpParams(clip_tower="convnext"))
+
+
+def test_cached_second_call_does_not_retrain(trained, monkeypatch, tmp_path):
+    import shutil
+
+    root, out, summary = trained
+
+    def boom(*args, **kwargs):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(toy_vlp, "train_toy_clip", boom)
+    monkeypatch.setattr(toy_vlp, "train_toy_blip", boom)
+    assert ensure_toy_vlp(root, out, TINY, parallel=False) == summary
+    # other parameters: the marker no longer matches, so it trains again (here: into the stub)
+    copy = tmp_path / "vlp"
+    shutil.copytree(out, copy)
+    with pytest.raises(AssertionError, match="retrained"):
+        ensure_toy_vlp(root, copy, ToyVlpParams(**{**TINY.__dict__, "seed": 4}), parallel=False)
+    assert not (copy / toy_vlp.MARKER).exists()     # a half-redone cache is never taken for a complete one
+
+
+def test_deterministic_and_parallel(trained, tmp_path):
+    """BLIP trained in a second process while this one trains CLIP: the same bytes as one after the other."""
+    root, out, summary = trained
+    again = ensure_toy_vlp(root, tmp_path / "vlp", TINY, parallel=True)
+    for f in ("clip/open_clip_model.safetensors", "blip/model.safetensors"):
+        assert (out / f).read_bytes() == (tmp_path / "vlp" / f).read_bytes(), f
+    assert again["metrics"]["blip_final_loss"] == summary["metrics"]["blip_final_loss"]
+
+
+def test_region_table(trained):
+    """Object regions carry class texts; background and context rings carry scene/thing texts and no
+    object pixel; a batch has the three kinds in their shares."""
+    root, _, _ = trained
+    recs = toy_vlp.load_records(root, toy_vlp.read_split(root, "train"))
+    texts = clip_texts()
+    data = toy_vlp._ClipData(recs, texts, 32)
+    lo, hi = data.ranges["ring"]
+    assert hi > lo and data.ranges["object"][0] == 0
+    for r in range(lo, hi):
+        rec = recs[int(data.img[r])]
+        ring = data.masks[data.rows[r, 0], 0].numpy() > 0
+        assert ring.any() and not (ring & ~toy_vlp.background_mask(rec)).any()
+        assert (data.pos[r].numpy() == texts.bg_pos(rec.meta["scene"], rec.meta["things"])).all()
+    o = data.ranges["object"][0]
+    rec = recs[int(data.img[o])]
+    first = next(ob for ob, m in zip(rec.meta["objects"], toy_vlp.object_masks(rec)) if m.sum() >= 16)
+    assert data.pos[o, texts.index[f"a photo of {first['class_name']}."]]
+    images, pos, ign = data.batch(20, torch.Generator().manual_seed(0))
+    assert images.shape == (20, 3, 32, 32) and pos.shape == ign.shape == (20, len(texts.texts))
+    assert not (pos & ign).any() and pos.any(1).all()
+
+
+def test_measurements_run(trained):
+    root, out, _ = trained
+    corpus, got = toy_vlp.run_toy_vqa(out, root, "val")
+    val = toy_vlp.load_records(root, toy_vlp.read_split(root, "val"))
+    pairs = sum(len({o["class_name"] for o in r.meta["objects"]}) for r in val)
+    assert len(corpus) == pairs and got["fg_answers"] == 6 * pairs and got["bg_answers"] == 10 * pairs
+    assert all(0 <= got[k] <= 1 for k in ("fg_share", "bg_share"))
+    z = toy_vlp.clip_zero_shot(out, root, "val")
+    visible = sum(int(m.sum() >= 16) for r in val for m in toy_vlp.object_masks(r))
+    assert z["regions"] == visible and all(0 <= z[k] <= 1 for k in ("accuracy", "fg_over_bg", "ring_over_fg"))
