@@ -140,19 +140,28 @@ def write_tiny_clip(
     ``open_clip_model.safetensors`` (the full state dict), each written atomically.
     """
     import open_clip
-    from safetensors.torch import save_file
 
     model_cfg = tiny_clip_config(image_size=image_size, embed_dim=embed_dim)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = open_clip.CLIP(**model_cfg)
+    return save_open_clip(model, model_cfg, out_dir, interpolation="bicubic", resize_mode="shortest")
+
+
+def save_open_clip(model: torch.nn.Module, model_cfg: dict, out_dir: str | os.PathLike, *,
+                   interpolation: str = "bicubic", resize_mode: str = "shortest") -> Path:
+    """Write an open_clip model in the hf-hub / ``local-dir:`` layout ``net.clip.load_clip`` reads:
+    ``open_clip_model.safetensors`` first, ``open_clip_config.json`` last (its presence marks a
+    complete folder). Returns ``out_dir``."""
+    from safetensors.torch import save_file
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / "open_clip_model.safetensors") as tmp:
         save_file(state, str(tmp))
-    preprocess_cfg = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic",
-                      "resize_mode": "shortest"}
+    preprocess_cfg = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": interpolation,
+                      "resize_mode": resize_mode}
     write_text(out_dir / "open_clip_config.json",
                json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n")
     return out_dir

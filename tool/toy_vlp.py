@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -50,9 +49,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tool.io import atomic_path, read_json, write_json, write_text
+from tool.io import read_json, write_json
 from tool.palette import load_label_png
 from tool.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, side_of_group
+from tool.tiny_models import save_open_clip
 from tool.toy_world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
@@ -540,22 +540,8 @@ def train_toy_clip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
 
 
 def save_clip(model: torch.nn.Module, model_cfg: dict, out_dir: str | os.PathLike) -> Path:
-    """Write an open_clip model in the hf-hub / ``local-dir:`` layout ``net.clip.load_clip`` reads.
-
-    ``open_clip_model.safetensors`` first, ``open_clip_config.json`` last (its presence marks a complete folder).
-    """
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "open_clip_model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    preprocess_cfg = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bilinear",
-                      "resize_mode": "squash"}
-    write_text(out_dir / "open_clip_config.json",
-               json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n")
-    return out_dir
+    """Write the toy CLIP where ``net.clip.load_clip`` reads it (bilinear squash, as it was trained)."""
+    return save_open_clip(model, model_cfg, out_dir, interpolation="bilinear", resize_mode="squash")
 
 
 # ------------------------------------------------------------------------------------------------
