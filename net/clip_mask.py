@@ -192,7 +192,7 @@ def load_ovseg_mask_prompt(clip_model: nn.Module, checkpoint_path: str | Path, m
                            load_text_tower: bool = True) -> MaskPromptCLIPVisual:
     """Load an ovseg mask-prompt-tuned CLIP checkpoint into an open_clip CLIP and wrap its ViT.
 
-    Key rule (explicit, no ``strict=False``):
+    Key rule (explicit; the final load is strict):
 
     - keys outside ``clip_adapter.clip_model.`` (ovseg's Swin backbone, MaskFormer head,
       ``clip_adapter.non_object_embedding`` ...) are not CLIP weights and are ignored (counted in the log);

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from net.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Bottleneck, FixedBatchNorm
+from net.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Bottleneck, FixedBatchNorm, download_state_dict
 from tool.checkpoint import load_state_dict_strict
 
 log = logging.getLogger(__name__)
@@ -327,13 +327,7 @@ def load_pretrained(model: DeepLabV2, pretrained: str | os.PathLike | None, fmt:
         if fmt != "torchvision":
             raise ValueError(f"{key}: 'imagenet' means torchvision's ResNet-101; with deeplab.pretrained_format "
                              f"'caffe' give the path of a converted deeplab-pytorch checkpoint")
-        try:
-            state = torch.hub.load_state_dict_from_url(IMAGENET101_URL, progress=False, map_location="cpu")
-        except Exception as e:  # offline, proxy, truncated download ...
-            raise RuntimeError(
-                f"{key}: could not get the torchvision ImageNet ResNet-101 weights ({type(e).__name__}: {e}). "
-                f"Download {IMAGENET101_URL} on a machine with internet access and set {key} to its path, "
-                f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
+        state = download_state_dict(IMAGENET101_URL, key, "torchvision ImageNet ResNet-101")
         source = f"torchvision ImageNet ResNet-101 ({IMAGENET101_URL})"
     else:
         path = Path(pretrained)

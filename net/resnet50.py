@@ -130,6 +130,18 @@ class ResNet50(nn.Module):
         return self.forward_stages(x)[-1]
 
 
+def download_state_dict(url: str, key: str, what: str) -> dict:
+    """A torchvision checkpoint from ``url`` (cached in the torch hub folder); offline, an error naming
+    the config ``key`` and how to provide the file by hand."""
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
+    except Exception as e:  # offline, proxy, truncated download ...
+        raise RuntimeError(
+            f"{key}: could not get the {what} weights ({type(e).__name__}: {e}). "
+            f"Download {url} on a machine with internet access and set {key} to its path, "
+            f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
+
+
 def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: str) -> str:
     """Load backbone weights into ``model`` strictly; return a description for the log.
 
@@ -142,13 +154,7 @@ def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: 
     if pretrained is None:
         return "random initialisation"
     if pretrained == "imagenet":
-        try:
-            state = torch.hub.load_state_dict_from_url(IMAGENET_URL, progress=False, map_location="cpu")
-        except Exception as e:  # offline, proxy, truncated download ...
-            raise RuntimeError(
-                f"{key}: could not get the torchvision ImageNet ResNet-50 weights ({type(e).__name__}: {e}). "
-                f"Download {IMAGENET_URL} on a machine with internet access and set {key} to its path, "
-                f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
+        state = download_state_dict(IMAGENET_URL, key, "torchvision ImageNet ResNet-50")
         source = f"torchvision ImageNet weights ({IMAGENET_URL})"
     else:
         path = Path(pretrained)

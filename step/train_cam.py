@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
+from tool import dist
 from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import Config
 from tool.data import ClassificationCrops, collate_skip_none
@@ -42,13 +43,9 @@ def run(cfg: Config, ctx: Context) -> dict:
         state = map_official_cam_state(load_model_file(c.init_checkpoint, "cam.init_checkpoint"))
         load_state_dict_strict(model, state, source=c.init_checkpoint)
         log.info("CAM net initialised from %s", c.init_checkpoint)
-    model.to(ctx.device)
-    if ctx.world_size > 1 and c.bn == "batch" and ctx.device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # SyncBN needs CUDA/NCCL
-    if ctx.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    backbone, head = (model.module if ctx.world_size > 1 else model).param_groups()
+    net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, c.bn == "batch")
+    backbone, head = net.param_groups()
+    model = dist.wrap_ddp(net, ctx.device)
     optimizer = sgd([{"params": backbone, "lr": c.lr}, {"params": head, "lr": c.lr * c.classifier_lr_mult}],
                     momentum=c.momentum, weight_decay=c.weight_decay)
 

@@ -97,12 +97,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("train_deeplab: backbone initialised from %s; ASPP N(0, 0.01)", source)
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if ctx.world_size > 1 and c.bn == "batch" and ctx.device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # SyncBN needs CUDA/NCCL
+    model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
     groups = optimizer_groups(model.base, c.lr, c.weight_decay, c.aspp_weight_lr_mult, c.aspp_bias_lr_mult)
-    if ctx.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    model = dist.wrap_ddp(model, ctx.device)
     optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
 
     seen = [0]                                    # images trained in this session (for images/s)

@@ -22,6 +22,7 @@ from net.path_index import PathIndex
 from net.resnet50 import load_pretrained
 from net.resnet50_cam import map_official_cam_state
 from net.resnet50_irn import AffinityDisplacementLoss
+from tool import dist
 from tool.checkpoint import load_model_file, load_state_dict_strict, save_model, unwrap
 from tool.config import Config
 from tool.data import AffinityCrops, collate_skip_none, load_or_skip
@@ -88,9 +89,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     model.to(ctx.device)
     groups = model.param_groups(c.lr, c.weight_decay)      # boundary lr, displacement 10× lr
     optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
-    if ctx.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    model = dist.wrap_ddp(model, ctx.device)
 
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),

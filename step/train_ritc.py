@@ -25,6 +25,7 @@ from net.clip import ClipModel, encode_texts, load_clip
 from net.clip_mask import load_ovseg_mask_prompt
 from net.resnet50_cam import CAMNet, map_official_cam_state
 from net.ritc import TextBank, build_region_images, ritc_losses, total
+from tool import dist
 from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import ClipConfig, Config
 from tool.data import ClassificationCrops, collate_skip_none
@@ -169,14 +170,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     init = ctx.paths.cam_baseline_model if r.init == "baseline" else r.init
     load_state_dict_strict(model, map_official_cam_state(load_model_file(init, "ritc.init")), source=str(init))
     log.info("RITC CAM net initialised from %s", init)
-    model.to(ctx.device)
-    if ctx.world_size > 1 and r.bn == "batch" and ctx.device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # official DDP uses SyncBN
-    net = model
-    if ctx.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, r.bn == "batch")   # official DDP uses SyncBN
     backbone, head = net.param_groups()
+    model = dist.wrap_ddp(net, ctx.device)
     optimizer = sgd([{"params": backbone, "lr": r.lr}, {"params": head, "lr": r.lr * r.classifier_lr_mult}],
                     momentum=r.momentum, weight_decay=r.weight_decay)
 

@@ -71,6 +71,22 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def sync_batchnorm(model: torch.nn.Module, device: torch.device, trainable_bn: bool) -> torch.nn.Module:
+    """SyncBN for trainable BatchNorm under multi-GPU DDP (as the official RITC run); SyncBN needs
+    CUDA/NCCL, so CPU/gloo runs keep per-rank BN. Call before building optimizer groups."""
+    if world_size() > 1 and trainable_bn and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (one device per rank), else unchanged."""
+    if world_size() <= 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def cleanup() -> None:
     if is_dist():
         dist.destroy_process_group()
