@@ -65,6 +65,16 @@ def test_int_is_accepted_for_float_and_null_for_optional(tmp_path):
     assert cfg.cam.pretrained is None
 
 
+def test_exponent_without_dot_is_a_float(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-2 as the string "1e-2"; a float key takes it as 0.01, a str key keeps it
+    cfg = load_config(_write(tmp_path, "cam:\n  lr: 1e-2\n"),
+                      ["ritc.lr=3.5E-4", "deeplab.lr=.5", "cam.pretrained=1e-2"])
+    assert cfg.cam.lr == 0.01 and cfg.ritc.lr == 3.5e-4 and cfg.deeplab.lr == 0.5
+    assert cfg.cam.pretrained == "1e-2"
+    with pytest.raises(ConfigError, match=r"'cam\.lr' expects float, got '1e-2x'"):
+        load_config(_write(tmp_path, "cam:\n  lr: 1e-2x\n"))
+
+
 def test_overrides_are_type_checked(tmp_path):
     p = _write(tmp_path, "cam:\n  lr: 0.1\n")
     cfg = load_config(p, ["cam.lr=0.05", "make_cam.scales=[1.0, 0.5]", "work_dir=/tmp/x", "cam.pretrained=null"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -298,6 +299,10 @@ class ToyConfig:
     # Train tiny BLIP VQA (<dir>/blip) and CLIP (<dir>/clip) models on the world's train images here
     # (tool.toy_vlp; cached): the demo's QAPE and RITC then see sensible answers and region features.
     vlp_dir: str | None = None
+    # Pretrain a ResNet-50 on object crops of a separately drawn toy collection and save its state dict
+    # at this .pth path (tool.toy_backbone; cached): the offline stand-in for ImageNet weights, for
+    # cam.pretrained. Made with the world (toy.generate).
+    backbone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -418,12 +423,17 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+            return float(value)   # YAML 1.1 reads 1e-2 (no dot) as a string
     elif tp is str:
         if isinstance(value, str):
             return value
     else:  # pragma: no cover - a field type this loader does not know is a programming error
         raise TypeError(f"config field {key} has unsupported type {tp}")
     raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+_FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
