@@ -133,6 +133,9 @@ def ensure_toy_world(cfg: Config) -> None:
         if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
             from tool.toy_vlp import ToyVlpParams, ensure_toy_vlp
             ensure_toy_vlp(Path(cfg.dataset.root), Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
+        if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
+            from tool.toy_backbone import ToyBackboneParams, ensure_toy_backbone
+            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=tuple(t.image_size)))
     dist.barrier()
 
 

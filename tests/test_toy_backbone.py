@@ -1,0 +1,87 @@
+"""The toy-pretrained ResNet-50 (tool.toy_backbone): crop boxes by hand, the collection's labels and
+independence from the world, a tiny training run whose weights load as cam.pretrained, and caching."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from net.resnet50_cam import CAMNet
+from tool import toy_backbone
+from tool.config import load_config
+from tool.toy_backbone import ToyBackboneParams, accuracy, ensure_toy_backbone, object_crop_box, render_crops
+from tool.toy_world import render_image
+from voc12.dataset import XML_NAMES
+
+TINY = ToyBackboneParams(seed=2, num_images=8, num_heldout=2, source_size=(64, 80), image_size=32, steps=2,
+                         batch_size=4, warmup=1)
+
+
+def test_object_crop_box_by_hand():
+    # box 20 wide, 40 tall, centre (20, 40): side 1.2 * 40 = 48 -> x 20±24 clipped at 0, y 40±24
+    assert object_crop_box([10, 20, 30, 60], 100, 100, 1.2) == (0, 16, 44, 64)
+    # clipped at the far edges too
+    assert object_crop_box([80, 70, 100, 100], 100, 100, 1.0) == (75, 70, 100, 100)
+    assert object_crop_box([0, 0, 10, 10], 50, 50, 2.0) == (0, 0, 15, 15)
+
+
+def test_render_crops_labels_and_independence():
+    images, labels = render_crops(TINY)
+    assert images.shape == (8, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]            # round-robin over XML_NAMES
+    assert all(images[i].std() > 5 for i in range(8))              # drawn, not blank
+    again, _ = render_crops(TINY)
+    assert np.array_equal(images, again)                           # a pure function of the parameters
+    # crop 0 is image INDEX_OFFSET of seed + SEED_OFFSET, cut to its object: never an image of the world
+    # (the world draws indices 0.. with seed)
+    toy = render_image("x", toy_backbone.INDEX_OFFSET, seed=TINY.seed + toy_backbone.SEED_OFFSET,
+                       image_size=(64, 80), classes=[XML_NAMES[0]], scene_correlation=0.0, max_objects=1,
+                       void_width=0, segmented=False)
+    x0, y0, x1, y1 = object_crop_box(toy.meta["objects"][0]["bbox"], 64, 80, TINY.context)
+    assert toy.meta["objects"][0]["class"] == XML_NAMES[0]
+    assert np.array_equal(images[0], cv2.resize(toy.image[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA))
+
+
+def test_accuracy_counts_argmax():
+    class Fixed(torch.nn.Module):      # predicts class (pixel mean > 0) for each crop
+        def forward(self, x):
+            pos = (x.mean(dim=(1, 2, 3)) > 0).long()
+            return torch.nn.functional.one_hot(pos, 2).float()
+
+    bright = np.full((1, 4, 4, 3), 255, np.uint8)
+    dark = np.zeros((1, 4, 4, 3), np.uint8)
+    images = np.concatenate([bright, dark, bright, dark])
+    assert accuracy(Fixed(), images, np.array([1, 0, 0, 0])) == 75.0
+
+
+def test_ensure_trains_once_and_loads_as_cam_pretrained(tmp_path, monkeypatch):
+    out = tmp_path / "models" / "resnet50_toy.pth"
+    summary = ensure_toy_backbone(out, TINY)
+    assert out.is_file() and out.with_suffix(".pth.json").is_file()
+    m = summary["metrics"]
+    assert 0.0 <= m["heldout_accuracy"] <= 100.0 and m["chance_accuracy"] == 5.0 and np.isfinite(m["loss"])
+    state = torch.load(out, weights_only=True)
+    assert "conv1.weight" in state and "layer4.2.bn3.running_var" in state and state["fc.weight"].shape == (20, 2048)
+    # read by the real loader like an ImageNet checkpoint (fc dropped, the rest strict)
+    net = CAMNet(20, pretrained=str(out))
+    assert torch.equal(net.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+    def boom(p):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(toy_backbone, "train_toy_backbone", boom)
+    assert ensure_toy_backbone(out, TINY)["metrics"] == m                    # cached: no training
+    with pytest.raises(AssertionError, match="retrained"):                   # other parameters: retrains
+        ensure_toy_backbone(out, ToyBackboneParams(**{**TINY.__dict__, "steps": 3}))
+    assert not out.with_suffix(".pth.json").exists()    # the stale marker went first: never a wrong cache hit
+
+
+def test_demo_config_points_cam_at_the_toy_backbone():
+    cfg = load_config("configs/demo.yaml")
+    assert cfg.toy.backbone is not None and cfg.cam.pretrained == cfg.toy.backbone
+
+
+def test_heldout_must_leave_training_images():
+    with pytest.raises(ValueError, match="num_heldout"):
+        toy_backbone.train_toy_backbone(ToyBackboneParams(num_images=4, num_heldout=4))
