@@ -208,4 +208,6 @@ def test_measurements_run(trained):
     assert all(0 <= got[k] <= 1 for k in ("fg_share", "bg_share"))
     z = toy_vlp.clip_zero_shot(out, root, "val")
     visible = sum(int(m.sum() >= 16) for r in val for m in toy_vlp.object_masks(r))
-    assert z["regions"] == visible and all(0 <= z[k] <= 1 for k in ("accuracy", "fg_over_bg", "ring_over_fg"))
+    assert z["regions"] == visible and all(0 <= z[k] <= 1 for k in ("accuracy", "fg_over_bg", "ring_over_fg",
+                                                                          "no_qape_ring_over_fg"))
+    assert -1 <= z["no_text_cos"] <= 1

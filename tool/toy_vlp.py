@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from tool.io import read_json, write_json
 from tool.palette import load_label_png
-from tool.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, side_of_group
+from tool.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
 from tool.tiny_models import save_open_clip
 from tool.toy_world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
 from voc12.dataset import CLASS_NAMES, XML_NAMES
@@ -852,17 +852,22 @@ def clip_zero_shot(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: s
     and things) and ``bg_over_fg`` (the BG region is closer, on average, to those texts than to the
     class text), each a share of the ``regions`` objects; ``ring_over_fg``: the same for the object's
     context ring (the background within ~0.1 H of it), the region a spilling CAM adds.
+    ``no_qape_ring_over_fg``: the same for the ring with the no-QAPE BG text "a photo of no {class}."
+    (Table 5's corpus, ``tool.qape_text.no_qape_texts``) in place of the scene / things; ``no_text_cos``:
+    the mean cosine between "a photo of no {class}." and "a photo of {class}." over the 20 classes.
     """
     from net.clip import encode_texts, load_clip
 
     clip = load_clip(str(Path(vlp_dir) / "clip"), None, device=device, config_key="clip")
     recs = [r for r in load_records(root, read_split(root, split)) if r.label is not None]
     bg_words = _bg_words([*SCENES, *(t for ts in SCENE_THINGS.values() for t in ts)])
-    prompts = [TEXT_PROMPT.format(n) for n in [*CLASS_NAMES, *bg_words]]
-    feats_t = encode_texts(clip.model, clip.tokenizer, prompts, device=device)            # [20 + B, D]
-    class_feats, bg_feats = feats_t[:len(CLASS_NAMES)], feats_t[len(CLASS_NAMES):]
+    no_texts = [TEXT_PROMPT.format(no_qape_texts(n)[1][0]) for n in CLASS_NAMES]           # "a photo of no cat."
+    prompts = [TEXT_PROMPT.format(n) for n in [*CLASS_NAMES, *bg_words]] + no_texts
+    feats_t = encode_texts(clip.model, clip.tokenizer, prompts, device=device)            # [20 + B + 20, D]
+    K = len(CLASS_NAMES)
+    class_feats, bg_feats, no_feats = feats_t[:K], feats_t[K:-K], feats_t[-K:]
     scene_rows = [bg_words.index(s) for s in SCENES]
-    right = total = scene_right = fg_win = bg_win = ring_win = 0
+    right = total = scene_right = fg_win = bg_win = ring_win = no_ring_win = 0
     disk = torch.ones(1, 1, 2 * round(0.1 * recs[0].image.shape[0]) + 1, 2 * round(0.1 * recs[0].image.shape[0]) + 1) \
         if recs else None
     S = clip.image_size
@@ -886,13 +891,15 @@ def clip_zero_shot(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: s
                 right += int(sim_cls[i].argmax()) == k
                 fg_win += bool(sim_cls[i, k] > sim_bg[i].max())
                 ring_win += bool(sim_bg[M + i].mean() > sim_cls[M + i, k])
+                no_ring_win += bool(feats[M + i] @ no_feats[k] > sim_cls[M + i, k])
                 bg_win += bool(sim_bg[-1].mean() > sim_cls[-1, k])
             total += M
             scene_sim = feats[-1] @ bg_feats[scene_rows].t()                          # [6]
             scene_right += int(scene_sim.argmax()) == SCENES.index(r.meta["scene"])
     n = max(total, 1)
     return {"accuracy": round(right / n, 4), "fg_over_bg": round(fg_win / n, 4), "bg_over_fg": round(bg_win / n, 4),
-            "ring_over_fg": round(ring_win / n, 4), "regions": total,
+            "ring_over_fg": round(ring_win / n, 4), "no_qape_ring_over_fg": round(no_ring_win / n, 4),
+            "no_text_cos": round(float((no_feats * class_feats).sum(1).mean()), 4), "regions": total,
             "scene_accuracy": round(scene_right / max(len(recs), 1), 4)}
 
 
