@@ -23,14 +23,17 @@ file ``<root>/lists/<name>.txt`` (or a path to a ``.txt``) of stems or integer C
 Labels: every category of an image's annotations, crowd ones included (as the official code), read
 from the JSON alone (never by decoding images). Each annotation file is parsed once into a compact
 ``<cache_dir>/coco14_<train2014|val2014>.npz`` (ids, file names, sizes, labels), rebuilt when the JSON
-changes.
+changes; under DDP the ranks share it (a file lock: one parses, the others wait and read).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +101,17 @@ def category_index(category_id: int, where: str = "") -> int:
     except (KeyError, TypeError, ValueError):
         raise DatasetError(f"{where}: category_id {category_id!r} is not one of the 80 COCO 2014 categories "
                            f"(ids 1..90 without {sorted(set(range(1, 91)) - set(CATEGORY_IDS))})") from None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if absent) for the ``with`` block; blocks until free."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -222,25 +236,35 @@ class COCO14:
         stamp = json.dumps({"version": CACHE_VERSION, "path": str(path.resolve()), "size": st.st_size,
                             "mtime_ns": st.st_mtime_ns}, sort_keys=True)
         idx = self._read_cache(base, stamp)
-        if idx is None:
-            log.info("coco14: parsing %s (%.0f MB) once%s", path, st.st_size / 2**20,
-                     f"; cached in {self._cache_path(base)}" if self.cache_dir is not None else "")
-            try:
-                with open(path, encoding="utf-8") as f:
-                    data = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise DatasetError(f"{path}: not valid JSON ({e}); download it again") from e
-            idx = index_from_instances(data, str(path))
-            del data
-            if self.cache_dir is not None:
-                save_npz(self._cache_path(base), stamp=np.array(stamp), coco_ids=idx.coco_ids,
-                         file_names=idx.file_names, hw=idx.hw, label_ptr=idx.label_ptr, label_cls=idx.label_cls)
+        if idx is None and self.cache_dir is not None:
+            # Ranks (and runs) sharing the cache parse the JSON once: the first takes the lock and writes
+            # the cache, the others wait for it and read it.
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with _file_lock(self._cache_path(base).with_suffix(".lock")):
+                idx = self._read_cache(base, stamp)
+                if idx is None:
+                    idx = self._parse(path, st.st_size)
+                    save_npz(self._cache_path(base), stamp=np.array(stamp), coco_ids=idx.coco_ids,
+                             file_names=idx.file_names, hw=idx.hw, label_ptr=idx.label_ptr,
+                             label_cls=idx.label_cls)
+        elif idx is None:
+            idx = self._parse(path, st.st_size)
         self._index[base] = idx
         self._stems[base] = idx.stems()
         for r, (stem, cid) in enumerate(zip(self._stems[base], idx.coco_ids.tolist())):
             self._where[stem] = (base, r)
             self._by_coco_id[cid] = (base, r)
         return idx
+
+    def _parse(self, path: Path, size: int) -> CocoIndex:
+        log.info("coco14: parsing %s (%.0f MB) once%s", path, size / 2**20,
+                 f"; caching it in {self.cache_dir}" if self.cache_dir is not None else "")
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{path}: not valid JSON ({e}); download it again") from e
+        return index_from_instances(data, str(path))
 
     def _cache_path(self, base: str) -> Path:
         assert self.cache_dir is not None

@@ -149,6 +149,32 @@ def test_label_cache_is_used_and_rebuilt(small, tmp_path, monkeypatch):
     assert np.nonzero(ds.labels([stem(20)])[0])[0].tolist() == [5]
 
 
+def test_concurrent_readers_parse_once(small, tmp_path, monkeypatch):
+    # DDP ranks sharing a cache: one parses the JSON and writes the cache, the other waits and reads it
+    import threading
+    import time
+
+    real_load, parses = cd.json.load, []
+
+    def slow_load(f):
+        parses.append(1)
+        time.sleep(0.3)      # without the lock, the second reader finds no cache and parses too
+        return real_load(f)
+
+    monkeypatch.setattr(cd.json, "load", slow_load)
+    got = {}
+
+    def read(name):
+        got[name] = COCO14(small, cache_dir=tmp_path / "cache").labels([stem(10), stem(30)])
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(parses) == 1 and (got["a"] == got["b"]).all() and got["a"].shape == (2, 80)
+
+
 def test_list_files(small):
     (small / "lists").mkdir()
     # CLIMS-style zero-padded ids, stems, comments and blank lines
