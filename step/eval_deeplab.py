@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "deeplab", "deeplab_eval")
 INPUTS = ("train_deeplab",)
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("deeplab_eval.model",)
 
 
 def crf_params(e: DeepLabEvalConfig) -> dict:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape")
 INPUTS: tuple[str, ...] = ()
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("qape.vqa_model",)
 
 
 def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:

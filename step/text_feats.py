@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape", "clip")
 INPUTS = ("qape",)
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("clip.model", "clip.pretrained")
 
 
 def pair_texts(record: dict, class_name: str, cfg: Config) -> tuple[list[str], list[str]]:

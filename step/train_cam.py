@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "seed")
 INPUTS: tuple[str, ...] = ()
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("cam.pretrained", "cam.init_checkpoint")
 
 
 def run(cfg: Config, ctx: Context) -> dict:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "deeplab", "seed")
 INPUTS = ("make_sem_seg", "train_cam")
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("deeplab.pretrained",)
 PRECISIONS = ("float32", "bfloat16")
 
 

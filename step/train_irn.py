@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn", "seed")
 INPUTS = ("cam_to_ir_label", "train_cam")
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("irn.pretrained",)
 
 
 def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) -> str:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape", "clip", "cam", "ritc", "seed")
 INPUTS = ("train_cam", "text_feats")
+# local weights whose change reruns the step (tool.runner.step_digest)
+FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.init")
 
 
 def load_region_clip(c: ClipConfig, device: torch.device) -> tuple[ClipModel, Callable, bool]:

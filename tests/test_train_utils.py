@@ -123,3 +123,33 @@ def test_official_cam_key_map_loads_strictly():
         assert torch.equal(v, dst.state_dict()[k]), k
     with pytest.raises(KeyError, match="something.weird"):
         map_official_cam_state({**official, "something.weird": torch.zeros(1)})
+
+
+def test_step_digest_follows_local_weight_files(tmp_path):
+    # a retrained cam.pretrained file (same path, new content) must rerun train_cam; keywords and hub
+    # ids are not files and leave the digest alone
+    import os
+
+    from tool.config import load_config
+    from tool.runner import file_identity, step_digest
+    from tool.runtime import make_context
+
+    weights = tmp_path / "resnet50_toy.pth"
+    weights.write_bytes(b"first")
+    cfg = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", f"cam.pretrained={weights}"])
+    ctx = make_context(cfg)
+    before = step_digest("train_cam", cfg, ctx)
+    assert step_digest("train_cam", cfg, ctx) == before
+    weights.write_bytes(b"second!")
+    assert step_digest("train_cam", cfg, ctx) != before
+    assert file_identity(weights) == [7, weights.stat().st_mtime_ns]
+    os.utime(weights, ns=(1, 2))
+    assert file_identity(weights) == [7, 2]
+    # a folder (HF / open_clip model dir): each file directly in it
+    (tmp_path / "blip").mkdir()
+    (tmp_path / "blip" / "config.json").write_text("{}")
+    os.utime(tmp_path / "blip" / "config.json", ns=(1, 5))
+    assert file_identity(tmp_path / "blip") == [["config.json", 2, 5]]
+    assert file_identity("imagenet") is None and file_identity(None) is None
+    hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet"])
+    assert step_digest("train_cam", hub, ctx) == step_digest("train_cam", hub, ctx)

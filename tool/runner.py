@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -35,13 +36,35 @@ def step_module(name: str) -> ModuleType:
         raise
 
 
+def file_identity(path: str | os.PathLike | None) -> list | None:
+    """What a done marker remembers of a local weights file or folder: size and mtime of the file, or of
+    each file directly in the folder. ``None`` for values that are not local paths (``imagenet``, hub ids)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return [st.st_size, st.st_mtime_ns]
+    if p.is_dir():
+        return sorted([c.name, c.stat().st_size, c.stat().st_mtime_ns] for c in p.iterdir() if c.is_file())
+    return None
+
+
 def step_digest(name: str, cfg: Config, ctx: Context) -> str:
+    """The digest a step's done marker must match: its config ``SECTIONS``, the run ids of its
+    ``INPUTS`` steps, and the identity of the local files named by its ``FILES`` keys (``section.key``:
+    e.g. a retrained ``cam.pretrained`` file reruns ``train_cam``)."""
     mod = step_module(name)
     upstream = {}
     for dep in getattr(mod, "INPUTS", ()):
         marker = ctx.paths.done_marker(dep)
         upstream[dep] = read_json(marker).get("run_id") if marker.is_file() else None
-    return section_digest(cfg, tuple(mod.SECTIONS), extra={"step": name, "upstream": upstream})
+    files = {key: file_identity(getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]))
+             for key in getattr(mod, "FILES", ())}
+    extra = {"step": name, "upstream": upstream}
+    if any(v is not None for v in files.values()):   # (digests of runs on hub / keyword weights unchanged)
+        extra["files"] = {k: v for k, v in files.items() if v is not None}
+    return section_digest(cfg, tuple(mod.SECTIONS), extra=extra)
 
 
 def is_done(name: str, cfg: Config, ctx: Context) -> bool:
