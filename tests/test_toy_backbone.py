@@ -85,3 +85,23 @@ def test_demo_config_points_cam_at_the_toy_backbone():
 def test_heldout_must_leave_training_images():
     with pytest.raises(ValueError, match="num_heldout"):
         toy_backbone.train_toy_backbone(ToyBackboneParams(num_images=4, num_heldout=4))
+
+
+def test_runner_trains_the_backbone_with_the_world(tmp_path, monkeypatch):
+    # toy.backbone: ensure_toy_world pretrains it (with the world's seed and image size) after the world
+    from tool.runner import ensure_toy_world
+
+    calls = []
+    monkeypatch.setattr(toy_backbone, "ensure_toy_backbone", lambda out, p: calls.append((out, p)))
+    out = tmp_path / "resnet50_toy.pth"
+    cfg = load_config("configs/smoke.yaml", [f"dataset.root={tmp_path / 'VOC2012'}", "toy.seed=5",
+                                             "toy.image_size=[48, 56]", "toy.num_train=2", "toy.num_val=1",
+                                             "toy.random_models_dir=null", f"toy.backbone={out}"])
+    ensure_toy_world(cfg)
+    assert (tmp_path / "VOC2012" / "toy_world.json").is_file()
+    assert len(calls) == 1 and calls[0][0] == out
+    assert calls[0][1] == ToyBackboneParams(seed=5, source_size=(48, 56))
+    ensure_toy_world(load_config("configs/smoke.yaml", [f"dataset.root={tmp_path / 'VOC2012'}", "toy.seed=5",
+                                                        "toy.image_size=[48, 56]", "toy.num_train=2",
+                                                        "toy.num_val=1", "toy.random_models_dir=null"]))
+    assert len(calls) == 1          # no toy.backbone: nothing trained
