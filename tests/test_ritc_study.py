@@ -26,7 +26,7 @@ def test_summary_by_hand():
     assert table[-1].split()[-4:] == ["26.0", "±", "1.0", "(27.0)"]
 
 
-def test_study_resumes_and_refuses_another_config(tmp_path, monkeypatch, capsys):
+def test_study_resumes_and_refuses_another_config(tmp_path, monkeypatch, caplog):
     calls = []
 
     def fake(config, work_dir, seed, variant, extra):
@@ -46,6 +46,6 @@ def test_study_resumes_and_refuses_another_config(tmp_path, monkeypatch, capsys)
     assert ritc_study.main(argv) == 0
     assert calls == [(1, "ritc"), (1, "no_qape")]          # seed 0 was not rerun
     assert read_json(tmp_path / "study.json")["summary"]["ritc"]["mean"] == 32.0
-    assert "mean ± std" in capsys.readouterr().out
+    assert "mean ± std" in caplog.text
     with pytest.raises(SystemExit, match="another --root"):
         ritc_study.main(argv + ["--set", "ritc.alpha=5"])

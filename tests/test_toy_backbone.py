@@ -94,14 +94,11 @@ def test_runner_trains_the_backbone_with_the_world(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(toy_backbone, "ensure_toy_backbone", lambda out, p: calls.append((out, p)))
     out = tmp_path / "resnet50_toy.pth"
-    cfg = load_config("configs/smoke.yaml", [f"dataset.root={tmp_path / 'VOC2012'}", "toy.seed=5",
-                                             "toy.image_size=[48, 56]", "toy.num_train=2", "toy.num_val=1",
-                                             "toy.random_models_dir=null", f"toy.backbone={out}"])
-    ensure_toy_world(cfg)
+    world = [f"dataset.root={tmp_path / 'VOC2012'}", "toy.seed=5", "toy.image_size=[48, 56]", "toy.num_train=2",
+             "toy.num_val=1", "toy.random_models_dir=null"]
+    ensure_toy_world(load_config("configs/smoke.yaml", [*world, f"toy.backbone={out}"]))
     assert (tmp_path / "VOC2012" / "toy_world.json").is_file()
     assert len(calls) == 1 and calls[0][0] == out
     assert calls[0][1] == ToyBackboneParams(seed=5, source_size=(48, 56))
-    ensure_toy_world(load_config("configs/smoke.yaml", [f"dataset.root={tmp_path / 'VOC2012'}", "toy.seed=5",
-                                                        "toy.image_size=[48, 56]", "toy.num_train=2",
-                                                        "toy.num_val=1", "toy.random_models_dir=null"]))
+    ensure_toy_world(load_config("configs/smoke.yaml", world))
     assert len(calls) == 1          # no toy.backbone: nothing trained

@@ -16,6 +16,11 @@ def poly_lr(step: int, base: float, max_step: int, power: float) -> float:
     return base * (1.0 - step / max_step) ** power
 
 
+def warmup_poly_lr(step: int, base: float, max_step: int, warmup: int, power: float = 0.9) -> float:
+    """:func:`poly_lr` times a linear warm-up over the first ``warmup`` steps (the toy model trainers)."""
+    return poly_lr(step, base, max_step, power) * min(1.0, (step + 1) / max(1, warmup))
+
+
 def set_poly_lr(optimizer: torch.optim.Optimizer, step: int, max_step: int, power: float) -> None:
     """Set every param group's lr from its ``initial_lr`` for ``step``."""
     for group in optimizer.param_groups:

@@ -6,7 +6,7 @@ class name, BG = "no {class}"). Both share the seed's ``train_cam`` (the second 
 eval_cam), and ``make_cam.compare_baseline`` gives the baseline CAM's mIoU on the same images. The
 world, the toy VLP and the toy backbone stay fixed; only ``seed`` (crops, order, init of the head)
 changes. Results go to ``<root>/study.json`` after every run (atomic), so an interrupted study resumes
-where it stopped; the table is printed at the end.
+where it stopped; the table is logged at the end (and kept in ``<root>/study.log``).
 
     python -m tool.ritc_study --config configs/demo.yaml --seeds 0 1 2 --root work/ritc-study [--set k=v ...]
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tool.io import read_json, write_json
+from tool.runtime import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def summarize(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]
 
 
 def format_table(results: dict[str, dict[str, dict]], summary: dict[str, dict[str, float]]) -> str:
-    """The printed table: one row per seed, then mean ± std; cells 'mIoU (best-threshold mIoU)'."""
+    """The logged table: one row per seed, then mean ± std; cells 'mIoU (best-threshold mIoU)'."""
     variants = [v for v in VARIANTS if any(v in r for r in results.values())]
     head = ["seed", "baseline", *variants]
     rows = []
@@ -86,9 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every run")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
     root = Path(args.root)
+    setup_logging(root / "study.log")
     out = root / "study.json"
     study = read_json(out) if out.is_file() else {}
     if study and (study.get("config") != args.config or study.get("sets") != args.set):
@@ -107,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(out, study)
     study["summary"] = summarize(results)
     write_json(out, study)
-    print(format_table(results, study["summary"]))
-    print("cells: mIoU at eval.cam_threshold (mIoU at the best threshold of the sweep); toy train split")
+    log.info("baseline vs RITC vs no-QAPE CAM mIoU (%s):\n%s\ncells: mIoU at eval.cam_threshold (mIoU at the best "
+             "threshold of the sweep); toy train split", out, format_table(results, study["summary"]))
     return 0
 
 

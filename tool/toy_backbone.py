@@ -20,7 +20,7 @@ with the same parameters does not retrain.
 
 CLI::
 
-    python -m tool.toy_backbone --out work/demo-vlp/resnet50_toy.pth      # train (cached); prints accuracy
+    python -m tool.toy_backbone --out work/demo-vlp/resnet50_toy.pth      # train (cached); logs the held-out accuracy
 """
 from __future__ import annotations
 
@@ -40,9 +40,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.resnet50 import ResNet50
+from tool.imutils import normalize_on_device
 from tool.io import atomic_path, read_json, write_json
-from tool.lr import poly_lr, sgd
+from tool.lr import sgd, warmup_poly_lr
+from tool.runtime import setup_logging
 from tool.toy_world import render_image
+from tool.train_loop import optimizer_step
 from voc12.dataset import XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,6 @@ log = logging.getLogger(__name__)
 BACKBONE_VERSION = 1
 SEED_OFFSET = 7919          # the pretraining collection's seed is toy.seed + this: never the world's images
 INDEX_OFFSET = 1_000_000    # ... and its image indices start here
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,7 @@ def render_crops(p: ToyBackboneParams) -> tuple[np.ndarray, np.ndarray]:
 
 def _normalize(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, S, S, 3] -> ImageNet-normalised float [N, 3, S, S] (what CAMNet's inputs are)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize_on_device(torch.from_numpy(images).permute(0, 3, 1, 2))
 
 
 class _Classifier(nn.Module):
@@ -162,7 +160,7 @@ def train_toy_backbone(p: ToyBackboneParams) -> tuple[dict[str, torch.Tensor], d
     losses: list[float] = []
     t1 = time.time()
     for step in range(p.steps):
-        lr = poly_lr(step, p.lr, p.steps, 0.9) * min(1.0, (step + 1) / max(1, p.warmup))
+        lr = warmup_poly_lr(step, p.lr, p.steps, p.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = rng.integers(0, n_train, p.batch_size)
@@ -170,12 +168,7 @@ def train_toy_backbone(p: ToyBackboneParams) -> tuple[dict[str, torch.Tensor], d
         flip = torch.from_numpy(rng.random(p.batch_size) < 0.5)
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         loss = F.cross_entropy(model(x), torch.from_numpy(labels[idx]))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"toy backbone: loss became {loss.item()} at step {step}; lower the lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(optimizer, loss, "toy backbone", step))
         if (step + 1) % 50 == 0 or step + 1 == p.steps:
             log.info("toy backbone step %d/%d loss %.4f lr %.4f", step + 1, p.steps, float(np.mean(losses[-50:])), lr)
     metrics = {"loss": round(float(np.mean(losses[-20:])), 4),
@@ -229,13 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=ToyBackboneParams.steps)
     ap.add_argument("--num-images", type=int, default=ToyBackboneParams.num_images)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    setup_logging(None)
     summary = ensure_toy_backbone(args.out, ToyBackboneParams(seed=args.seed, steps=args.steps,
                                                               num_images=args.num_images))
     m = summary["metrics"]
-    print(f"held-out accuracy {m['heldout_accuracy']:.1f} % (chance {m['chance_accuracy']:.1f} %), "
-          f"{m.get('seconds', 0):.0f} s")
+    log.info("held-out accuracy %.1f %% (chance %.1f %%), %.0f s", m["heldout_accuracy"], m["chance_accuracy"],
+             m.get("seconds", 0))
     return 0
 
 

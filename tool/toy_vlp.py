@@ -50,15 +50,18 @@ import torch
 import torch.nn.functional as F
 
 from tool.io import read_json, write_json
+from tool.lr import warmup_poly_lr
 from tool.palette import load_label_png
 from tool.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
 from tool.tiny_models import save_open_clip
+from tool.train_loop import optimizer_step
 from tool.toy_world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
 
 VLP_VERSION = 1
+_WARMUP = 30                # linear lr warm-up steps of both toy models
 MARKER = "toy_vlp.json"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -497,12 +500,6 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, 
     return 0.5 * (i2t.mean() + t2i.mean())
 
 
-def _lr(step: int, base: float, total: int, warmup: int = 30) -> float:
-    """Linear warm-up, then poly 0.9 decay (tool.lr.poly_lr)."""
-    from tool.lr import poly_lr
-    return poly_lr(step, base, total, 0.9) * min(1.0, (step + 1) / warmup)
-
-
 def train_toy_clip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: ToyVlpParams) -> dict:
     """Train the toy CLIP on ``records`` and write it to ``out_dir`` (open_clip hf-hub layout); metrics."""
     import open_clip
@@ -520,17 +517,12 @@ def train_toy_clip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
     t0, c0, losses = time.time(), time.process_time(), []
     for step in range(p.clip_steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, p.clip_lr, p.clip_steps)
+            group["lr"] = warmup_poly_lr(step, p.clip_lr, p.clip_steps, _WARMUP)
         images, pos, ign = data.batch(p.clip_batch, g)
         img = F.normalize(model.encode_image(images), dim=-1)                    # [B, D]
         txt = F.normalize(model.encode_text(tokens), dim=-1)                     # [T, D]
         loss = contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), pos, ign)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"toy CLIP: non-finite loss at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(opt, loss, "toy CLIP", step))
         if step % 100 == 0 or step == p.clip_steps - 1:
             log.info("toy CLIP step %d/%d loss %.3f", step + 1, p.clip_steps, float(np.mean(losses[-50:])))
     save_clip(model.eval(), model_cfg, out_dir)
@@ -633,7 +625,7 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
         n_img = min(p.blip_images, len(records))
         for step in range(p.blip_steps):
             for group in opt.param_groups:
-                group["lr"] = _lr(step, p.blip_lr, p.blip_steps)
+                group["lr"] = warmup_poly_lr(step, p.blip_lr, p.blip_steps, _WARMUP)
             chosen = rng.choice(len(records), n_img, replace=False)
             flip = rng.random(n_img) < 0.5
             pixels = torch.where(torch.from_numpy(flip)[:, None, None, None], px[chosen].flip(-1), px[chosen])
@@ -646,12 +638,7 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
             a_ids = _pad([a for _, a in rows], tok_id["[PAD]"])
             loss = vqa_loss(model, pixels, torch.tensor(index), q_ids, (q_ids != tok_id["[PAD]"]).long(),
                             a_ids, (a_ids != tok_id["[PAD]"]).long())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"toy BLIP: non-finite loss at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+            losses.append(optimizer_step(opt, loss, "toy BLIP", step))
             if step % 100 == 0 or step == p.blip_steps - 1:
                 log.info("toy BLIP step %d/%d loss %.3f", step + 1, p.blip_steps, float(np.mean(losses[-50:])))
         image_processor = BlipImageProcessor(size={"height": p.blip_image_size, "width": p.blip_image_size},

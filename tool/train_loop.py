@@ -32,6 +32,18 @@ class NonFiniteLoss(RuntimeError):
     """Training produced NaN/inf; the message names the step, the term and the iteration."""
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, step: int) -> float:
+    """One plain step outside :func:`fit` (the toy model trainers): stop on a non-finite ``loss``, else
+    zero the grads, backpropagate and step. Returns the loss value."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"{name}: loss became {value} at step {step}; lower the lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
+
+
 class ResumableSampler(Sampler[int]):
     """Per-epoch permutation from (seed, epoch), this rank's share, starting at a given position.
 
