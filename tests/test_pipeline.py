@@ -216,3 +216,26 @@ def test_corrupt_image_is_named_or_skipped(tmp_path):
     out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", "--set", "dataset.skip_bad_images=true",
                                      *BASELINE))
     assert out["make_cam"]["skipped_bad"] == 1 and out["make_cam"]["made"] == 11
+
+
+def test_stage_study_on_a_finished_run(smoke_run):
+    """tool.stage_study on the smoke run: its IRN walk reproduces make_sem_seg's masks (the same mIoU as
+    eval_sem_seg), and the GT-oracle DeepLab is a real sub-run of the run's recipe on the GT masks."""
+    from tool import stage_study
+    tmp, _ = smoke_run
+    work = tmp / "work"
+    root = tmp / "stage_study"
+    args = smoke_args(tmp)
+    assert stage_study.main([*args, "--root", str(root), "--budgets", "1", "--deeplab-labels", "gt"]) == 0
+    study = read_json(root / "study.json")
+    sem = read_json(work / "eval_sem_seg.json")
+    assert study["boundary_pseudo"]["pseudo"]["irn_walk"] == pytest.approx(sem["miou"], abs=1e-9)
+    assert study["run"]["pseudo"] == sem["miou"]
+    assert study["boundary_pseudo"]["num_images"] == study["ir_label"]["num_images"] == 8
+    gt_run = study["deeplab"]["gt_x1"]
+    assert gt_run["iterations"] == 3
+    assert gt_run["miou"] == read_json(root / "deeplab_gt_x1" / "eval_deeplab.json")["miou"]
+    train = read_json(root / "deeplab_gt_x1" / "steps" / "train_deeplab.done.json")
+    assert train["metrics"]["num_images"] == 12                      # train_aug: 8 train + 4 redrawn extras
+    assert sorted(p.stem for p in (root / "gt_masks").glob("*.png")) == sorted(
+        (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split())

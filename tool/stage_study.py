@@ -1,0 +1,340 @@
+"""Which stage after the CAM limits the pseudo masks and the segmenter? Oracles on a finished run.
+
+On a finished run of ``--config`` (through ``make_sem_seg`` and ``eval_deeplab``) it measures, each
+against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
+
+- ``ir_label``: of the IR labels (``ir_label/``), the share of confident-foreground pixels with the
+  right class, of confident-background pixels that are background, and of pixels left uncertain;
+- ``boundary``: IRNet's boundary map (``irn/model.pth``, image + mirror as ``make_sem_seg`` runs it)
+  against the GT object boundaries at the map's stride 4 (a cell is a boundary when it holds a class
+  change or a void pixel): average precision, and precision / recall at 0.5 and at the walk's
+  effective threshold ``1 − 0.5^(1/β)`` (the boundary value that halves an affinity ``(1 − B)^β``);
+- ``pseudo``: pseudo-mask mIoU three ways, with the run's ``irn.*`` settings: no walk (the stride-4
+  CAM upsampled ×4 with the ``sem_seg_bg_thres`` plane, ``make_sem_seg`` minus the walk), the walk on
+  IRNet's boundaries (what ``make_sem_seg`` does), and the walk on the GT boundaries (an oracle: what a
+  perfect boundary branch would give); plus the CAM's and the trivial floors;
+- ``deeplab``: DeepLab trained on the GT masks of ``dataset.train_split`` (toy extras' masks drawn
+  again by the generator) in the run's budget (``deeplab.iterations``) and in ``--budgets`` × it, and on
+  the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
+  ``eval_deeplab`` does. Each is a ``run_sample.py`` sub-run (``train_deeplab,eval_deeplab``) in
+  ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks.
+
+``--set k=v`` applies to the run's config (e.g. ``irn.exp_times=4`` measures another walk on the same
+boundary map without rerunning anything). Results go to ``<root>/study.json`` after every part
+(atomic), so an interrupted study resumes; the table is logged (and kept in ``<root>/study.log``).
+
+    python -m tool.stage_study --config configs/demo.yaml [--root work/stage-study] [--set k=v ...]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from net.resnet50_irn import EdgeDisplacement
+from tool.cam_io import find_cam, load_cam
+from tool.checkpoint import load_model_file, load_state_dict_strict
+from tool.config import Config, load_config
+from tool.datasets import build_dataset, class_names_with_bg
+from tool.imutils import normalize_on_device, read_image, to_chw_tensor
+from tool.io import read_json, write_json
+from tool.metrics import confusion, miou
+from tool.palette import load_label_png, save_label_png
+from tool.paths import WorkPaths
+from tool.random_walk import random_walk, sem_seg_from_rw
+from tool.runtime import setup_logging
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("ir_label", "boundary_pseudo", "deeplab")
+IGNORE = 255
+_BINS = 1000  # boundary-probability histogram bins (AP and P/R are read off it)
+
+
+# ---- IR labels ---------------------------------------------------------------------------------------------
+
+def ir_label_counts(ir: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """[6] int64 pixel counts of one image (GT void left out): confident fg, of them the right class,
+    confident bg, of them GT background, uncertain, all."""
+    keep = gt != IGNORE
+    ir, gt = ir[keep].astype(np.int64), gt[keep].astype(np.int64)
+    fg = (ir != 0) & (ir != IGNORE)
+    bg = ir == 0
+    return np.array([fg.sum(), (fg & (ir == gt)).sum(), bg.sum(), (bg & (gt == 0)).sum(), (ir == IGNORE).sum(),
+                     ir.size], dtype=np.int64)
+
+
+def ir_label_summary(counts: np.ndarray) -> dict:
+    """Shares in percent from summed ``ir_label_counts``."""
+    fg, fg_ok, bg, bg_ok, unc, total = (int(v) for v in counts)
+
+    def pct(a: int, b: int) -> float:
+        return 100.0 * a / b if b else float("nan")
+    return {"fg_correct": pct(fg_ok, fg), "bg_correct": pct(bg_ok, bg), "uncertain": pct(unc, total),
+            "confident_fg": pct(fg, total), "confident_bg": pct(bg, total)}
+
+
+# ---- boundaries ----------------------------------------------------------------------------------------------
+
+def gt_boundary(gt: np.ndarray, size: tuple[int, int], stride: int = 4) -> np.ndarray:
+    """Binary GT boundary map [h, w] at ``stride``: a cell is 1 when its stride×stride pixels hold a void
+    pixel or a class change to the right / below (the map IRNet's boundary branch should predict)."""
+    change = gt == IGNORE
+    change[:, :-1] |= gt[:, :-1] != gt[:, 1:]
+    change[:-1, :] |= gt[:-1, :] != gt[1:, :]
+    h, w = size
+    padded = np.zeros((h * stride, w * stride), bool)
+    padded[:gt.shape[0], :gt.shape[1]] = change
+    return padded.reshape(h, stride, w, stride).any(axis=(1, 3)).astype(np.float32)
+
+
+def boundary_stats(hist_pos: np.ndarray, hist_neg: np.ndarray, thresholds: Sequence[float]) -> dict:
+    """AP and precision / recall (percent) of a boundary map from histograms over [0, 1] of its values at
+    GT boundary cells (``hist_pos``) and elsewhere (``hist_neg``); a cell is predicted a boundary when
+    its value is ≥ the threshold (at bin resolution)."""
+    n = hist_pos.size
+    tp = np.cumsum(hist_pos[::-1])[::-1].astype(np.float64)  # [n]: cells with value in bin ≥ i
+    fp = np.cumsum(hist_neg[::-1])[::-1].astype(np.float64)
+    pos = float(hist_pos.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    rec = tp / pos if pos else np.zeros(n)
+    # AP: precision summed over the recall steps, from the highest threshold down
+    r = np.concatenate([[0.0], rec[::-1]])  # [n + 1] recall rising as the threshold falls
+    p = prec[::-1]
+    ap = float(np.sum((r[1:] - r[:-1]) * p)) * 100
+    out = {"ap": ap, "positive_share": 100 * pos / max(1.0, pos + float(hist_neg.sum()))}
+    for t in thresholds:
+        i = min(n - 1, int(np.floor(t * n)))
+        out[f"at_{t:.3f}"] = {"precision": float(prec[i]) * 100, "recall": float(rec[i]) * 100}
+    return out
+
+
+def walk_threshold(beta: float) -> float:
+    """The boundary value B at which the affinity ``(1 − B)^β`` falls to one half."""
+    return float(1 - 0.5 ** (1 / beta))
+
+
+# ---- pseudo masks ---------------------------------------------------------------------------------------------
+
+def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device) -> dict:
+    """One pass over the eval split: IRNet boundaries vs GT boundaries, and pseudo masks three ways."""
+    c = cfg.irn
+    ds = build_dataset(cfg.dataset, paths.cache_dir)
+    ids = ds.ids(cfg.dataset.eval_split)
+    n_cls = len(class_names_with_bg(ds))
+    cam_dir = paths.cam_dir(cfg.make_cam.source)
+    model = EdgeDisplacement(crop_size=c.crop_size)
+    load_state_dict_strict(model, load_model_file(paths.irn_model, "stage_study (step train_irn)"),
+                           source=str(paths.irn_model))
+    model.to(device).eval()
+    ways = ("no_walk", "irn_walk", "gt_boundary_walk")
+    conf = {w: np.zeros((n_cls, n_cls), np.int64) for w in ways}
+    hist_pos, hist_neg = np.zeros(_BINS, np.int64), np.zeros(_BINS, np.int64)
+    walk = {"beta": c.beta, "exp_times": c.exp_times, "radius": c.radius_infer, "cpu_threads": c.walk_threads}
+    t0 = time.time()
+    with torch.no_grad():
+        for image_id in ids:
+            img = read_image(ds.image_path(image_id))
+            gt = ds.load_gt(image_id)
+            x = normalize_on_device(to_chw_tensor(img).to(device)[None])       # [1, 3, H, W]
+            edge = model(x)[0][0]                                                # [h, w]
+            keys, cams = load_cam(find_cam(cam_dir, image_id), "cam")            # [K], [K, h, w]
+            cams_t = torch.from_numpy(cams).to(device)
+            b_gt = gt_boundary(gt, tuple(edge.shape))
+            e = edge.cpu().numpy()
+            bins = np.minimum((e * _BINS).astype(np.int64), _BINS - 1)
+            hist_pos += np.bincount(bins[b_gt > 0], minlength=_BINS)
+            hist_neg += np.bincount(bins[b_gt == 0], minlength=_BINS)
+            preds = {
+                "no_walk": sem_seg_from_rw(cams_t, keys, gt.shape, bg_thres=c.sem_seg_bg_thres),
+                "irn_walk": sem_seg_from_rw(random_walk(cams_t, edge, **walk), keys, gt.shape,
+                                            bg_thres=c.sem_seg_bg_thres),
+                "gt_boundary_walk": sem_seg_from_rw(random_walk(cams_t, torch.from_numpy(b_gt).to(device), **walk),
+                                                    keys, gt.shape, bg_thres=c.sem_seg_bg_thres),
+            }
+            for w in ways:
+                conf[w] += confusion(preds[w], gt, n_cls)
+    t_walk = walk_threshold(c.beta)
+    out = {
+        "num_images": len(ids), "split": cfg.dataset.eval_split, "seconds": round(time.time() - t0, 1),
+        "walk": {"beta": c.beta, "exp_times": c.exp_times, "radius": c.radius_infer,
+                 "bg_thres": c.sem_seg_bg_thres},
+        "boundary": {**boundary_stats(hist_pos, hist_neg, (0.5, t_walk)), "walk_threshold": t_walk},
+        "pseudo": {w: miou(conf[w]) for w in ways},
+        "pseudo_bg_iou": {w: float(np.diag(conf[w])[0] / (conf[w][0].sum() + conf[w][:, 0].sum()
+                                                          - conf[w][0, 0]) * 100) for w in ways},
+    }
+    return out
+
+
+def measure_ir_label(cfg: Config, paths: WorkPaths) -> dict:
+    ds = build_dataset(cfg.dataset, paths.cache_dir)
+    ids = ds.ids(cfg.dataset.eval_split)
+    counts = np.zeros(6, np.int64)
+    for image_id in ids:
+        path = paths.ir_label_dir / f"{image_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"no IR label {path}: run cam_to_ir_label on a split holding "
+                                    f"dataset.eval_split first")
+        counts += ir_label_counts(load_label_png(path), ds.load_gt(image_id))
+    return {"num_images": len(ids), **ir_label_summary(counts)}
+
+
+# ---- DeepLab on GT vs pseudo masks -------------------------------------------------------------------------
+
+def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path) -> Path:
+    """A folder of GT masks for every ``dataset.train_split`` image: the dataset's own, and for toy-world
+    images without one (the SBD-like extras) the generator's mask drawn again from the world's
+    parameters. Fails naming the first image with neither."""
+    from tool.toy_world import render_image  # the demo's generator (only when masks are missing)
+    ds = build_dataset(cfg.dataset, paths.cache_dir)
+    ids = ds.ids(cfg.dataset.train_split)
+    world = Path(cfg.dataset.root) / "toy_world.json"
+    params = read_json(world)["params"] if world.is_file() else None
+    for image_id in ids:
+        dst = out / f"{image_id}.png"
+        if dst.is_file():
+            continue
+        if ds.has_gt(image_id):
+            save_label_png(dst, ds.load_gt(image_id))
+            continue
+        if params is None or not image_id.startswith("toy_"):
+            raise FileNotFoundError(f"image {image_id}: no GT mask ({ds.gt_path(image_id)}) to train the GT-oracle "
+                                    f"DeepLab on; use a train_split whose images all have masks")
+        index = int(image_id.split("_")[1]) - 1
+        t = render_image(image_id, index, seed=params["seed"], image_size=tuple(params["image_size"]),
+                         classes=params["classes"], scene_correlation=params["scene_correlation"],
+                         max_objects=params["max_objects"], void_width=params["void_width"], segmented=False)
+        save_label_png(dst, t.label)
+    return out
+
+
+def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: WorkPaths, label_dir: Path,
+                iterations: int) -> dict:
+    """``train_deeplab,eval_deeplab`` in ``work_dir`` on ``label_dir``'s masks; returns eval's metrics."""
+    baseline = work_dir / "cam_baseline" / "model.pth"  # deeplab.pretrained: cam_baseline reads it here
+    if run_paths.cam_baseline_model.is_file() and not baseline.is_file():
+        baseline.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run_paths.cam_baseline_model, baseline)
+    every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={label_dir}", f"deeplab.iterations={iterations}",
+             "steps.report=false"]
+    cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", "train_deeplab,eval_deeplab"]
+    for s in every:
+        cmd += ["--set", s]
+    log.info("%s", " ".join(cmd))
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    metrics = read_json(work_dir / "steps" / "eval_deeplab.done.json")["metrics"]
+    return {"miou": metrics["miou"], "iterations": iterations, "seconds": round(time.time() - t0, 1)}
+
+
+# ---- the table -------------------------------------------------------------------------------------------------
+
+def format_report(study: dict) -> str:
+    """The logged summary: one line per measured figure, floors beside the mIoUs."""
+    lines = []
+    run = study.get("run", {})
+    floors = run.get("floors", {})
+    fl = (f"(floors: all background {floors.get('all_background', float('nan')):.1f}, first present class "
+          f"{floors.get('all_first_present_class', float('nan')):.1f})") if floors else ""
+    if "baseline_cam" in run:
+        lines.append(f"CAM mIoU on {run.get('split')}: baseline {run['baseline_cam']:.1f}, RITC {run['ritc_cam']:.1f} "
+                     f"{fl}")
+    if "ir_label" in study:
+        r = study["ir_label"]
+        lines.append(f"IR labels: confident fg {r['confident_fg']:.1f} % of pixels ({r['fg_correct']:.1f} % right "
+                     f"class), confident bg {r['confident_bg']:.1f} % ({r['bg_correct']:.1f} % background), "
+                     f"uncertain {r['uncertain']:.1f} %")
+    if "boundary_pseudo" in study:
+        r = study["boundary_pseudo"]
+        b = r["boundary"]
+        t = f"at_{b['walk_threshold']:.3f}"
+        lines.append(f"IRNet boundary vs GT (stride 4, {b['positive_share']:.1f} % of cells): AP {b['ap']:.1f}; "
+                     f"at 0.5 P {b['at_0.500']['precision']:.1f} R {b['at_0.500']['recall']:.1f}; at the walk's "
+                     f"{b['walk_threshold']:.3f} P {b[t]['precision']:.1f} R {b[t]['recall']:.1f}")
+        w = r["walk"]
+        p, bg = r["pseudo"], r["pseudo_bg_iou"]
+        lines.append(f"pseudo masks (beta {w['beta']:g}, 2^{w['exp_times']} steps, radius {w['radius']}, bg "
+                     f"{w['bg_thres']:g}): no walk {p['no_walk']:.1f} (bg IoU {bg['no_walk']:.1f}), IRN walk "
+                     f"{p['irn_walk']:.1f} ({bg['irn_walk']:.1f}), GT-boundary walk {p['gt_boundary_walk']:.1f} "
+                     f"({bg['gt_boundary_walk']:.1f}) {fl}")
+    if "deeplab" in study:
+        cells = [f"{k}: {v['miou']:.1f} ({v['iterations']} it)" for k, v in sorted(study["deeplab"].items())]
+        lines.append(f"DeepLab mIoU on {run.get('val_split')}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+def run_figures(cfg: Config, paths: WorkPaths) -> dict:
+    """The finished run's own figures (CAM, pseudo masks, DeepLab) and the floors, from its JSON files."""
+    out: dict = {"split": cfg.dataset.eval_split, "val_split": cfg.dataset.val_split}
+    src = paths.eval_cam_json(cfg.make_cam.source)
+    if src.is_file():
+        rec = read_json(src)
+        out.update({"ritc_cam": rec["miou"], "floors": rec.get("floors", {})})
+    base = paths.eval_cam_json("baseline")
+    if base.is_file():
+        out["baseline_cam"] = read_json(base)["miou"]
+    if paths.eval_sem_seg_json.is_file():
+        out["pseudo"] = read_json(paths.eval_sem_seg_json)["miou"]
+    if paths.eval_deeplab_json().is_file():
+        out["deeplab"] = read_json(paths.eval_deeplab_json())["miou"]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tool.stage_study", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--root", default="work/stage-study", help="study.json and the DeepLab sub-runs go here")
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    ap.add_argument("--budgets", type=int, nargs="+", default=[1, 5],
+                    help="DeepLab runs at these multiples of deeplab.iterations")
+    ap.add_argument("--deeplab-labels", nargs="+", default=["gt", "pseudo"], choices=["gt", "pseudo"])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the run's config")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    setup_logging(root / "study.log")
+    cfg = load_config(args.config, args.set)
+    paths = WorkPaths(Path(cfg.work_dir).resolve())
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    out = root / "study.json"
+    study = read_json(out) if out.is_file() else {}
+    if study and (study.get("config") != args.config or study.get("sets") != args.set):
+        raise SystemExit(f"{out} holds a study of {study.get('config')} with --set {study.get('sets')}; "
+                         f"use another --root or delete it")
+    study.update({"config": args.config, "sets": args.set, "run": run_figures(cfg, paths)})
+    for part in args.parts:
+        if part == "ir_label" and part not in study:
+            study[part] = measure_ir_label(cfg, paths)
+        elif part == "boundary_pseudo" and part not in study:
+            study[part] = measure_boundary_pseudo(cfg, paths, device)
+        elif part == "deeplab":
+            runs = study.setdefault("deeplab", {})
+            for labels in args.deeplab_labels:
+                label_dir = (gt_label_dir(cfg, paths, root / "gt_masks") if labels == "gt"
+                             else paths.sem_seg_dir)
+                for k in args.budgets:
+                    name = f"{labels}_x{k}"
+                    if name in runs:
+                        continue
+                    runs[name] = run_deeplab(args.config, args.set, (root / f"deeplab_{name}").resolve(), paths,
+                                             label_dir.resolve(), k * cfg.deeplab.iterations)
+                    write_json(out, study)
+        write_json(out, study)
+    log.info("stage study of %s (%s):\n%s", cfg.work_dir, out, format_report(study))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
