@@ -21,7 +21,7 @@ from tool.cam_io import find_cam, load_cam
 from tool.config import Config
 from tool.datasets import build_dataset, class_names_with_bg
 from tool.io import write_json
-from tool.metrics import ThresholdSweep, confusion, iou_from_confusion, metric_record, miou
+from tool.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
             raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
                              "were the CAMs made from other images?")
         sweep.add(cams, keys + 1, gt)
-        floor_bg += confusion(np.zeros_like(gt), gt, len(classes))
-        floor_fg += confusion(np.full_like(gt, keys[0] + 1 if len(keys) else 0), gt, len(classes))
+        bg, fg = floor_confusions(gt, int(keys[0]) + 1 if len(keys) else 0, len(classes))
+        floor_bg += bg
+        floor_fg += fg
     confs = sweep.confusions()                                   # [T, C, C]
     rows = [{"threshold": round(float(t), 4), "miou": float(np.nanmean(iou_from_confusion(c)) * 100),
              "iou": [float(v) * 100 for v in iou_from_confusion(c)]} for t, c in zip(thresholds, confs)]

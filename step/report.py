@@ -33,6 +33,7 @@ from tool.config import Config
 from tool.datasets import build_dataset, class_names_with_bg
 from tool.imutils import read_image
 from tool.io import read_json, write_bytes, write_text
+from tool.metrics import floor_confusions, miou
 from tool.palette import load_label_png, voc_palette
 from tool.runtime import Context
 
@@ -48,6 +49,10 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("sem_seg", "Pseudo masks (IRN random walk)", "cam_to_ir_label, train_irn, make_sem_seg, eval_sem_seg"),
     ("deeplab", "DeepLab segmentation model", "train_deeplab, eval_deeplab"),
 )
+
+
+CHART_NAMES = {"cam_baseline": "baseline CAM", "cam_ritc": "RITC CAM", "sem_seg": "pseudo masks",
+               "deeplab": "DeepLab"}
 
 
 def _stage_files(ctx: Context) -> dict[str, Path]:
@@ -113,6 +118,56 @@ def iou_chart(stages: Sequence[tuple[str, dict]], path: Path) -> None:
     ax.set_xticks(x)
     ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def split_floors(ds, ids: Sequence[str]) -> dict[str, float]:
+    """mIoU of the two trivial predictions on ``ids`` (those with GT): all background, and every pixel
+    the image's first present class (``tool.metrics.floor_confusions``)."""
+    n = ds.num_classes + 1
+    bg, fg = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
+    ids = [i for i in ids if ds.has_gt(i)]
+    if not ids:
+        return {}
+    for image_id, row in zip(ids, ds.labels(ids)):
+        present = np.flatnonzero(row)
+        b, f = floor_confusions(ds.load_gt(image_id), int(present[0]) + 1 if present.size else 0, n)
+        bg += b
+        fg += f
+    return {"all_background": miou(bg), "all_first_present_class": miou(fg)}
+
+
+def stage_chart(stages: Sequence[tuple[str, float, str]], floors: dict[str, dict[str, float]], path: Path) -> None:
+    """One bar per stage in pipeline order (label, mIoU, split), with each split's two floors drawn as
+    lines across the bars measured on it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=80)
+    x = np.arange(len(stages))
+    bars = ax.bar(x, [m for _, m, _ in stages], 0.6, color="#4a7fb5")
+    for b, (_, m, _) in zip(bars, stages):
+        ax.text(b.get_x() + b.get_width() / 2, m + 1, f"{m:.1f}", ha="center", fontsize=9)
+    styles = {"all_background": ("#a33", "--", "all background"),
+              "all_first_present_class": ("#555", ":", "all first present class")}
+    drawn = set()
+    for i, (_, _, split) in enumerate(stages):
+        for key, v in floors.get(split, {}).items():
+            color, ls, what = styles[key]
+            label = f"floor: {what}" if key not in drawn else None
+            drawn.add(key)
+            ax.hlines(v, i - 0.4, i + 0.4, colors=color, linestyles=ls, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{name}\n({split})" for name, _, split in stages], fontsize=8)
+    ax.set_ylabel("mIoU (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
@@ -257,6 +312,14 @@ def run(cfg: Config, ctx: Context) -> dict:
     # 2. charts
     charts = []
     labelled = [(what, metrics[k]) for k, what, _ in STAGES if k in metrics]
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    chain = [(CHART_NAMES[k], metrics[k]["miou"], str(metrics[k].get("split", ""))) for k, _, _ in STAGES
+             if k in metrics and metrics[k].get("miou") is not None]
+    floors = {split: split_floors(ds, _safe_ids(ds, split)) for split in {s for _, _, s in chain}}
+    if chain:
+        stage_chart(chain, floors, out_dir / "stages.png")
+        written.append(out_dir / "stages.png")
+        charts.append(f"<img src='{out_dir.name}/stages.png' alt='mIoU of every stage'>")
     if labelled:
         iou_chart(labelled, out_dir / "iou_per_class.png")
         written.append(out_dir / "iou_per_class.png")
@@ -269,7 +332,6 @@ def run(cfg: Config, ctx: Context) -> dict:
         charts.append(f"<img src='{out_dir.name}/cam_sweep.png' alt='CAM threshold sweep'>")
 
     # 3. images of the eval split: CAM before / after RITC, pseudo mask, QAPE answers
-    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     names = class_names_with_bg(ds)
     base_dir, ritc_dir, seg_dir = ctx.paths.cam_dir("baseline"), ctx.paths.cam_dir("ritc"), ctx.paths.sem_seg_dir
     eval_ids = _safe_ids(ds, cfg.dataset.eval_split)
@@ -328,6 +390,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("report: %s (%d stage(s) with metrics, %d missing; %d picture(s))", ctx.paths.report_html,
              len(metrics), len(missing), len(written))
     return {"report": str(ctx.paths.report_html), "stages": {k: round(v["miou"], 2) for k, v in metrics.items()},
+            "floors": {split: {k: round(v, 2) for k, v in f.items()} for split, f in floors.items()},
             "missing": [k for k, _, _ in STAGES if k not in metrics], "images": len(shown) + len(dl_rows)}
 
 
@@ -368,7 +431,7 @@ td img {{ width: {cfg.report.thumb_size}px; image-rendering: pixelated; }}
 <table><tr><th>stage</th><th>file</th><th>split</th><th>images</th><th>mIoU</th><th>note</th></tr>
 {''.join(rows)}</table>
 {miss}
-<h2>Per-class IoU</h2>
+<h2>Every stage, and per-class IoU</h2>
 {''.join(charts) or "<p class='missing'>No metric files yet.</p>"}
 <h2>CAMs before and after RITC, pseudo masks ({html.escape(d.eval_split)})</h2>
 <p>The CAM pictures show the strongest class activation per pixel (blue low, red high) over the image. A plain

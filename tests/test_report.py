@@ -87,11 +87,19 @@ def test_partial_work_dir(world):
     assert metrics["images"] == 2 and train[0] in page and val[1] in page
     assert "canoe" in page and "waves, water" in page
     pictures = referenced(page, work)
-    assert len(pictures) == 2 + 5 + 3            # two charts, one eval row (5 cells), one val row (3 cells)
+    assert len(pictures) == 3 + 5 + 3            # three charts, one eval row (5 cells), one val row (3 cells)
     for p in pictures:
         with Image.open(p) as im:
             im.load()
-            assert max(im.size) <= 32 or p.name in ("iou_per_class.png", "cam_sweep.png")
+            assert max(im.size) <= 32 or p.name in ("stages.png", "iou_per_class.png", "cam_sweep.png")
+    # the stage chart's floors on the train split, by hand: all background scores only the background
+    # (IoU = background pixels / all non-void pixels), every present class 0
+    gts = [load_label_png(voc / "SegmentationClass" / f"{i}.png") for i in train]
+    valid = np.concatenate([g[g != 255] for g in gts])
+    present = set(np.unique(valid).tolist()) - {0}
+    assert metrics["floors"]["train"]["all_background"] == pytest.approx(
+        100 * (valid == 0).mean() / (1 + len(present)), abs=0.01)
+    assert "alt='mIoU of every stage'" in page
     assert not stale.exists()                    # pictures no longer referenced are removed
     assert sorted(p.name for p in (work / "report").glob("*.png")) == sorted(p.name for p in pictures)
     assert not list((work / "report").glob(".*tmp*"))

@@ -68,6 +68,14 @@ def metric_record(split: str, num_images: int, classes: list[str], conf: np.ndar
     }
 
 
+def floor_confusions(gt: np.ndarray, first_class: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two trivial predictions every mIoU is read against, for one image: every pixel background,
+    and every pixel the image's first present class (label ``first_class``, 1..C−1; 0 if none).
+    Returns their confusions [C, C] against ``gt``."""
+    return (confusion(np.zeros_like(gt), gt, num_classes),
+            confusion(np.full_like(gt, first_class), gt, num_classes))
+
+
 class ThresholdSweep:
     """Confusion matrices of CAM predictions for every background threshold, from one pass.
 
