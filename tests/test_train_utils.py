@@ -6,7 +6,7 @@ import torch
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
 from tool.checkpoint import CheckpointMismatch, load_checkpoint, load_state_dict_strict, save_checkpoint
-from tool.lr import poly_lr, set_poly_lr, sgd
+from tool.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
 
 
 def test_poly_lr_values():
@@ -26,6 +26,28 @@ def test_sgd_groups_and_official_momentum():
     set_poly_lr(opt, 10, 20, 0.9)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)
     assert opt.param_groups[1]["lr"] == pytest.approx(1.0 * 0.5**0.9)
+
+
+def test_set_poly_lr_each_step_follows_the_base_lr_not_the_current_one():
+    # the training loop calls set_poly_lr at every step: the lr at step N must be poly_lr(N, base),
+    # not the product of the decays of steps 0..N (which compounding from the current lr gives)
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = sgd([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}], momentum=0.9, weight_decay=0.0)
+    for step in range(6):
+        set_poly_lr(opt, step, 10, 0.9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)   # poly_lr(5, 0.1, 10, 0.9)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1.0 * 0.5**0.9)
+    assert [g["initial_lr"] for g in opt.param_groups] == [0.1, 1.0]
+
+
+def test_warmup_poly_lr_values():
+    # (step + 1) / warmup of the poly lr: the first step already trains at base / warmup, the
+    # warm-up ends at step warmup - 1, and the poly decay goes on from there
+    assert warmup_poly_lr(0, 1.0, 100, 4, power=1.0) == pytest.approx(0.25)
+    assert warmup_poly_lr(1, 1.0, 100, 4, power=1.0) == pytest.approx(0.5 * 0.99)
+    assert warmup_poly_lr(3, 1.0, 100, 4, power=1.0) == pytest.approx(0.97)
+    assert warmup_poly_lr(4, 1.0, 100, 4, power=1.0) == pytest.approx(0.96)
+    assert warmup_poly_lr(0, 0.2, 10, 0) == pytest.approx(0.2)          # no warm-up: plain poly_lr
 
 
 def small_model():
