@@ -1,6 +1,9 @@
 """poly_lr, the official momentum quirk, checkpoint round trips, the CAM net and its official key map."""
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -74,6 +77,32 @@ def test_checkpoint_round_trip(tmp_path):
     assert opt2.state_dict()["state"][0]["momentum_buffer"].equal(opt.state_dict()["state"][0]["momentum_buffer"])
     assert torch.equal(torch.rand(3), expected_next)      # RNG restored
     assert not list(tmp_path.glob(".*tmp*"))              # atomic write left no temp file
+
+
+def test_checkpoint_restores_every_rng_stream_and_the_grad_scaler(tmp_path):
+    # a resumed run must draw the same augmentations (numpy, python random) and dropout masks (torch)
+    # as the uninterrupted one, and keep the AMP loss scale it had reached
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    scaler.scale(torch.ones(()))          # the scale tensor is made lazily, on the first scale()
+    scaler.update(new_scale=96.0)         # as after a few overflow back-offs
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    save_checkpoint(tmp_path / "c.pth", model=model, optimizer=opt, step=4, epoch=0, digest="d", scaler=scaler)
+    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+
+    torch.manual_seed(10)
+    np.random.seed(20)
+    random.seed(30)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    load_checkpoint(tmp_path / "c.pth", model=small_model(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                    digest="d", scaler=fresh)
+    assert torch.equal(torch.rand(4), expected[0])
+    np.testing.assert_array_equal(np.random.rand(4), expected[1])
+    assert [random.random() for _ in range(4)] == expected[2]
+    assert fresh.get_scale() == 96.0
 
 
 def test_checkpoint_of_another_config_is_ignored(tmp_path):
