@@ -394,6 +394,24 @@ def test_crf_moves_a_blurred_boundary_onto_the_image_edge(tmp_path):
     assert np.array_equal(np.diag(conf).sum(), (pred == truth).sum())
 
 
+def test_eval_crf_params_wire_each_config_key_to_its_crf_argument():
+    import dataclasses
+    import inspect
+
+    from step.eval_deeplab import crf_params
+    from tool.config import DeepLabEvalConfig
+    from tool.crf import crf_inference_prob
+
+    # the config's defaults are the CRF's own (deeplab-pytorch's DenseCRF settings) ...
+    params = inspect.signature(crf_inference_prob).parameters
+    defaults = {k: params[k].default for k in params if k not in ("img", "probs")}
+    assert crf_params(DeepLabEvalConfig()) == defaults
+    # ... and every key reaches its own argument (distinct values, so a crossed wire shows)
+    keys = {"t": "crf_iterations", **{k: f"crf_{k}" for k in defaults if k != "t"}}
+    c = dataclasses.replace(DeepLabEvalConfig(), **{keys[k]: i + 1 for i, k in enumerate(sorted(keys))})
+    assert crf_params(c) == {k: i + 1 for i, k in enumerate(sorted(keys))}
+
+
 def test_voc_submission_tree(tmp_path):
     preds = tmp_path / "pred"
     sizes = {"2008_000001": (30, 40), "2008_000002": (25, 17)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import run_sample
@@ -191,6 +192,36 @@ def test_eval_resumes_per_image_and_crf_sees_the_raw_image(world, smoke_run, mon
     assert len(seen) == 3 + 2
     for img in seen.values():
         assert img.dtype == np.uint8 and any(img.shape == o.shape and np.array_equal(img, o) for o in originals)
+
+
+@pytest.mark.parametrize("crf", ["false", "true"])
+def test_eval_scores_an_oracle_network_100(world, smoke_run, monkeypatch, crf):
+    # a network whose logits are the GT itself (one-hot, x10) must give the GT back as the prediction
+    # PNGs and mIoU 100: the resize, softmax / CRF and argmax between the logits and the PNG lose nothing
+    from step import eval_deeplab
+
+    _, voc = world
+    work, _ = smoke_run
+    val = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    gts = [load_label_png(voc / "SegmentationClass" / f"{i}.png") for i in val]
+    order = iter(gts)     # one rank, no CRF pool: the images come in split order
+
+    def oracle(model, x, msc, flip):
+        gt = torch.from_numpy(next(order).astype(np.int64))
+        assert tuple(x.shape[-2:]) == tuple(gt.shape)
+        return 10.0 * F.one_hot(torch.where(gt == 255, 0, gt), 21).permute(2, 0, 1)[None].float()  # [1, 21, H, W]
+
+    fresh = world[0] / f"eval_oracle_{crf}"
+    (fresh / "deeplab").mkdir(parents=True)
+    (fresh / "steps").mkdir()
+    shutil.copy(work / "deeplab" / "model.pth", fresh / "deeplab" / "model.pth")
+    shutil.copy(work / "steps" / "train_deeplab.done.json", fresh / "steps" / "train_deeplab.done.json")
+    monkeypatch.setattr(eval_deeplab, "predict_logits", oracle)
+    out = run_sample.main(args_for(world, fresh, "--steps", "eval_deeplab", "--set", f"deeplab_eval.crf={crf}"))
+    assert out["eval_deeplab"]["miou"] == pytest.approx(100.0)
+    for i, gt in zip(val, gts):
+        pred = load_label_png(fresh / "deeplab_pred" / f"{i}.png")
+        assert np.array_equal(pred[gt != 255], gt[gt != 255]), i
 
 
 def test_crf_worker_pool_gives_the_same_predictions(world, smoke_run):

@@ -49,21 +49,53 @@ def test_make_ir_label_no_classes_is_background():
     assert (out == 0).all() and out.shape == (4, 5)
 
 
-def test_make_ir_label_with_crf_smoke():
-    # two flat-coloured halves; the CAM of class 2 covers the left half (with a hole), weakly the right edge
+def _two_regions() -> tuple[np.ndarray, np.ndarray]:
+    """A red left half and a blue right half; class 2's CAM covers the left half with a 3×3 hole and
+    weakly (0.2: above bg_thres, below fg_thres) spills three columns past the colour boundary."""
     h, w = 24, 32
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2] = (200, 40, 40)
     img[:, w // 2:] = (30, 30, 160)
     cam = np.zeros((1, h, w), np.float32)
     cam[0, :, : w // 2] = 0.9
-    cam[0, 10:12, 5:7] = 0.0  # a hole the CRF should close (same colour as its surroundings)
-    cam[0, :, w // 2: w // 2 + 3] = 0.2  # weak activation past the boundary
-    out = make_ir_label(img, np.array([2]), cam, crf={})
-    assert out.shape == (h, w) and out.dtype == np.uint8
-    assert set(np.unique(out)) <= {0, 3, 255}
-    assert (out[:, : w // 2] == 3).mean() > 0.95
-    assert (out[:, w // 2 + 6:] == 0).mean() > 0.95
+    cam[0, 10:13, 5:8] = 0.0
+    cam[0, :, w // 2: w // 2 + 3] = 0.2
+    return img, cam
+
+
+def test_crf_closes_the_hole_and_the_spill_that_thresholding_leaves():
+    img, cam = _two_regions()
+    expected = np.zeros((24, 32), np.uint8)
+    expected[:, :16] = 3                       # the red half is class 2 (label 3) ...
+    # thresholds alone leave the hole background (0) and the weak strip uncertain (255)
+    plain = expected.copy()
+    plain[10:13, 5:8] = 0
+    plain[:, 16:19] = 255
+    np.testing.assert_array_equal(make_ir_label(img, np.array([2]), cam, crf=None), plain)
+    # ... the CRF (same colour as its surroundings) fills the 9-pixel hole and pulls the weak strip
+    # across the colour edge back to confident background: exactly the two halves
+    for crf in ({}, {"t": 10, "gt_prob": 0.7}):   # {} = IRN's defaults; it must still run the CRF
+        out = make_ir_label(img, np.array([2]), cam, crf=crf)
+        assert out.dtype == np.uint8
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_crf_settings_wire_each_config_key_to_its_crf_argument():
+    import dataclasses
+    import inspect
+
+    from step.cam_to_ir_label import crf_settings
+    from tool.config import IrnConfig
+
+    # the config's defaults are the CRF's own (IRN's cam_to_ir_label values) ...
+    params = inspect.signature(crf_inference_label).parameters
+    irn_defaults = {k: params[k].default for k in params if k not in ("img", "labels", "n_labels")}
+    assert crf_settings(IrnConfig()) == irn_defaults
+    # ... and every key reaches its own argument (distinct values, so a crossed wire shows)
+    names = sorted(irn_defaults)
+    c = dataclasses.replace(IrnConfig(), **{f"crf_{k}": i + 1 for i, k in enumerate(names)})
+    assert crf_settings(c) == {k: i + 1 for i, k in enumerate(names)}
+    assert crf_settings(dataclasses.replace(IrnConfig(), crf=False)) is None
 
 
 def test_crf_label_smooths_an_outlier_and_checks_dtype():

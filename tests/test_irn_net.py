@@ -29,7 +29,7 @@ def test_irnet_shapes():
 
 
 def _reference_losses(edge_logits, dp, labels, pi):
-    """IRN's train_irn losses, with the affinities computed by slicing the edge map along each path."""
+    """IRN's train_irn loss terms, with the affinities computed by slicing the edge map along each path."""
     bg, fg, neg = labels
     prob = torch.sigmoid(edge_logits)[:, 0]  # [N, h, w]
     ch, cw = pi.cropped_size(prob.shape[-2:])
@@ -49,7 +49,10 @@ def _reference_losses(edge_logits, dp, labels, pi):
     negl = (neg * -torch.log(1 + 1e-5 - aff)).sum() / (neg.sum() + 1e-5)
     dfg = ((pair - target).abs() * fg[:, None]).sum() / (2 * fg.sum() + 1e-5)
     dbg = (pair.abs() * bg[:, None]).sum() / (2 * bg.sum() + 1e-5)
-    return (pos + negl) / 2 + (dfg + dbg) / 2
+    bg_pos = (bg * -torch.log(aff + 1e-5)).sum() / (bg.sum() + 1e-5)
+    fg_pos = (fg * -torch.log(aff + 1e-5)).sum() / (fg.sum() + 1e-5)
+    return {"bg_pos_aff": bg_pos, "fg_pos_aff": fg_pos, "pos_aff": pos, "neg_aff": negl, "dp_fg": dfg,
+            "dp_bg": dbg, "total": (pos + negl) / 2 + (dfg + dbg) / 2}
 
 
 def test_loss_is_finite_matches_reference_and_trains_only_the_branches(small_path_index):
@@ -65,7 +68,10 @@ def test_loss_is_finite_matches_reference_and_trains_only_the_branches(small_pat
 
     with torch.no_grad():
         edge, dp = IRNet.forward(model, img)
-    torch.testing.assert_close(losses["total"], _reference_losses(edge, dp, labels, small_path_index))
+    # every named term (train_irn logs them all), not only the total that trains
+    ref = _reference_losses(edge, dp, labels, small_path_index)
+    for name, value in ref.items():
+        torch.testing.assert_close(losses[name], value, msg=name)
 
     losses["total"].backward()
     for name, p in model.backbone.named_parameters():

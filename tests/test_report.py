@@ -12,6 +12,7 @@ from PIL import Image
 
 from step import report
 from tool.config import load_config
+from tool.imutils import read_image
 from tool.io import save_npz, write_json
 from tool.palette import load_label_png, save_label_png, voc_palette
 from tool.runtime import make_context
@@ -101,6 +102,26 @@ def test_partial_work_dir(world):
         100 * (valid == 0).mean() / (1 + len(present)), abs=0.01)
     assert "alt='mIoU of every stage'" in page
     assert not stale.exists()                    # pictures no longer referenced are removed
+    # each cell shows its own artefact (the helpers are checked by hand below): the shown eval image is
+    # train[0], the val one val[1]; the baseline CAM is the ramp, the RITC CAM zero, the pseudo mask class 4
+    image = read_image(voc / "JPEGImages" / f"{train[0]}.jpg")
+    gt = load_label_png(voc / "SegmentationClass" / f"{train[0]}.png")
+    ramp = np.linspace(0, 1, h * w, dtype=np.float16).reshape(1, h, w)
+    expected = {
+        "eval_0_image.png": report.thumbnail(image, 32),
+        "eval_0_gt.png": report.thumbnail(report.label_rgb(gt), 32, nearest=True),
+        "eval_0_cam_base.png": report.thumbnail(report.cam_overlay(image, ramp), 32),
+        "eval_0_cam_ritc.png": report.thumbnail(report.cam_overlay(image, np.zeros((1, h, w), np.float16)), 32),
+        "eval_0_sem_seg.png": report.thumbnail(report.label_rgb(np.full((h, w), 4, np.uint8)), 32, nearest=True),
+        "val_0_image.png": report.thumbnail(read_image(voc / "JPEGImages" / f"{val[1]}.jpg"), 32),
+        "val_0_gt.png": report.thumbnail(report.label_rgb(load_label_png(voc / "SegmentationClass" / f"{val[1]}.png")),
+                                         32, nearest=True),
+        "val_0_pred.png": report.thumbnail(report.label_rgb(np.zeros((hv, wv), np.uint8)), 32, nearest=True),
+    }
+    for name, want in expected.items():
+        with Image.open(work / "report" / name) as im:
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), want, err_msg=name)
+    assert not np.array_equal(expected["eval_0_cam_base.png"], expected["eval_0_cam_ritc.png"])
     assert sorted(p.name for p in (work / "report").glob("*.png")) == sorted(p.name for p in pictures)
     assert not list((work / "report").glob(".*tmp*"))
 

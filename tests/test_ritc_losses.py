@@ -231,6 +231,21 @@ def test_ritc_losses_match_the_official_loop(reduction):
     assert out["reg"].item() == pytest.approx(P.mean().item(), rel=1e-6)
 
 
+def test_default_reduction_is_the_official_sum():
+    # train_ritc relies on the default: the official loop sums over the batch's pairs, so on several
+    # valid pairs the default must equal that sum (a mean would shrink the loss by the pair count)
+    gen = torch.Generator().manual_seed(2)
+    bank, class_feats, per_pair = make_bank(gen)
+    texts = bank.gather(torch.tensor([1, 0, 2]), torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 2, 3]))
+    v_if = torch.randn(4, 6, generator=gen)
+    v_ib = torch.randn(4, 6, generator=gen)
+    out = ritc_losses(torch.rand(3, 4, 5, 5, generator=gen), v_if, v_ib, texts)
+    ref_frc, ref_brc = official_loop(v_if, v_ib, [(1, 1), (0, 0), (0, 2), (2, 3)], per_pair, class_feats, 0.7)
+    assert int(texts.pair_valid.sum()) == 3
+    assert out["frc"].item() == pytest.approx(ref_frc.item(), rel=1e-6)
+    assert out["brc"].item() == pytest.approx(ref_brc.item(), rel=1e-6)
+
+
 def test_skipped_pair_gets_no_gradient():
     gen = torch.Generator().manual_seed(3)
     bank, _, _ = make_bank(gen)

@@ -56,8 +56,20 @@ def test_accuracy_counts_argmax():
 
 
 def test_ensure_trains_once_and_loads_as_cam_pretrained(tmp_path, monkeypatch):
+    # spies: which crops the loss sees, and which the held-out accuracy is measured on
+    targets, measured = [], []
+    real_ce, real_accuracy = toy_backbone.F.cross_entropy, toy_backbone.accuracy
+    monkeypatch.setattr(toy_backbone.F, "cross_entropy", lambda x, y: targets.append(y.clone()) or real_ce(x, y))
+    monkeypatch.setattr(toy_backbone, "accuracy",
+                        lambda m, im, lab: measured.append((im, lab)) or real_accuracy(m, im, lab))
     out = tmp_path / "models" / "resnet50_toy.pth"
     summary = ensure_toy_backbone(out, TINY)
+    # the 8 crops have labels 0..7 (round-robin); the last num_heldout = 2 are held out: training draws
+    # only labels 0..5 and the accuracy is measured on crops 6 and 7 alone
+    assert len(targets) == TINY.steps and all(t.shape == (TINY.batch_size,) for t in targets)
+    assert int(torch.cat(targets).max()) < 6
+    images, _ = render_crops(TINY)
+    assert len(measured) == 1 and np.array_equal(measured[0][0], images[6:]) and measured[0][1].tolist() == [6, 7]
     assert out.is_file() and out.with_suffix(".pth.json").is_file()
     m = summary["metrics"]
     assert 0.0 <= m["heldout_accuracy"] <= 100.0 and m["chance_accuracy"] == 5.0 and np.isfinite(m["loss"])

@@ -1,12 +1,15 @@
 """poly_lr, the official momentum quirk, checkpoint round trips, the CAM net and its official key map."""
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
 from tool.checkpoint import CheckpointMismatch, load_checkpoint, load_state_dict_strict, save_checkpoint
-from tool.lr import poly_lr, set_poly_lr, sgd
+from tool.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
 
 
 def test_poly_lr_values():
@@ -26,6 +29,28 @@ def test_sgd_groups_and_official_momentum():
     set_poly_lr(opt, 10, 20, 0.9)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)
     assert opt.param_groups[1]["lr"] == pytest.approx(1.0 * 0.5**0.9)
+
+
+def test_set_poly_lr_each_step_follows_the_base_lr_not_the_current_one():
+    # the training loop calls set_poly_lr at every step: the lr at step N must be poly_lr(N, base),
+    # not the product of the decays of steps 0..N (which compounding from the current lr gives)
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = sgd([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}], momentum=0.9, weight_decay=0.0)
+    for step in range(6):
+        set_poly_lr(opt, step, 10, 0.9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)   # poly_lr(5, 0.1, 10, 0.9)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1.0 * 0.5**0.9)
+    assert [g["initial_lr"] for g in opt.param_groups] == [0.1, 1.0]
+
+
+def test_warmup_poly_lr_values():
+    # (step + 1) / warmup of the poly lr: the first step already trains at base / warmup, the
+    # warm-up ends at step warmup - 1, and the poly decay goes on from there
+    assert warmup_poly_lr(0, 1.0, 100, 4, power=1.0) == pytest.approx(0.25)
+    assert warmup_poly_lr(1, 1.0, 100, 4, power=1.0) == pytest.approx(0.5 * 0.99)
+    assert warmup_poly_lr(3, 1.0, 100, 4, power=1.0) == pytest.approx(0.97)
+    assert warmup_poly_lr(4, 1.0, 100, 4, power=1.0) == pytest.approx(0.96)
+    assert warmup_poly_lr(0, 0.2, 10, 0) == pytest.approx(0.2)          # no warm-up: plain poly_lr
 
 
 def small_model():
@@ -52,6 +77,32 @@ def test_checkpoint_round_trip(tmp_path):
     assert opt2.state_dict()["state"][0]["momentum_buffer"].equal(opt.state_dict()["state"][0]["momentum_buffer"])
     assert torch.equal(torch.rand(3), expected_next)      # RNG restored
     assert not list(tmp_path.glob(".*tmp*"))              # atomic write left no temp file
+
+
+def test_checkpoint_restores_every_rng_stream_and_the_grad_scaler(tmp_path):
+    # a resumed run must draw the same augmentations (numpy, python random) and dropout masks (torch)
+    # as the uninterrupted one, and keep the AMP loss scale it had reached
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    scaler.scale(torch.ones(()))          # the scale tensor is made lazily, on the first scale()
+    scaler.update(new_scale=96.0)         # as after a few overflow back-offs
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    save_checkpoint(tmp_path / "c.pth", model=model, optimizer=opt, step=4, epoch=0, digest="d", scaler=scaler)
+    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+
+    torch.manual_seed(10)
+    np.random.seed(20)
+    random.seed(30)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    load_checkpoint(tmp_path / "c.pth", model=small_model(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                    digest="d", scaler=fresh)
+    assert torch.equal(torch.rand(4), expected[0])
+    np.testing.assert_array_equal(np.random.rand(4), expected[1])
+    assert [random.random() for _ in range(4)] == expected[2]
+    assert fresh.get_scale() == 96.0
 
 
 def test_checkpoint_of_another_config_is_ignored(tmp_path):
