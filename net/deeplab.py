@@ -57,7 +57,8 @@ class DilatedResNet(nn.Module):
         bn: ``fixed`` (FixedBatchNorm, parameters frozen) or ``batch`` (trainable BatchNorm).
     """
 
-    def __init__(self, blocks: tuple[int, ...] = RESNET101_BLOCKS, style: str = "torchvision", bn: str = "fixed"):
+    def __init__(self, blocks: tuple[int, ...] = RESNET101_BLOCKS, style: str = "torchvision", bn: str = "fixed",
+                 layer4_dilation: int = 4):
         super().__init__()
         _check_choice("deeplab.pretrained_format", style, STYLES)
         _check_choice("deeplab.bn", bn, BN_MODES)
@@ -71,8 +72,12 @@ class DilatedResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=style == "caffe")
         self._inplanes = 64
         caffe = style == "caffe"
-        # (planes, stride, dilation) of layer1..4: strides 1, 2, 1, 1 and dilations 1, 1, 2, 4 -> OS 8
-        plan = ((64, 1, 1), (128, 2, 1), (256, 1, 2), (512, 1, 4))
+        # (planes, stride, dilation) of layer1..4: strides 1, 2, 1, 1 and dilations 1, 1, 2, 4 -> OS 8.
+        # The dilations undo the strides the weights were trained with: ImageNet ResNets stride layer3 and
+        # layer4 (×2 each: dilations 2, 4); the CAM classifier already runs layer4 at stride 1 (2, 2).
+        if layer4_dilation not in (2, 4):
+            raise ValueError(f"layer4_dilation must be 2 or 4, got {layer4_dilation}")
+        plan = ((64, 1, 1), (128, 2, 1), (256, 1, 2), (512, 1, layer4_dilation))
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             self._make_layer(p, n, s, d, caffe, norm) for (p, s, d), n in zip(plan, blocks))
         for m in self.modules():
@@ -118,13 +123,31 @@ class ASPP(nn.Module):
         return sum(c(x) for c in self.convs)
 
 
+@torch.no_grad()
+def init_aspp_from_classifier(aspp: ASPP, weight: torch.Tensor) -> None:
+    """Start the ASPP as a CAM classifier's 1×1 head: ``weight`` [C, 2048(, 1, 1)] (class c → label c + 1)
+    goes, split evenly, into the centre tap of every branch; the other taps, the background row and the
+    biases start at 0. The ASPP then outputs ``[0, W·x]`` at every position — the classifier's CAM logits
+    with a zero background logit — instead of N(0, 0.01) noise that a short schedule cannot train away."""
+    w = weight.reshape(weight.shape[0], -1)  # [C, 2048]
+    k = aspp.convs[0].out_channels
+    if w.shape[0] != k - 1 or w.shape[1] != aspp.convs[0].in_channels:
+        raise ValueError(f"classifier weight {tuple(weight.shape)} does not fit an ASPP of {k} classes "
+                         f"(background + {k - 1}) on {aspp.convs[0].in_channels} channels")
+    for conv in aspp.convs:
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[1:, :, 1, 1] = w / len(aspp.convs)
+
+
 class DeepLabV2(nn.Module):
     """Dilated ResNet + ASPP: x [N, 3, H, W] (normalised) -> logits [N, K, ~H/8, ~W/8]."""
 
     def __init__(self, num_classes: int, blocks: tuple[int, ...] = RESNET101_BLOCKS,
-                 rates: tuple[int, ...] = (6, 12, 18, 24), style: str = "torchvision", bn: str = "fixed"):
+                 rates: tuple[int, ...] = (6, 12, 18, 24), style: str = "torchvision", bn: str = "fixed",
+                 layer4_dilation: int = 4):
         super().__init__()
-        self.backbone = DilatedResNet(blocks, style=style, bn=bn)
+        self.backbone = DilatedResNet(blocks, style=style, bn=bn, layer4_dilation=layer4_dilation)
         self.aspp = ASPP(2048, num_classes, rates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,9 +181,11 @@ class DeepLabV2MSC(nn.Module):
 
 def build_deeplab(num_classes: int, blocks: tuple[int, ...] = RESNET101_BLOCKS,
                   rates: tuple[int, ...] = (6, 12, 18, 24), msc_scales: tuple[float, ...] = (0.75, 0.5),
-                  style: str = "torchvision", bn: str = "fixed") -> DeepLabV2MSC:
-    """DeepLabV2 (random init) wrapped in MSC; ``num_classes`` includes the background."""
-    return DeepLabV2MSC(DeepLabV2(num_classes, blocks, rates, style=style, bn=bn), msc_scales)
+                  style: str = "torchvision", bn: str = "fixed", layer4_dilation: int = 4) -> DeepLabV2MSC:
+    """DeepLabV2 (random init) wrapped in MSC; ``num_classes`` includes the background. ``layer4_dilation``:
+    4 for weights trained at output stride 32 (ImageNet), 2 for the CAM classifier's (layer4 at stride 1)."""
+    return DeepLabV2MSC(DeepLabV2(num_classes, blocks, rates, style=style, bn=bn, layer4_dilation=layer4_dilation),
+                        msc_scales)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ import torch
 
 from net.deeplab import (
     build_deeplab,
+    init_aspp_from_classifier,
     load_pretrained,
     masked_cross_entropy,
     normalize_input,
@@ -55,10 +56,14 @@ def autocast(c: DeepLabConfig, device: torch.device) -> contextlib.AbstractConte
 
 
 def build_model(cfg: Config, num_classes: int):
-    """The DeepLabV2-MSC of ``cfg.deeplab`` (random init); ``num_classes`` includes the background."""
+    """The DeepLabV2-MSC of ``cfg.deeplab`` (random init); ``num_classes`` includes the background.
+
+    layer4 is dilated to match the weights it starts from: 4 for ImageNet's output stride 32, 2 for the CAM
+    classifier (``cam_baseline``), whose layer4 was trained at stride 1 without dilation — dilating it by 4
+    would sample its 3×3 kernels twice as far apart as in training."""
     c = cfg.deeplab
     return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
-                         style=c.pretrained_format, bn=c.bn)
+                         style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4)
 
 
 def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
@@ -73,7 +78,8 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)"))
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_dict_strict(base.backbone, backbone, source=f"{path} (backbone)")
-    return f"the CAM classifier's backbone ({path})"
+    init_aspp_from_classifier(base.aspp, state["classifier.weight"])
+    return f"the CAM classifier's backbone and, in the ASPP's centre taps, its classifier ({path})"
 
 
 def run(cfg: Config, ctx: Context) -> dict:
@@ -95,8 +101,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.pretrained == "cam_baseline":
         source = init_from_cam_classifier(model.base, cfg, ctx)
     else:
-        source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
-    log.info("train_deeplab: backbone initialised from %s; ASPP N(0, 0.01)", source)
+        source = f"{load_pretrained(model.base, c.pretrained, c.pretrained_format)}; ASPP N(0, 0.01)"
+    log.info("train_deeplab: initialised from %s", source)
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")

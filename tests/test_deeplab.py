@@ -3,6 +3,7 @@ label shrinking, training crops, the dense CRF at evaluation and the VOC submiss
 from __future__ import annotations
 
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -443,3 +444,51 @@ def test_voc_submission_tree(tmp_path):
         write_submission(preds, list(sizes), results, image_sizes=sizes)
     with pytest.raises(ValueError, match="differs from the image size"):
         write_submission(preds, ["2008_000002"], results, image_sizes={"2008_000002": (17, 25)})
+
+
+@pytest.mark.parametrize("pretrained, dilation", [("cam_baseline", 2), ("imagenet", 4)])
+def test_layer4_dilation_follows_the_initial_weights(pretrained, dilation):
+    """The CAM classifier runs layer4 at stride 1 without dilation (output stride 16); at DeepLab's output
+    stride 8 the same kernels must be dilated by 2, so that DeepLab's layer4 on the stride-8 features,
+    read at every other position, is exactly the classifier's layer4 on the stride-16 features. ImageNet
+    weights (layer4 at stride 2) need 4."""
+    from net.resnet50 import ResNet50
+    from step.train_deeplab import build_model
+    from tool.config import load_config
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
+                      [f"deeplab.pretrained={pretrained}", "deeplab.blocks=[3,4,6,3]"])
+    layer4 = build_model(cfg, 21).base.backbone.layer4.eval()
+    assert {b.conv2.dilation for b in layer4} == {(dilation, dilation)}
+    if pretrained != "cam_baseline":
+        return
+    torch.manual_seed(0)
+    cam = ResNet50(strides=(2, 2, 2, 1)).layer4.eval()
+    for m in cam.modules():          # non-trivial BN statistics, shared by both
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    layer4.load_state_dict(cam.state_dict())
+    x8 = torch.randn(1, 1024, 10, 12)                     # stride-8 features; stride 16 = every other one
+    with torch.no_grad():
+        ours = layer4(x8)[..., ::2, ::2]
+        ref = cam(x8[..., ::2, ::2])
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_aspp_starts_as_the_cam_classifier():
+    """With the CAM classifier's head in the centre taps, DeepLab's ASPP outputs, at every position,
+    a zero background logit and the classifier's CAM logits W·x (even at the border, where the
+    dilated taps fall into the padding)."""
+    from net.deeplab import ASPP, init_aspp_from_classifier
+    torch.manual_seed(0)
+    aspp = ASPP(16, 5, rates=(1, 2, 3))
+    w = torch.randn(4, 16, 1, 1)
+    init_aspp_from_classifier(aspp, w)
+    x = torch.randn(2, 16, 6, 7)
+    with torch.no_grad():
+        out = aspp(x)
+    ref = torch.einsum("ck,nkhw->nchw", w[:, :, 0, 0], x)
+    torch.testing.assert_close(out[:, 1:], ref, rtol=1e-5, atol=1e-5)
+    assert out[:, 0].abs().max() == 0
+    with pytest.raises(ValueError, match="does not fit an ASPP of 5 classes"):
+        init_aspp_from_classifier(aspp, torch.randn(5, 16))
