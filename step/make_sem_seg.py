@@ -29,7 +29,7 @@ from tool.data import MultiScaleImages, first_item
 from tool.datasets import build_dataset
 from tool.imutils import normalize_on_device
 from tool.palette import save_label_png
-from tool.random_walk import random_walk, sem_seg_from_rw
+from tool.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from tool.runner import prepare_output_dir, step_digest
 from tool.runtime import Context
 
@@ -63,14 +63,16 @@ def run(cfg: Config, ctx: Context) -> dict:
             skipped += 1
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
-        edge, _ = model(x)                                                         # [1, h, w] boundary probs
+        edge = boundary_map(model, x, c.infer_scale)                               # [h', w'] boundary probs
         keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam")              # [K'], [K', h, w]
+        cams = cams_to_edge_size(torch.from_numpy(cams).to(ctx.device), tuple(edge.shape), c.infer_scale)
         t1 = time.time()
-        rw = random_walk(torch.from_numpy(cams).to(ctx.device), edge, beta=c.beta, exp_times=c.exp_times,
-                         radius=c.radius_infer, cpu_threads=c.walk_threads)        # [K', h, w]
+        rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
+                         cpu_threads=c.walk_threads)                               # [K', h', w']
         walk_s += time.time() - t1
         save_label_png(out_dir / f"{item['name']}.png", sem_seg_from_rw(rw, keys, tuple(item["size"]),
-                                                                       bg_thres=c.sem_seg_bg_thres))
+                                                                       bg_thres=c.sem_seg_bg_thres,
+                                                                       stride=4 // c.infer_scale))
         made += 1
     seconds = time.time() - t0
     counts = torch.tensor([made, skipped], dtype=torch.float64)

@@ -151,3 +151,29 @@ def test_cpu_threads_knob_restores_the_setting():
     out = random_walk(cams, edge, exp_times=3, cpu_threads=1)
     assert torch.get_num_threads() == before
     torch.testing.assert_close(out, random_walk(cams, edge, exp_times=3), rtol=1e-5, atol=1e-7)
+
+
+def test_infer_scale_two_walks_a_finer_map():
+    """irn.infer_scale 2: IRNet sees the image ×2 (its map is stride 2 of the original), the stride-4 CAMs
+    are resized onto that map, and the pseudo label is upsampled ×2 instead of ×4."""
+    from tool.random_walk import boundary_map, cams_to_edge_size
+    seen = []
+
+    def stub(x):                                           # records the input, returns a [1, h, w] map
+        seen.append(tuple(x.shape))
+        return torch.zeros(1, (x.shape[-2] - 1) // 4 + 1, (x.shape[-1] - 1) // 4 + 1), None
+    edge = boundary_map(stub, torch.zeros(1, 3, 12, 16), 2)
+    assert seen == [(1, 3, 24, 32)] and tuple(edge.shape) == (6, 8)
+    assert tuple(boundary_map(stub, torch.zeros(1, 3, 12, 16), 1).shape) == (3, 4)
+    cams = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])       # [1, 2, 2]: right half on
+    fine = cams_to_edge_size(cams, (4, 4), 2)
+    # bilinear (align_corners=False) ×2 of [0, 1]: 0, 0.25, 0.75, 1 along each row
+    torch.testing.assert_close(fine[0, 0], torch.tensor([0.0, 0.25, 0.75, 1.0]))
+    assert cams_to_edge_size(cams, (2, 2), 1) is cams
+    # stride 2: a 2×2 walked map covers a 4×4 image; the right column's class wins on the right half
+    label = sem_seg_from_rw(cams, np.array([6]), (4, 4), bg_thres=0.5, stride=2)
+    np.testing.assert_array_equal(label, [[0, 0, 7, 7]] * 4)
+    with pytest.raises(ValueError, match="larger than 2"):
+        sem_seg_from_rw(cams, np.array([6]), (5, 4), stride=2)
+    with pytest.raises(ValueError, match="infer_scale"):
+        cams_to_edge_size(cams, (6, 6), 3)

@@ -277,6 +277,8 @@ class IrnConfig:
     exp_times: int = 8
     sem_seg_bg_thres: float = 0.20
     walk_threads: int | None = None            # torch CPU threads for the walk (1 suits shared CPUs)
+    infer_scale: int = 1                       # IRNet sees the image ×this (1, 2 or 4); the walk runs on its
+    #                                            finer boundary map (CAMs resized to it). 1 = IRN.
 
 
 @dataclass(frozen=True)

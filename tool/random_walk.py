@@ -208,11 +208,36 @@ def random_walk_dense_reference(cams: torch.Tensor, edge: torch.Tensor, beta: fl
     return (x @ trans).reshape(k, h, w)  # [K, h, w]
 
 
+INFER_SCALES = (1, 2, 4)
+
+
+def boundary_map(model, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """IRNet's boundary probabilities [h', w'] (``EdgeDisplacement``: image and mirror) of the normalised
+    image x [1, 3, H, W] seen ×``scale`` (bilinear): stride 4 of the scaled image, so ``scale`` 2 gives
+    the walk cells of 2 × 2 image pixels on images whose objects are too small for IRN's stride 4."""
+    if scale not in INFER_SCALES:
+        raise ValueError(f"irn.infer_scale: {scale} is not one of {INFER_SCALES}")
+    if scale != 1:
+        x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    return model(x)[0][0]
+
+
+def cams_to_edge_size(cams: torch.Tensor, edge_size: tuple[int, int], scale: int) -> torch.Tensor:
+    """The stride-4 CAMs [K, h, w] on the boundary map of the image seen ×``scale`` ([h', w'], stride 4 of
+    the scaled image): bilinearly resized when ``scale`` > 1, unchanged (and size-checked) at 1."""
+    if scale not in INFER_SCALES:
+        raise ValueError(f"irn.infer_scale: {scale} is not one of {INFER_SCALES}")
+    if scale == 1 or cams.shape[0] == 0:
+        return cams if scale == 1 else cams.new_zeros((0, *edge_size))
+    return F.interpolate(cams[None].float(), size=tuple(edge_size), mode="bilinear", align_corners=False)[0]
+
+
 def sem_seg_from_rw(rw_cams: torch.Tensor, keys: Sequence[int] | np.ndarray | torch.Tensor,
-                    image_size: tuple[int, int], bg_thres: float = 0.20) -> np.ndarray:
+                    image_size: tuple[int, int], bg_thres: float = 0.20, stride: int = 4) -> np.ndarray:
     """The pseudo label of make_sem_seg (official ``make_sem_seg_labels.py``).
 
-    Upsample the walked CAMs ×4 (bilinear, align_corners=False), crop to the image, divide by their
+    Upsample the walked CAMs ×``stride`` (4: the map's stride in the image; 4 / ``irn.infer_scale`` when
+    the walk ran on a finer map) (bilinear, align_corners=False), crop to the image, divide by their
     global max, put a constant ``bg_thres`` plane in front as background, argmax (ties go to the first:
     background, then the lower key), map plane i to 0 (background) or key + 1.
 
@@ -228,12 +253,12 @@ def sem_seg_from_rw(rw_cams: torch.Tensor, keys: Sequence[int] | np.ndarray | to
     if keys.shape[0] != k:
         raise ValueError(f"{k} walked CAM planes but {keys.shape[0]} keys")
     height, width = int(image_size[0]), int(image_size[1])
-    if height > 4 * h or width > 4 * w:
-        raise ValueError(f"image size {(height, width)} is larger than 4 × the CAM size {(h, w)}: "
+    if height > stride * h or width > stride * w:
+        raise ValueError(f"image size {(height, width)} is larger than {stride} × the CAM size {(h, w)}: "
                          f"the CAMs do not belong to this image")
     if k == 0:
         return np.zeros((height, width), dtype=np.uint8)
-    up = F.interpolate(rw_cams[:, None].float(), scale_factor=4, mode="bilinear", align_corners=False)
+    up = F.interpolate(rw_cams[:, None].float(), scale_factor=stride, mode="bilinear", align_corners=False)
     up = up[:, 0, :height, :width]  # [K, H, W]
     peak = up.max()
     if peak > 0:  # an all-zero walk (no seed survived) stays zero: everything becomes background

@@ -6,8 +6,8 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
 - ``ir_label``: of the IR labels (``ir_label/``), the share of confident-foreground pixels with the
   right class, of confident-background pixels that are background, and of pixels left uncertain;
 - ``boundary``: IRNet's boundary map (``irn/model.pth``, image + mirror as ``make_sem_seg`` runs it)
-  against the GT object boundaries at the map's stride 4 (a cell is a boundary when it holds a class
-  change or a void pixel): average precision, and precision / recall at 0.5 and at the walk's
+  against the GT object boundaries at the map's stride (4 / ``irn.infer_scale``; a cell is a boundary
+  when it holds a class change or a void pixel): average precision, and precision / recall at 0.5 and at the walk's
   effective threshold ``1 − 0.5^(1/β)`` (the boundary value that halves an affinity ``(1 − B)^β``);
 - ``pseudo``: pseudo-mask mIoU three ways, with the run's ``irn.*`` settings: no walk (the stride-4
   CAM upsampled ×4 with the ``sem_seg_bg_thres`` plane, ``make_sem_seg`` minus the walk), the walk on
@@ -49,7 +49,7 @@ from tool.io import read_json, write_json
 from tool.metrics import confusion, miou
 from tool.palette import load_label_png, save_label_png
 from tool.paths import WorkPaths
-from tool.random_walk import random_walk, sem_seg_from_rw
+from tool.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from tool.runtime import setup_logging
 
 log = logging.getLogger(__name__)
@@ -147,20 +147,20 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device)
             img = read_image(ds.image_path(image_id))
             gt = ds.load_gt(image_id)
             x = normalize_on_device(to_chw_tensor(img).to(device)[None])       # [1, 3, H, W]
-            edge = model(x)[0][0]                                                # [h, w]
+            edge = boundary_map(model, x, c.infer_scale)                         # [h', w']
             keys, cams = load_cam(find_cam(cam_dir, image_id), "cam")            # [K], [K, h, w]
-            cams_t = torch.from_numpy(cams).to(device)
-            b_gt = gt_boundary(gt, tuple(edge.shape))
+            cams_t = cams_to_edge_size(torch.from_numpy(cams).to(device), tuple(edge.shape), c.infer_scale)
+            b_gt = gt_boundary(gt, tuple(edge.shape), stride=4 // c.infer_scale)
             e = edge.cpu().numpy()
             bins = np.minimum((e * _BINS).astype(np.int64), _BINS - 1)
             hist_pos += np.bincount(bins[b_gt > 0], minlength=_BINS)
             hist_neg += np.bincount(bins[b_gt == 0], minlength=_BINS)
+            seg = {"bg_thres": c.sem_seg_bg_thres, "stride": 4 // c.infer_scale}
             preds = {
-                "no_walk": sem_seg_from_rw(cams_t, keys, gt.shape, bg_thres=c.sem_seg_bg_thres),
-                "irn_walk": sem_seg_from_rw(random_walk(cams_t, edge, **walk), keys, gt.shape,
-                                            bg_thres=c.sem_seg_bg_thres),
+                "no_walk": sem_seg_from_rw(cams_t, keys, gt.shape, **seg),
+                "irn_walk": sem_seg_from_rw(random_walk(cams_t, edge, **walk), keys, gt.shape, **seg),
                 "gt_boundary_walk": sem_seg_from_rw(random_walk(cams_t, torch.from_numpy(b_gt).to(device), **walk),
-                                                    keys, gt.shape, bg_thres=c.sem_seg_bg_thres),
+                                                    keys, gt.shape, **seg),
             }
             for w in ways:
                 conf[w] += confusion(preds[w], gt, n_cls)
@@ -168,7 +168,7 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device)
     out = {
         "num_images": len(ids), "split": cfg.dataset.eval_split, "seconds": round(time.time() - t0, 1),
         "walk": {"beta": c.beta, "exp_times": c.exp_times, "radius": c.radius_infer,
-                 "bg_thres": c.sem_seg_bg_thres},
+                 "bg_thres": c.sem_seg_bg_thres, "infer_scale": c.infer_scale},
         "boundary": {**boundary_stats(hist_pos, hist_neg, (0.5, t_walk)), "walk_threshold": t_walk},
         "pseudo": {w: miou(conf[w]) for w in ways},
         "pseudo_bg_iou": {w: float(np.diag(conf[w])[0] / (conf[w][0].sum() + conf[w][:, 0].sum()
