@@ -131,11 +131,12 @@ def run(cfg: Config, ctx: Context) -> dict:
                                 q.skip_bad_images or cfg.dataset.skip_bad_images),
                         batch_size=q.image_batch, num_workers=cfg.num_workers, collate_fn=_collate)
     shard_path = qdir / f"corpus.rank{ctx.rank}.jsonl"
-    t0, n_pairs, n_questions, skipped = time.time(), 0, 0, 0
+    t0, n_pairs, n_questions, skipped, skipped_pairs = time.time(), 0, 0, 0, 0
     with open(shard_path, "a", encoding="utf-8") as out:
         for batch in tqdm(loader, desc="qape", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
             good = [(mine[pos], px) for pos, px in batch if px is not None]
             skipped += len(batch) - len(good)
+            skipped_pairs += sum(int(labels[mine[pos]].sum()) for pos, px in batch if px is None)
             if not good:
                 continue
             embeds = vqa.encode_images(torch.stack([px for _, px in good]))           # [B, P, D], once per image
@@ -157,13 +158,18 @@ def run(cfg: Config, ctx: Context) -> dict:
             n_pairs += len(pairs)
             n_questions += len(items)
     seconds = time.time() - t0
-    counts = torch.tensor([n_pairs, n_questions, skipped], dtype=torch.float64)
+    counts = torch.tensor([n_pairs, n_questions, skipped, skipped_pairs], dtype=torch.float64)
     dist.all_reduce_sum(counts)
     dist.barrier()
+    n_pairs, n_questions, skipped, skipped_pairs = (int(v) for v in counts)
     if ctx.is_main:
-        merge_corpus(qdir, ids, names)
+        merged = merge_corpus(qdir, ids, names)
+        expected = int(labels.sum()) - skipped_pairs
+        if merged < expected:   # never mark a short corpus done (text_feats would accept it)
+            raise RuntimeError(f"qape: {ctx.paths.corpus_jsonl} holds {merged} of the {expected} expected (image, "
+                               f"class) pairs; its shards in {qdir} changed under this run (another process on this "
+                               "work_dir?). Run qape again to complete it")
     dist.barrier()
-    n_pairs, n_questions, skipped = (int(v) for v in counts)
     if skipped:
         log.warning("qape: %d unreadable image(s) skipped", skipped)
     log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)

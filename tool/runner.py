@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from types import ModuleType
 from tool import dist
 from tool.config import Config, load_config, section_digest
 from tool.io import append_jsonl, read_json, write_json
+from tool.lock import work_dir_lock
 from tool.runtime import Context, make_context, write_run_files
 
 log = logging.getLogger(__name__)
@@ -171,9 +173,11 @@ def step_main(name: str, argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
     ctx = make_context(cfg, force=args.force)
-    write_run_files(cfg, ctx, [f"-m step.{name}", *(argv if argv is not None else [])])
+    command = [f"-m step.{name}", *(argv if argv is not None else [])]
     try:
-        ensure_toy_world(cfg)
-        return run_step(name, cfg, ctx, force=args.force)
+        with work_dir_lock(ctx.paths.root, [sys.executable, *command]):   # one run per work_dir
+            write_run_files(cfg, ctx, command)
+            ensure_toy_world(cfg)
+            return run_step(name, cfg, ctx, force=args.force)
     finally:
         dist.cleanup()

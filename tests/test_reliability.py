@@ -1,0 +1,74 @@
+"""Nothing lost, nothing silently wrong (docs/reliability.md): each fault as a user meets it, on the toy world."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run_sample
+from tests.test_pipeline import smoke_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- 1. two runs on one work directory ------------------------------------------------------------
+
+def test_second_run_on_a_work_dir_refuses_and_nothing_is_lost(tmp_path, monkeypatch):
+    """While run A is about to merge its QAPE shard, run B starts on the same work dir: B refuses, naming
+    A's pid and host, and A's corpus holds every pair (before the lock, B merged and deleted A's shard
+    and A wrote an empty corpus)."""
+    from step import qape
+
+    real_merge, refused = qape.merge_corpus, []
+
+    def merge_after_second_run(*a, **k):
+        try:
+            run_sample.main(smoke_args(tmp_path, "--steps", "qape"))
+        except Exception as e:        # noqa: BLE001 - the refusal is what we look at
+            refused.append(e)
+        return real_merge(*a, **k)
+
+    monkeypatch.setattr(qape, "merge_corpus", merge_after_second_run)
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "qape"))
+    assert len(refused) == 1
+    msg = str(refused[0])
+    assert "in use by another run" in msg and f"pid {os.getpid()}" in msg and platform.node() in msg
+    corpus = (tmp_path / "work" / "qape" / "corpus.jsonl").read_text().splitlines()
+    assert len(corpus) == out["qape"]["pairs_answered"] > 0
+    assert (tmp_path / "work" / "steps" / "qape.done.json").is_file()
+
+
+def test_lock_held_by_another_process_and_stale_lock(tmp_path):
+    from tool.lock import WorkDirLocked, work_dir_lock
+
+    work = tmp_path / "work"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tool.lock import work_dir_lock\n"
+         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WorkDirLocked, match=f"pid {holder.pid} on host {platform.node()}.*holder"):
+            with work_dir_lock(work):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed without releasing: its record is still in the file, the kernel lock is gone
+    assert json.loads((work / ".lock").read_text())["pid"] == holder.pid
+    with work_dir_lock(work):
+        assert json.loads((work / ".lock").read_text())["pid"] == os.getpid()
+    assert (work / ".lock").read_text() == ""
+
+
+def test_empty_corpus_is_refused_by_text_feats(tmp_path):
+    run_sample.main(smoke_args(tmp_path, "--steps", "qape"))
+    corpus = tmp_path / "work" / "qape" / "corpus.jsonl"
+    corpus.write_text("")
+    with pytest.raises(ValueError, match="corpus.jsonl: holds no"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "text_feats"))
