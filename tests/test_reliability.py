@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import run_sample
 from tests.test_pipeline import smoke_args
@@ -72,3 +73,34 @@ def test_empty_corpus_is_refused_by_text_feats(tmp_path):
     corpus.write_text("")
     with pytest.raises(ValueError, match="corpus.jsonl: holds no"):
         run_sample.main(smoke_args(tmp_path, "--steps", "text_feats"))
+
+
+# ---- 2. a step restarted alone draws the same numbers ---------------------------------------------
+
+def test_step_rerun_alone_gives_the_weights_of_the_full_run(tmp_path):
+    """train_cam after qape and text_feats in one process (a full run) and train_cam alone in a fresh work
+    dir (``--steps train_cam``, as after a restart) end with the same weights: each step seeds itself
+    from (seed, step, rank), not from what ran before it in the process."""
+    full = run_sample.main(smoke_args(tmp_path, "--steps", "qape,text_feats,train_cam"))
+    alone = run_sample.main(smoke_args(tmp_path, "--steps", "train_cam", "--set", f"work_dir={tmp_path / 'alone'}"))
+    a = torch.load(tmp_path / "work" / "cam_baseline" / "model.pth", weights_only=True)
+    b = torch.load(tmp_path / "alone" / "cam_baseline" / "model.pth", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert full["train_cam"]["loss"] == alone["train_cam"]["loss"]
+    # and another seed really changes them (the test would pass vacuously if nothing were random)
+    run_sample.main(smoke_args(tmp_path, "--steps", "train_cam", "--set", f"work_dir={tmp_path / 'seed1'}",
+                               "--set", "seed=1"))
+    c = torch.load(tmp_path / "seed1" / "cam_baseline" / "model.pth", weights_only=True)
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
+
+
+def test_step_seed_depends_on_seed_step_and_rank(monkeypatch):
+    from tool import dist
+    from tool.runtime import seed_step
+
+    s = seed_step(0, "train_cam")
+    x = torch.rand(3)
+    assert seed_step(0, "train_cam") == s and torch.equal(torch.rand(3), x)
+    assert seed_step(0, "train_irn") != s and seed_step(1, "train_cam") != s
+    monkeypatch.setattr(dist, "rank", lambda: 1)
+    assert seed_step(0, "train_cam") == s and not torch.equal(torch.rand(3), x)   # ranks draw apart, share s

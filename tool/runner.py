@@ -21,7 +21,7 @@ from tool import dist
 from tool.config import Config, load_config, section_digest
 from tool.io import append_jsonl, read_json, write_json
 from tool.lock import work_dir_lock
-from tool.runtime import Context, make_context, write_run_files
+from tool.runtime import Context, make_context, seed_step, write_run_files
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
         # plain run must not skip the step on the strength of the old marker.
         marker.unlink()
     dist.barrier()
-    log.info("step %s: start", name)
+    ctx.seed = seed_step(ctx.run_seed, name)     # the same numbers however the step was started
+    log.info("step %s: start (seed %d)", name, ctx.seed)
     t0 = time.time()
     ctx.force = force
     metrics = step_module(name).run(cfg, ctx) or {}
