@@ -26,8 +26,9 @@ from tool.config import Config, IrnConfig
 from tool.datasets import build_dataset
 from tool.imutils import BadImageError, read_image
 from tool.ir_label import make_ir_label
+from tool.io import png_complete
 from tool.palette import save_label_png
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, resume_plan, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _work(job: tuple) -> tuple[str, str | None]:
         if skip_bad:
             return image_id, str(e)
         raise
-    keys, high = load_cam(Path(cam_path), "high_res")
+    keys, high = load_cam(Path(cam_path), "high_res", producer="make_cam")
     save_label_png(out_path, make_ir_label(img, keys, high, fg_thres=fg, bg_thres=bg, crf=crf))
     return image_id, None
 
@@ -68,11 +69,11 @@ def run(cfg: Config, ctx: Context) -> dict:
     out_dir = prepare_output_dir(ctx.paths.ir_label_dir, step_digest("cam_to_ir_label", cfg, ctx), ctx.force, "*.png")
     crf = crf_settings(c)
     skip_bad = cfg.dataset.skip_bad_images
+    todo, reused, redone = resume_plan(dist.shard(ids), lambda i: out_dir / f"{i}.png", png_complete)
     jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(out_dir / f"{i}.png"), c.conf_fg_thres,
-             c.conf_bg_thres, crf, skip_bad)
-            for i in dist.shard(ids) if not (out_dir / f"{i}.png").is_file()]
-    log.info("cam_to_ir_label: %d images of %s, %d left for rank %d, CRF %s, %d worker(s)", len(ids), split,
-             len(jobs), ctx.rank, "on" if crf else "off", c.workers)
+             c.conf_bg_thres, crf, skip_bad) for i in todo]
+    log.info("cam_to_ir_label: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), CRF %s, "
+             "%d worker(s)", len(ids), split, len(jobs), ctx.rank, reused, redone, "on" if crf else "off", c.workers)
     t0, skipped = time.time(), 0
     bar = tqdm(total=len(jobs), desc="cam_to_ir_label", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0)
     if c.workers > 0 and len(jobs) > 1:
@@ -86,12 +87,12 @@ def run(cfg: Config, ctx: Context) -> dict:
             bar.update(1)
     bar.close()
     seconds = time.time() - t0
-    counts = torch.tensor([len(jobs) - skipped, skipped], dtype=torch.float64)
+    counts = torch.tensor([len(jobs) - skipped, skipped, reused, redone], dtype=torch.float64)
     dist.all_reduce_sum(counts)
-    made, skipped = int(counts[0]), int(counts[1])
+    made, skipped, reused, redone = (int(v) for v in counts)
     if skipped:
         log.warning("cam_to_ir_label: %d unreadable image(s) skipped", skipped)
-    return {"num_images": len(ids), "made": made, "skipped_bad": skipped,
+    return {"num_images": len(ids), "made": made, "reused": reused, "redone": redone, "skipped_bad": skipped,
             "images_per_s": round(made / seconds, 3) if made and seconds > 0 else None}
 
 

@@ -41,8 +41,10 @@ def sweep_thresholds(cfg: Config) -> np.ndarray:
     return np.unique(np.append(grid, e.cam_threshold).astype(np.float32))
 
 
-def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
-    """Sweep-evaluate the CAMs in ``cam_dir`` on ``dataset.eval_split``; write and return the record."""
+def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "make_cam") -> dict:
+    """Sweep-evaluate the CAMs in ``cam_dir`` on ``dataset.eval_split``; write and return the record.
+
+    ``producer``: the step that wrote ``cam_dir`` (None for ``eval.cam_dir``): a damaged file is redone by it."""
     split = cfg.dataset.eval_split
     ids = ds.ids(split)
     thresholds = sweep_thresholds(cfg)
@@ -53,7 +55,7 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
     floor_fg = np.zeros_like(floor_bg)
     for image_id in tqdm(ids, desc="eval_cam", dynamic_ncols=True, mininterval=2.0):
         path = find_cam(cam_dir, image_id)
-        keys, cams = load_cam(path)
+        keys, cams = load_cam(path, producer=producer)
         gt = ds.load_gt(image_id)
         if cams.shape[1:] != gt.shape:
             raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
@@ -86,7 +88,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     source = cfg.make_cam.source
     if cfg.eval.cam_dir:
-        rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json")
+        rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json", producer=None)
         source = "external"
     else:
         rec = evaluate(cfg, ds, ctx.paths.cam_dir(source), ctx.paths.eval_cam_json(source))

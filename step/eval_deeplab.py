@@ -34,10 +34,10 @@ from tool.config import Config, DeepLabEvalConfig
 from tool.crf import crf_inference_prob
 from tool.data import first_item
 from tool.datasets import build_dataset, class_names_with_bg
-from tool.io import write_json
+from tool.io import png_complete, write_json
 from tool.metrics import confusion, metric_record
 from tool.palette import load_label_png, save_label_png
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, resume_plan, step_digest
 from tool.runtime import Context
 from tool.seg_data import SegImages
 from tool.voc_submission import archive_submission, image_size, write_submission
@@ -107,7 +107,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
 
     mine = dist.shard(ids)
-    todo = [i for i in mine if not (out_dir / f"{i}.png").is_file()]
+    todo, reused, redone = resume_plan(mine, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)
     if has_gt:    # predictions kept from an interrupted run count without being recomputed
         for i in sorted(set(mine) - set(todo)):
@@ -155,10 +155,10 @@ def run(cfg: Config, ctx: Context) -> dict:
             pool.terminate()
             pool.join()
     seconds = time.time() - t0
-    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped]))      # [K·K + 2] int64
+    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped, reused, redone]))   # [K·K + 4] int64
     dist.all_reduce_sum(totals)
-    conf = totals[:-2].numpy().reshape(num_classes, num_classes)
-    done_all, skipped_all = int(totals[-2]), int(totals[-1])
+    conf = totals[:-4].numpy().reshape(num_classes, num_classes)
+    done_all, skipped_all, reused, redone = (int(v) for v in totals[-4:])
     if skipped_all:
         log.warning("eval_deeplab: %d unreadable image(s) skipped", skipped_all)
     if not ctx.is_main:
@@ -172,7 +172,8 @@ def run(cfg: Config, ctx: Context) -> dict:
                   "note": f"split {split!r} has no GT: predictions only"}
     record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf, "pred_dir": str(out_dir),
                    "skipped_bad": skipped_all})
-    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "skipped_bad": skipped_all,
+    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "reused": reused,
+           "redone": redone, "skipped_bad": skipped_all,
            "images_per_s": round(done_all / seconds, 3) if done_all and seconds > 0 else None}
     if has_gt:
         out["miou"] = record["miou"]

@@ -37,7 +37,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"no pseudo mask {path}: the eval split must be inside the make_sem_seg split "
                                     "(make_cam.split / dataset.train_split); run make_sem_seg first")
-        pred, gt = load_label_png(path), ds.load_gt(image_id)
+        pred, gt = load_label_png(path, producer="make_sem_seg"), ds.load_gt(image_id)
         if pred.shape != gt.shape:
             raise ValueError(f"{path}: size {pred.shape} differs from the GT {gt.shape}")
         conf += confusion(pred, gt, len(classes))

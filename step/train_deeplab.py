@@ -70,7 +70,8 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
         raise ValueError("deeplab.pretrained: cam_baseline needs deeplab.blocks [3, 4, 6, 3] (ResNet-50) and "
                          f"pretrained_format torchvision, got {list(c.blocks)} / {c.pretrained_format}")
     path = ctx.paths.cam_baseline_model
-    state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)"))
+    state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)",
+                                                   producer="train_cam"))
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_dict_strict(base.backbone, backbone, source=f"{path} (backbone)")
     return f"the CAM classifier's backbone ({path})"
@@ -87,7 +88,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     ids = ds.ids(cfg.dataset.train_split)
     label_dir = c.label_dir or ctx.paths.sem_seg_dir
-    check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg")
+    check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg", ours=c.label_dir is None)
     data = SegCrops(ds, ids, label_dir, crop=c.crop_size, scales=c.scales, hflip=c.hflip, seed=ctx.seed,
                     skip_bad=cfg.dataset.skip_bad_images)
 

@@ -28,6 +28,7 @@ from tool.config import Config
 from tool.data import AffinityCrops, collate_skip_none, load_or_skip
 from tool.datasets import build_dataset
 from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
+from tool.io import DamagedFile, png_complete
 from tool.lr import sgd
 from tool.runner import step_digest
 from tool.runtime import Context
@@ -47,7 +48,8 @@ def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) ->
     p = cfg.irn.pretrained
     if p != "cam_baseline":
         return load_pretrained(model.backbone, p, "irn.pretrained")
-    state = map_official_cam_state(load_model_file(ctx.paths.cam_baseline_model, "irn.pretrained=cam_baseline"))
+    state = map_official_cam_state(load_model_file(ctx.paths.cam_baseline_model, "irn.pretrained=cam_baseline",
+                                                   producer="train_cam"))
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_dict_strict(model.backbone, backbone, source=f"{ctx.paths.cam_baseline_model} (backbone)")
     return f"the CAM classifier's backbone ({ctx.paths.cam_baseline_model})"
@@ -83,6 +85,10 @@ def run(cfg: Config, ctx: Context) -> dict:
     if missing:
         raise FileNotFoundError(f"{len(missing)} IR label(s) missing in {label_dir}, e.g. {missing[:3]}; run "
                                 "cam_to_ir_label first")
+    torn = [label_dir / f"{i}.png" for i in ids if not png_complete(label_dir / f"{i}.png")]
+    if torn:
+        raise DamagedFile(f"{len(torn)} IR label(s) in {label_dir} are torn (no PNG end), e.g. {torn[0]}", torn,
+                          producer="cam_to_ir_label")
     path_index = PathIndex(c.radius_train, (c.crop_size // 4, c.crop_size // 4))
     data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.crop_size, rescale=c.rescale, hflip=c.hflip,
                          seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)

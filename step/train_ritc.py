@@ -170,7 +170,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     # The CAM net, initialised from the baseline classifier (official: strict load of res50_cam.pth).
     model = CAMNet(ds.num_classes, pretrained=None, bn=r.bn)
     init = ctx.paths.cam_baseline_model if r.init == "baseline" else r.init
-    load_state_dict_strict(model, map_official_cam_state(load_model_file(init, "ritc.init")), source=str(init))
+    state = load_model_file(init, "ritc.init", producer="train_cam" if r.init == "baseline" else None)
+    load_state_dict_strict(model, map_official_cam_state(state), source=str(init))
     log.info("RITC CAM net initialised from %s", init)
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, r.bn == "batch")   # official DDP uses SyncBN
     backbone, head = net.param_groups()

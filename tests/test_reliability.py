@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import run_sample
-from tests.test_pipeline import smoke_args
+from tests.test_pipeline import BASELINE, smoke_args
+from tool.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +105,93 @@ def test_step_seed_depends_on_seed_step_and_rank(monkeypatch):
     assert seed_step(0, "train_irn") != s and seed_step(1, "train_cam") != s
     monkeypatch.setattr(dist, "rank", lambda: 1)
     assert seed_step(0, "train_cam") == s and not torch.equal(torch.rand(3), x)   # ranks draw apart, share s
+
+
+# ---- 3. torn files ----------------------------------------------------------------------------------
+
+def _tear(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_torn_checkpoint_is_moved_aside_and_training_starts_over(tmp_path, caplog):
+    from tool.checkpoint import load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ck = tmp_path / "checkpoints" / "train_cam.pth"
+    save_checkpoint(ck, model=model, optimizer=opt, step=5, epoch=0, digest="d")
+    _tear(ck)
+    assert load_checkpoint(ck, model=model, optimizer=opt, digest="d") is None
+    assert not ck.exists() and (tmp_path / "checkpoints" / "train_cam.pth.damaged").is_file()
+    assert f"{ck} cannot be read" in caplog.text and "training starts over" in caplog.text
+
+
+def test_torn_cam_model_and_ir_label_are_named_and_redone(tmp_path, monkeypatch):
+    """Torn per-image outputs and a torn model, as a user meets them: the reading step fails naming the
+    file and the step that will redo it; the next plain run redoes exactly that. A crash in train_irn's
+    mean-shift pass resumes from the finished checkpoint without retraining."""
+    from net.resnet50_irn import AffinityDisplacementLoss
+    from tool import train_loop
+    from tool.io import DamagedFile
+
+    work = tmp_path / "work"
+    run_sample.main(smoke_args(tmp_path, "--steps", "train_cam,make_cam", *BASELINE))
+    cams = sorted((work / "cam_baseline" / "cam").glob("*.npz"))
+    eval_ids = (tmp_path / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    victim = work / "cam_baseline" / "cam" / f"{eval_ids[0]}.npz"
+    _tear(victim)
+    with pytest.raises(DamagedFile, match=f"{victim}: cannot read the CAM file.*step make_cam will redo it"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam,eval_cam", *BASELINE))
+    other = next(c for c in cams if c != victim)
+    _tear(other)                             # torn while no step looked: per-image resume catches it
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "make_cam,eval_cam", *BASELINE))
+    assert (out["make_cam"]["made"], out["make_cam"]["reused"], out["make_cam"]["redone"]) == (2, len(cams) - 2, 1)
+    assert out["eval_cam"]["num_images"] == len(eval_ids)
+
+    run_sample.main(smoke_args(tmp_path, "--steps", "cam_to_ir_label", *BASELINE))
+    label = work / "ir_label" / f"{eval_ids[1]}.png"
+    _tear(label)
+    with pytest.raises(DamagedFile, match=f"IR label.*torn.*{label}.*step cam_to_ir_label will redo it"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "cam_to_ir_label,train_irn", *BASELINE))
+
+    class Crash(Exception):
+        pass
+
+    real_shift, steps = AffinityDisplacementLoss.estimate_mean_shift, []
+
+    def crash_in_mean_shift(self, batches):
+        raise Crash
+
+    monkeypatch.setattr(AffinityDisplacementLoss, "estimate_mean_shift", crash_in_mean_shift)
+    monkeypatch.setattr(train_loop, "_after_step", steps.append)
+    with pytest.raises(Crash):
+        run_sample.main(smoke_args(tmp_path, "--steps", "cam_to_ir_label,train_irn", *BASELINE))
+    assert read_json(work / "steps" / "cam_to_ir_label.done.json")["metrics"]["made"] == 1
+    assert steps == [1, 2] and (work / "checkpoints" / "train_irn.pth").is_file()
+    monkeypatch.setattr(AffinityDisplacementLoss, "estimate_mean_shift", real_shift)
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "train_irn", *BASELINE))
+    assert steps == [1, 2], "the resumed run retrained"
+    assert out["train_irn"]["steps"] == 2 and len(out["train_irn"]["mean_shift"]) == 2
+    assert "resumed from" in (work / "log.txt").read_text()
+    assert not (work / "checkpoints" / "train_irn.pth").exists()      # gone once the marker is written
+
+    model = work / "cam_baseline" / "model.pth"
+    _tear(model)
+    with pytest.raises(DamagedFile, match=f"{model} cannot be read.*step train_cam will retrain it"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "make_cam", "--force", *BASELINE))
+    assert (work / "cam_baseline" / "model.pth.damaged").is_file()
+    out = run_sample.main(smoke_args(tmp_path, "--steps", "train_cam", *BASELINE))   # marker gone: retrains
+    assert out["train_cam"]["steps"] == 3 and torch.load(model, weights_only=True)
+
+
+def test_full_disk_names_the_file(tmp_path):
+    """A write that hits the file-size limit (as a full disk would) says which file it was writing."""
+    target = tmp_path / "checkpoints" / "train_cam.pth"
+    code = ("import resource, signal\nfrom tool.io import write_bytes\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nresource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            f"write_bytes({str(target)!r}, b'x' * 100000)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert f"{target}: cannot write (File too large); is the disk full?" in r.stderr
+    assert not target.exists() and not list(target.parent.iterdir())     # no temp file left either

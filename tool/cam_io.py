@@ -1,9 +1,12 @@
 """Reading exported CAMs: ours (``.npz``) and the IRN / official QA-CLIMS ``.npy`` dicts."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from tool.io import DamagedFile
 
 
 def find_cam(cam_dir: Path, image_id: str) -> Path:
@@ -16,16 +19,22 @@ def find_cam(cam_dir: Path, image_id: str) -> Path:
                             "or point eval.cam_dir at the folder holding them")
 
 
-def load_cam(path: Path, key: str = "high_res") -> tuple[np.ndarray, np.ndarray]:
+def load_cam(path: Path, key: str = "high_res", producer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(keys int64 [K'] 0-based, maps float32 [K', h, w]) from a CAM file; ``key`` is ``high_res`` or ``cam``.
+
+    A file that does not load raises ``DamagedFile`` naming it (and ``producer``, the step that made it).
 
     ``.npy`` files are IRN-style pickled dicts ``{"keys", "cam", "high_res"}`` and need pickle:
     only load files you trust.
     """
-    if path.suffix == ".npz":
-        with np.load(path) as f:
-            return f["keys"].astype(np.int64), f[key].astype(np.float32)
-    d = np.load(path, allow_pickle=True).item()
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as f:
+                return f["keys"].astype(np.int64), f[key].astype(np.float32)
+        d = np.load(path, allow_pickle=True).item()
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        redo = f"; step {producer} will redo it on the next run" if producer else ""
+        raise DamagedFile(f"{path}: cannot read the CAM file ({type(e).__name__}: {e}){redo}", [path], producer) from e
     if not isinstance(d, dict) or "keys" not in d or key not in d:
         raise ValueError(f"{path}: not an IRN-style CAM dict with 'keys' and {key!r}")
     maps = d[key]

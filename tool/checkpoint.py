@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,13 +19,17 @@ import numpy as np
 import torch
 
 from tool import dist
-from tool.io import write_bytes
+from tool.io import DamagedFile, write_bytes
 
 log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(RuntimeError):
     """A state dict's keys do not match the model; the message lists missing and unexpected keys."""
+
+
+class UnsafeFile(RuntimeError):
+    """A file would need unrestricted pickle (code execution) to load; the message names it."""
 
 
 def _save(obj: Any, path: str | os.PathLike) -> None:
@@ -85,8 +90,16 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     path = Path(path)
     if not path.is_file():
         return None
-    # weights_only=False: the checkpoint holds python/numpy RNG states, and we wrote it ourselves.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        # weights_only=False: the checkpoint holds python/numpy RNG states, and we wrote it ourselves.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "rng"} <= set(ckpt):
+            raise ValueError("not a training checkpoint of this code (no model / optimizer / step / rng)")
+    except Exception as e:    # noqa: BLE001 - torn (crash, full disk) or foreign: either way, start over
+        aside = move_aside(path)
+        log.warning("%s cannot be read (%s: %s); moved aside to %s, training starts over", path, type(e).__name__,
+                    e, aside)
+        return None
     if ckpt.get("digest") != digest:
         log.warning("ignoring %s: written under another configuration (digest %s, now %s); starting over",
                     path, ckpt.get("digest"), digest)
@@ -97,6 +110,13 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged ``path`` to ``<name>.damaged`` (replacing an older one) and return the new path."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    return aside
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -115,12 +135,24 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
     module.load_state_dict(state, strict=True)
 
 
-def load_model_file(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
-    """Read a model state dict file, naming ``key`` (the config key or step that needs it) if absent."""
+def load_model_file(path: str | os.PathLike, key: str, producer: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a model state dict file, naming ``key`` (the config key or step that needs it) if absent.
+
+    A file that does not load raises ``DamagedFile`` naming it; with ``producer`` (the step that
+    writes it) the runner moves it aside and has that step rerun on the next run.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run the step that writes it first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeFile(f"{key}: {path} is not a plain state dict: loading it would run code it names "
+                         f"({str(e).splitlines()[0]}). Only load model files you trust") from e
+    except Exception as e:   # noqa: BLE001 - torn or not a torch file
+        redo = f"; step {producer} will retrain it on the next run" if producer else "; replace it"
+        raise DamagedFile(f"{key}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}){redo}",
+                          [path], producer) from e
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint was given
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from tool import dist
 from tool.config import Config, load_config, section_digest
-from tool.io import append_jsonl, read_json, write_json
+from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, write_json
 from tool.lock import work_dir_lock
 from tool.runtime import Context, make_context, seed_step, write_run_files
 
@@ -90,12 +90,19 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
         # A rerun invalidates the old marker first: should it crash after deleting outputs, the next
         # plain run must not skip the step on the strength of the old marker.
         marker.unlink()
+    if ctx.is_main and force:   # --force retrains: a kept final checkpoint must not short-cut it
+        ctx.paths.checkpoint(name).unlink(missing_ok=True)
     dist.barrier()
     ctx.seed = seed_step(ctx.run_seed, name)     # the same numbers however the step was started
     log.info("step %s: start (seed %d)", name, ctx.seed)
     t0 = time.time()
     ctx.force = force
-    metrics = step_module(name).run(cfg, ctx) or {}
+    try:
+        metrics = step_module(name).run(cfg, ctx) or {}
+    except DamagedFile as e:
+        if e.producer is None or not ctx.is_main:
+            raise
+        raise DamagedFile(f"{e} ({invalidate(e, ctx)})", e.paths, e.producer) from e
     seconds = time.time() - t0
     dist.barrier()
     if ctx.is_main:
@@ -103,9 +110,45 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
                             "metrics": metrics})
         append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics})
+        # The resumable state goes only once the marker is down: a crash after training (train_irn's
+        # mean-shift pass, writing the marker) resumes from the finished checkpoint, not from step 0.
+        ctx.paths.checkpoint(name).unlink(missing_ok=True)
     dist.barrier()
     log.info("step %s: done in %.1f s %s", name, seconds, _short(metrics))
     return metrics
+
+
+def invalidate(e: DamagedFile, ctx: Context) -> str:
+    """Move ``e``'s damaged files aside and delete the marker of the step that wrote them, so the next
+    plain run reruns that step (which redoes exactly what is missing). Returns what was done, for the message."""
+    from tool.checkpoint import move_aside
+
+    moved = [str(move_aside(p)) for p in e.paths if p.is_file()]
+    ctx.paths.done_marker(e.producer).unlink(missing_ok=True)
+    log.warning("step %s will rerun: %d damaged file(s) moved aside (%s)", e.producer, len(moved),
+                ", ".join(moved[:3]))
+    where = f"moved aside to {moved[0]}{' and others' if len(moved) > 1 else ''}; " if moved else ""
+    return f"{where}step {e.producer} will redo it: run again"
+
+
+def resume_plan(items: list, path_of, is_valid) -> tuple[list, int, int]:
+    """Per-image resume: (items still to make, outputs reused, damaged outputs removed to be redone).
+
+    An output that exists but fails ``is_valid(path)`` (torn by a crash: per-image files are not
+    fsynced) is deleted, logged by name, and made again.
+    """
+    todo, reused, redone = [], 0, 0
+    for item in items:
+        p = path_of(item)
+        if p.is_file():
+            if is_valid(p):
+                reused += 1
+                continue
+            log.warning("%s does not load (torn by a crash?): removing it, it will be made again", p)
+            p.unlink()
+            redone += 1
+        todo.append(item)
+    return todo, reused, redone
 
 
 def _short(metrics: dict) -> str:
@@ -123,8 +166,9 @@ def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Pa
     """
     if dist.is_main():
         path.mkdir(parents=True, exist_ok=True)
-        for tmp in path.glob(".*.tmp*"):
-            tmp.unlink(missing_ok=True)
+        for tmp in path.iterdir():
+            if is_temp_file(tmp.name):
+                tmp.unlink(missing_ok=True)
         stamp = path / DIGEST_FILE
         old = read_json(stamp).get("digest") if stamp.is_file() else None
         if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
