@@ -90,4 +90,5 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from tool.cli import run_cli
+    sys.exit(run_cli(main))   # the project's own errors print one line; others their traceback

@@ -195,3 +195,52 @@ def test_full_disk_names_the_file(tmp_path):
     assert r.returncode != 0
     assert f"{target}: cannot write (File too large); is the disk full?" in r.stderr
     assert not target.exists() and not list(target.parent.iterdir())     # no temp file left either
+
+
+# ---- 7. one line for the project's own errors ------------------------------------------------------
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run_sample.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_prints_one_line_for_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("work_dir: w\ncam:\n  epoch: 3\n")
+    r = _cli("--config", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: unknown key 'cam.epoch' (known keys in cam: ")
+
+
+def test_cli_prints_one_line_and_the_log_for_a_dataset_error(tmp_path):
+    r = _cli("--config", "configs/smoke.yaml", "--steps", "train_cam", "--set", f"work_dir={tmp_path / 'w'}",
+             "--set", "toy.generate=false", "--set", f"dataset.root={tmp_path / 'nowhere'}")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert lines[-2] == f"error: dataset.root: VOC 2012 folder {tmp_path / 'nowhere'} does not exist (it should " \
+        "hold JPEGImages/, Annotations/, SegmentationClass/, ImageSets/)"
+    assert lines[-1] == f"(traceback in {tmp_path / 'w' / 'log.txt'})"
+    assert "Traceback" in (tmp_path / "w" / "log.txt").read_text()
+
+
+def test_unexpected_errors_keep_their_traceback():
+    from tool.cli import run_cli, user_message
+
+    def bug(argv):
+        return [][1]
+
+    with pytest.raises(IndexError):
+        run_cli(bug, [])
+    from tool.config import ConfigError, load_config
+    with pytest.raises(ConfigError) as e:
+        load_config(str(ROOT / "no_such.yaml"), [])
+    assert user_message(e.value) == str(e.value)
+    # an error of ours re-raised from a DataLoader worker is judged by its original traceback
+    src = ROOT / "tool" / "imutils.py"
+    line = 1 + next(n for n, t in enumerate(src.read_text().splitlines()) if t.strip().startswith("raise BadImage"))
+    text = (f'Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n'
+            f'  File "{src}", line {line}, in read_image\n    raise BadImageError(...)\n'
+            'tool.imutils.BadImageError: x.jpg: cannot decode image (broken)\n')
+    assert user_message(RuntimeError(text)) == "x.jpg: cannot decode image (broken)"
+    assert user_message(RuntimeError(text.replace(f"line {line}", f"line {line - 1}"))) is None   # not a raise

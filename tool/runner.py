@@ -210,7 +210,18 @@ def ensure_toy_world(cfg: Config) -> None:
 
 
 def step_main(name: str, argv: list[str] | None = None) -> dict:
-    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner."""
+    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner.
+
+    With ``argv`` None (the command line) a project error prints one line and exits non-zero
+    (``tool.cli``); with ``argv`` given (tests, scripts) errors propagate.
+    """
+    if argv is None:
+        from tool.cli import run_cli
+        sys.exit(run_cli(lambda a: _step_main(name, sys.argv[1:])))
+    return _step_main(name, argv)
+
+
+def _step_main(name: str, argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog=f"python -m step.{name}", description=f"Run the {name} step alone.")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/voc12.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
@@ -218,7 +229,7 @@ def step_main(name: str, argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
     ctx = make_context(cfg, force=args.force)
-    command = [f"-m step.{name}", *(argv if argv is not None else [])]
+    command = [f"-m step.{name}", *argv]
     try:
         with work_dir_lock(ctx.paths.root, [sys.executable, *command]):   # one run per work_dir
             write_run_files(cfg, ctx, command)
