@@ -48,14 +48,14 @@ def crf_settings(c: IrnConfig) -> dict | None:
 
 def _work(job: tuple) -> tuple[str, str | None]:
     """One image: (image path, CAM path, output path, thresholds, CRF) -> (image id, error or None)."""
-    image_id, image_path, cam_path, out_path, fg, bg, crf, skip_bad = job
+    image_id, image_path, cam_path, out_path, fg, bg, crf, skip_bad, allow_pickle = job
     try:
         img = read_image(image_path)
     except BadImageError as e:
         if skip_bad:
             return image_id, str(e)
         raise
-    keys, high = load_cam(Path(cam_path), "high_res", producer="make_cam")
+    keys, high = load_cam(Path(cam_path), "high_res", producer="make_cam", allow_pickle=allow_pickle)
     save_label_png(out_path, make_ir_label(img, keys, high, fg_thres=fg, bg_thres=bg, crf=crf))
     return image_id, None
 
@@ -71,7 +71,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     skip_bad = cfg.dataset.skip_bad_images
     todo, reused, redone = resume_plan(dist.shard(ids), lambda i: out_dir / f"{i}.png", png_complete)
     jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(out_dir / f"{i}.png"), c.conf_fg_thres,
-             c.conf_bg_thres, crf, skip_bad) for i in todo]
+             c.conf_bg_thres, crf, skip_bad, cfg.eval.allow_pickle_cams) for i in todo]
     log.info("cam_to_ir_label: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), CRF %s, "
              "%d worker(s)", len(ids), split, len(jobs), ctx.rank, reused, redone, "on" if crf else "off", c.workers)
     t0, skipped = time.time(), 0

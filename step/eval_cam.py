@@ -55,7 +55,7 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "
     floor_fg = np.zeros_like(floor_bg)
     for image_id in tqdm(ids, desc="eval_cam", dynamic_ncols=True, mininterval=2.0):
         path = find_cam(cam_dir, image_id)
-        keys, cams = load_cam(path, producer=producer)
+        keys, cams = load_cam(path, producer=producer, allow_pickle=cfg.eval.allow_pickle_cams)
         gt = ds.load_gt(image_id)
         if cams.shape[1:] != gt.shape:
             raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "

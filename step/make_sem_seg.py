@@ -68,7 +68,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
         edge, _ = model(x)                                                         # [1, h, w] boundary probs
-        keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam", producer="make_cam")   # [K'], [K', h, w]
+        keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam", producer="make_cam",
+                              allow_pickle=cfg.eval.allow_pickle_cams)                # [K'], [K', h, w]
         t1 = time.time()
         rw = random_walk(torch.from_numpy(cams).to(ctx.device), edge, beta=c.beta, exp_times=c.exp_times,
                          radius=c.radius_infer, cpu_threads=c.walk_threads)        # [K', h, w]

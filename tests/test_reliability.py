@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -244,3 +245,46 @@ def test_unexpected_errors_keep_their_traceback():
             'tool.imutils.BadImageError: x.jpg: cannot decode image (broken)\n')
     assert user_message(RuntimeError(text)) == "x.jpg: cannot decode image (broken)"
     assert user_message(RuntimeError(text.replace(f"line {line}", f"line {line - 1}"))) is None   # not a raise
+
+
+# ---- 8. pickles from strangers ---------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this runs ``touch <path>``: what a malicious .npy or checkpoint could do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_pickle_payload_in_a_npy_cam_is_refused(tmp_path):
+    ran = tmp_path / "payload_ran"
+    cams = tmp_path / "their_cams"
+    cams.mkdir()
+    run_sample.main(smoke_args(tmp_path, "--steps", "report"))        # makes the toy world (no training)
+    ids = (tmp_path / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    for i in ids:
+        np.save(cams / f"{i}.npy", {"keys": np.array([0]), "high_res": np.zeros((1, 2, 2)), "x": _Payload(ran)},
+                allow_pickle=True)
+    from tool.io import UnsafeFile
+    with pytest.raises(UnsafeFile, match=rf"{cams / ids[0]}.npy: an IRN-style .npy CAM is a Python pickle.*"
+                                         "eval.allow_pickle_cams: true"):
+        run_sample.main(smoke_args(tmp_path, "--steps", "eval_cam", "--set", f"eval.cam_dir={cams}"))
+    assert not ran.exists()
+
+
+def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
+    from tool.checkpoint import load_checkpoint
+    from tool.io import UnsafeFile
+
+    ran = tmp_path / "payload_ran"
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ck = tmp_path / "train_cam.pth"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 1, "epoch": 0, "digest": "d",
+                "rng": {"python": _Payload(ran)}}, ck)
+    with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint"):
+        load_checkpoint(ck, model=model, optimizer=opt, digest="d")
+    assert not ran.exists() and ck.is_file()

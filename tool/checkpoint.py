@@ -1,7 +1,9 @@
 """Checkpoints (STYLE.md practice 9): one dict, written atomically on rank 0, loaded strictly.
 
 A training checkpoint holds ``model``, ``optimizer``, ``scaler``, ``step``, ``epoch``, ``digest`` (the
-config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Final
+config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Every load
+is ``weights_only`` (no code execution): the numpy RNG state's array types are the only extra globals
+allowed, so a checkpoint carrying anything else is refused, never run. Final
 models are plain state dicts (``model.pth``) so users and other code can load them directly.
 """
 from __future__ import annotations
@@ -19,17 +21,13 @@ import numpy as np
 import torch
 
 from tool import dist
-from tool.io import DamagedFile, write_bytes
+from tool.io import DamagedFile, UnsafeFile, write_bytes
 
 log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(RuntimeError):
     """A state dict's keys do not match the model; the message lists missing and unexpected keys."""
-
-
-class UnsafeFile(RuntimeError):
-    """A file would need unrestricted pickle (code execution) to load; the message names it."""
 
 
 def _save(obj: Any, path: str | os.PathLike) -> None:
@@ -91,10 +89,12 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     if not path.is_file():
         return None
     try:
-        # weights_only=False: the checkpoint holds python/numpy RNG states, and we wrote it ourselves.
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = safe_load(path)
         if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "rng"} <= set(ckpt):
             raise ValueError("not a training checkpoint of this code (no model / optimizer / step / rng)")
+    except pickle.UnpicklingError as e:   # it names code to run: refuse it, never execute it
+        raise UnsafeFile(f"{path}: refusing to load this checkpoint: it holds objects outside tensors and RNG "
+                         f"states ({str(e).splitlines()[0][:200]}); delete it to train from the start") from e
     except Exception as e:    # noqa: BLE001 - torn (crash, full disk) or foreign: either way, start over
         aside = move_aside(path)
         log.warning("%s cannot be read (%s: %s); moved aside to %s, training starts over", path, type(e).__name__,
@@ -110,6 +110,20 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def _rng_globals() -> list:
+    """What a numpy RNG state pickles to, beyond tensors: allow-listed for ``torch.load(weights_only=True)``."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` without code execution: tensors, containers, numbers and numpy RNG states only
+    (``weights_only=True`` with the numpy array types allow-listed). Anything else raises
+    ``pickle.UnpicklingError`` naming the global it wanted."""
+    with torch.serialization.safe_globals(_rng_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def move_aside(path: Path) -> Path:

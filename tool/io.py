@@ -34,6 +34,10 @@ class DamagedFile(RuntimeError):
         self.paths, self.producer = [Path(p) for p in paths], producer
 
 
+class UnsafeFile(RuntimeError):
+    """A file would need unrestricted pickle (code execution) to load; the message names it and any opt-in."""
+
+
 TEMP_MARK = ".tmp"
 
 
