@@ -28,7 +28,7 @@ from tool.imutils import BadImageError, read_image
 from tool.ir_label import make_ir_label
 from tool.io import png_complete
 from tool.palette import save_label_png
-from tool.runner import prepare_output_dir, resume_plan, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,25 @@ def _work(job: tuple) -> tuple[str, str | None]:
     return image_id, None
 
 
+def _note(skips, ds, image_id: str, err: str | None) -> int:
+    """Record a skipped image in the run's skip list; 1 if it was skipped."""
+    if err is None:
+        return 0
+    log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, err)
+    skips.record(image_id, ds.image_path(image_id), err)
+    return 1
+
+
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.make_cam.split or cfg.dataset.train_split
-    ids = ds.ids(split)
+    skips = skips_of("cam_to_ir_label", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
     out_dir = prepare_output_dir(ctx.paths.ir_label_dir, step_digest("cam_to_ir_label", cfg, ctx), ctx.force, "*.png")
     crf = crf_settings(c)
-    skip_bad = cfg.dataset.skip_bad_images
+    skip_bad = skips.enabled
     todo, reused, redone = resume_plan(dist.shard(ids), lambda i: out_dir / f"{i}.png", png_complete)
     jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(out_dir / f"{i}.png"), c.conf_fg_thres,
              c.conf_bg_thres, crf, skip_bad, cfg.eval.allow_pickle_cams) for i in todo]
@@ -78,12 +88,12 @@ def run(cfg: Config, ctx: Context) -> dict:
     bar = tqdm(total=len(jobs), desc="cam_to_ir_label", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0)
     if c.workers > 0 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(c.workers) as pool:
-            for _, err in pool.imap_unordered(_work, jobs, chunksize=4):
-                skipped += err is not None
+            for image_id, err in pool.imap_unordered(_work, jobs, chunksize=4):
+                skipped += _note(skips, ds, image_id, err)
                 bar.update(1)
     else:
         for job in jobs:
-            skipped += _work(job)[1] is not None
+            skipped += _note(skips, ds, *_work(job))
             bar.update(1)
     bar.close()
     seconds = time.time() - t0

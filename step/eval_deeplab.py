@@ -37,7 +37,7 @@ from tool.datasets import build_dataset, class_names_with_bg
 from tool.io import png_complete, write_json
 from tool.metrics import confusion, metric_record
 from tool.palette import load_label_png, save_label_png
-from tool.runner import prepare_output_dir, resume_plan, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 from tool.seg_data import SegImages
 from tool.voc_submission import archive_submission, image_size, write_submission
@@ -91,7 +91,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = e.split or cfg.dataset.val_split
     tag = "" if split == cfg.dataset.val_split else f"_{split}"
-    ids = ds.ids(split)
+    skips = skips_of("eval_deeplab", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     has_gt = split_has_gt(ds, split, ids)
     submission = e.submission or (not has_gt and ds.name == "voc12")
     if e.submission and ds.name != "voc12":
@@ -115,7 +116,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
              ctx.rank, "MSC" if e.msc else "single scale", " + flip" if e.flip else "",
              f"on ({e.crf_workers} workers)" if e.crf else "off", out_dir)
-    loader = DataLoader(SegImages(ds, todo, skip_bad=cfg.dataset.skip_bad_images), batch_size=1, shuffle=False,
+    loader = DataLoader(SegImages(ds, todo, skip_bad=skips), batch_size=1, shuffle=False,
                         num_workers=cfg.num_workers, collate_fn=first_item)
     crf = crf_params(e) if e.crf else None
     # spawn: the workers only run numpy/pydensecrf; never fork a process that may hold CUDA or OpenMP state

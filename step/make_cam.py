@@ -30,7 +30,7 @@ from tool.data import MultiScaleImages, first_item
 from tool.datasets import build_dataset
 from tool.imutils import normalize_on_device, strided_size, strided_up_size
 from tool.io import npz_readable, save_npz
-from tool.runner import prepare_output_dir, resume_plan, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> 
 def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
     """Export the CAMs of ``source``'s model for the images of ``split`` (per-image resume, rank-sharded)."""
     c = cfg.make_cam
-    ids = ds.ids(split)
+    skips = skips_of("make_cam", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     digest = step_digest("make_cam", cfg, ctx)
     out_dir = prepare_output_dir(ctx.paths.cam_dir(source), digest, ctx.force, "*.npz")
@@ -86,7 +87,7 @@ def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
                                        lambda p: npz_readable(p, CAM_KEYS))
     log.info("make_cam (%s): %d images of %s, %d left for rank %d (%d reused, %d damaged redone), scales %s -> %s",
              source, len(ids), split, len(mine), ctx.rank, reused, redone, c.scales, out_dir)
-    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=cfg.dataset.skip_bad_images)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=skips)
     loader = DataLoader(data, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
     dtype = np.float16 if c.dtype == "float16" else np.float32
     t0, done, skipped = time.time(), 0, 0

@@ -31,7 +31,7 @@ from tool.imutils import normalize_on_device
 from tool.io import png_complete
 from tool.palette import save_label_png
 from tool.random_walk import random_walk, sem_seg_from_rw
-from tool.runner import prepare_output_dir, resume_plan, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.make_cam.split or cfg.dataset.train_split
-    ids = ds.ids(split)
+    skips = skips_of("make_sem_seg", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
     out_dir = prepare_output_dir(ctx.paths.sem_seg_dir, step_digest("make_sem_seg", cfg, ctx), ctx.force, "*.png")
@@ -59,7 +60,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("make_sem_seg: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), beta %g, 2^%d "
              "steps, radius %d", len(ids), split, len(mine), ctx.rank, reused, redone, c.beta, c.exp_times,
              c.radius_infer)
-    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=cfg.dataset.skip_bad_images)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=skips)
     loader = DataLoader(data, batch_size=1, num_workers=cfg.num_workers, collate_fn=first_item)
     t0, made, skipped, walk_s = time.time(), 0, 0, 0.0
     for item in tqdm(loader, desc="make_sem_seg", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):

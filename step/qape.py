@@ -35,7 +35,7 @@ from tool.data import load_or_skip
 from tool.datasets import build_dataset
 from tool.io import write_text
 from tool.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def read_jsonl_repairing(path: Path) -> list[dict]:
 class _Images(Dataset):
     """Decode and BLIP-preprocess images in loader workers: (position, pixel_values [3, S, S] or None)."""
 
-    def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad: bool):
+    def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad):
         self.ds, self.ids, self.q, self.mean, self.std, self.skip_bad = ds, ids, q, mean, std, skip_bad
 
     def __len__(self) -> int:
@@ -108,7 +108,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     templates = question_templates(q)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = q.split or cfg.dataset.train_split
-    ids = ds.ids(split)
+    skips = skips_of("qape", cfg, ctx, q.skip_bad_images or cfg.dataset.skip_bad_images)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     # Shards made under another configuration (or with --force) are removed; ours are resumed.
     qdir = prepare_output_dir(ctx.paths.qape_dir, step_digest("qape", cfg, ctx), ctx.force, "corpus.rank*.jsonl")
@@ -127,8 +128,7 @@ def run(cfg: Config, ctx: Context) -> dict:
             if any((ids[i], names[k]) not in done for k in np.nonzero(labels[i])[0])]
     log.info("qape: %d images of %s (%d pairs), %d left for rank %d, %d questions per class", len(ids), split,
              int(labels.sum()), len(mine), ctx.rank, len(next(iter(questions.values()))))
-    loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(),
-                                q.skip_bad_images or cfg.dataset.skip_bad_images),
+    loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(), skips),
                         batch_size=q.image_batch, num_workers=cfg.num_workers, collate_fn=_collate)
     shard_path = qdir / f"corpus.rank{ctx.rank}.jsonl"
     t0, n_pairs, n_questions, skipped, skipped_pairs = time.time(), 0, 0, 0, 0

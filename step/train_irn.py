@@ -30,7 +30,7 @@ from tool.datasets import build_dataset
 from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.io import DamagedFile, png_complete
 from tool.lr import sgd
-from tool.runner import step_digest
+from tool.runner import skips_of, step_digest
 from tool.runtime import Context
 from tool.train_loop import fit
 
@@ -58,7 +58,7 @@ def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) ->
 class _TopLeft(torch.utils.data.Dataset):
     """IRN's mean-shift pass: images cropped at the top-left to crop×crop (zero padding), uint8 + mask."""
 
-    def __init__(self, ds, ids: list[str], crop: int, skip_bad: bool):
+    def __init__(self, ds, ids: list[str], crop: int, skip_bad):
         self.ds, self.ids, self.crop, self.skip_bad = ds, ids, crop, skip_bad
 
     def __len__(self) -> int:
@@ -79,7 +79,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.crop_size % 4:
         raise ValueError(f"irn.crop_size: {c.crop_size} must be a multiple of 4 (the output stride)")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    ids = ds.ids(cfg.make_cam.split or cfg.dataset.train_split)
+    skips = skips_of("train_irn", cfg, ctx)
+    ids = skips.filter(ds.ids(cfg.make_cam.split or cfg.dataset.train_split), ds)
     label_dir = ctx.paths.ir_label_dir
     missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
     if missing:
@@ -91,7 +92,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                           producer="cam_to_ir_label")
     path_index = PathIndex(c.radius_train, (c.crop_size // 4, c.crop_size // 4))
     data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.crop_size, rescale=c.rescale, hflip=c.hflip,
-                         seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
+                         seed=ctx.seed, skip_bad=skips)
     model = AffinityDisplacementLoss(path_index)
     log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
     model.to(ctx.device)
@@ -116,7 +117,7 @@ def run(cfg: Config, ctx: Context) -> dict:
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     net = unwrap(model)
-    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, cfg.dataset.skip_bad_images), batch_size=c.batch_size,
+    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, skips), batch_size=c.batch_size,
                         num_workers=cfg.num_workers, drop_last=len(ids) >= c.batch_size, collate_fn=collate_skip_none)
     batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
     shift = net.estimate_mean_shift(batches)

@@ -288,3 +288,35 @@ def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint"):
         load_checkpoint(ck, model=model, optimizer=opt, digest="d")
     assert not ran.exists() and ck.is_file()
+
+
+# ---- 5. a skipped bad image, carried through every step ----------------------------------------------
+
+def test_skipped_bad_image_is_left_out_by_every_step_and_reported(tmp_path):
+    """With dataset.skip_bad_images: true, an unreadable training image that is also in the eval split is
+    skipped by qape (the first step to read it), recorded once in skipped_images.jsonl, left out by every
+    later step (train_ritc no longer misses its texts, eval_cam and cam_to_ir_label no longer miss its CAM)
+    and listed in the report."""
+
+    every_but_deeplab = ",".join(s for s in run_sample.STEPS if "deeplab" not in s)   # (val split: not the victim's)
+    args = smoke_args(tmp_path, "--steps", every_but_deeplab, "--set", "dataset.skip_bad_images=true")
+    run_sample.main(smoke_args(tmp_path, "--steps", "report"))          # the toy world, untouched
+    root = tmp_path / "toy" / "VOC2012"
+    victim = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[0]
+    (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"not a jpeg at all")
+    out = run_sample.main(args)
+    work = tmp_path / "work"
+    recs = [json.loads(x) for x in (work / "skipped_images.jsonl").read_text().splitlines()]
+    assert [(r["image"], r["step"]) for r in recs] == [(victim, "qape")]
+    assert out["qape"]["skipped_bad"] == 1
+    for step in ("make_cam", "cam_to_ir_label", "make_sem_seg"):
+        assert out[step]["skipped_bad"] == 0 and out[step]["made"] == 11, step     # 12 train_aug images, 1 left out
+    for f in (f"cam/{victim}.npz", f"cam_baseline/cam/{victim}.npz", f"ir_label/{victim}.png",
+              f"sem_seg/{victim}.png"):
+        assert not (work / f).exists(), f
+    assert out["eval_cam"]["num_images"] == 7 and out["eval_cam"]["skipped_bad"] == 1
+    assert read_json(work / "eval_sem_seg.json")["num_images"] == 7
+    assert out["train_ritc"]["num_images"] == 11 and out["train_irn"]["num_images"] == 11
+    assert out["report"]["skipped_images"] == [victim]
+    page = (work / "report.html").read_text()
+    assert "Skipped unreadable images (1)" in page and victim in page

@@ -22,6 +22,7 @@ from tool.config import Config, load_config, section_digest
 from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, write_json
 from tool.lock import work_dir_lock
 from tool.runtime import Context, make_context, seed_step, write_run_files
+from tool.skipped import SkipList, skip_list
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,11 @@ def resume_plan(items: list, path_of, is_valid) -> tuple[list, int, int]:
             redone += 1
         todo.append(item)
     return todo, reused, redone
+
+
+def skips_of(name: str, cfg: Config, ctx: Context, enabled: bool | None = None) -> SkipList:
+    """The run's skip list as step ``name`` uses it (on when ``dataset.skip_bad_images``, or ``enabled``)."""
+    return skip_list(ctx.paths.root, cfg.dataset.skip_bad_images if enabled is None else enabled, name)
 
 
 def _short(metrics: dict) -> str:
