@@ -33,7 +33,7 @@ from tool import dist
 from tool.config import Config, QapeConfig
 from tool.data import load_or_skip
 from tool.datasets import build_dataset
-from tool.io import write_text
+from tool.io import read_jsonl_repairing, write_text
 from tool.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.runner import prepare_output_dir, skips_of, step_digest
 from tool.runtime import Context
@@ -60,27 +60,6 @@ def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
     out = {g: tuple(templates[g]) for g in templates if g in q.groups}
     expand_questions(out, "class")   # every template must hold exactly one "{}"
     return out
-
-
-def read_jsonl_repairing(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (a run killed mid-write) is cut off the file."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    records, good = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good += len(line)
-    if good < len(data):
-        log.warning("%s: dropping a torn tail of %d bytes left by an interrupted run", path, len(data) - good)
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return records
 
 
 class _Images(Dataset):

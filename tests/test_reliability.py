@@ -320,3 +320,43 @@ def test_skipped_bad_image_is_left_out_by_every_step_and_reported(tmp_path):
     assert out["report"]["skipped_images"] == [victim]
     page = (work / "report.html").read_text()
     assert "Skipped unreadable images (1)" in page and victim in page
+
+
+# ---- 4. temp files, modes, metrics.jsonl -----------------------------------------------------------
+
+def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch):
+    import tool.runner
+
+    work = tmp_path / "work"
+    run_sample.main(smoke_args(tmp_path, "--steps", "report"))
+    # what SIGKILLed writers leave: atomic_path temp files in checkpoints/, a model folder, steps/
+    leaks = [work / "checkpoints" / ".train_cam.k3j2.tmp.pth", work / "cam_baseline" / ".model.x9.tmp.pth",
+             work / "steps" / ".train_cam.done.a1.tmp.json"]
+    for p in leaks:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    # a kill mid-append of metrics.jsonl, then one between the marker and its metrics line
+    metrics = work / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes() + b'{"step": "torn", "secon')
+    real_append = tool.runner.append_jsonl
+
+    def killed(path, record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool.runner, "append_jsonl", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample.main(smoke_args(tmp_path, "--steps", "report", "--force"))
+    monkeypatch.setattr(tool.runner, "append_jsonl", real_append)
+    marker = read_json(work / "steps" / "report.done.json")
+    assert not any(p.exists() for p in leaks)
+    run_sample.main(smoke_args(tmp_path, "--steps", "report"))            # up to date: skipped
+    lines = [json.loads(x) for x in metrics.read_text().splitlines()]     # every line parses: torn tail cut
+    assert [x["step"] for x in lines] == ["report", "report"]
+    assert lines[1]["run_id"] == marker["run_id"] and lines[1]["recovered"] is True
+    old = os.umask(0o022)
+    try:
+        run_sample.main(smoke_args(tmp_path, "--steps", "report", "--force"))
+    finally:
+        os.umask(old)
+    for f in (work / "steps" / "report.done.json", work / "report.html", work / "config.yaml"):
+        assert f.stat().st_mode & 0o777 == 0o644, f

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class DamagedFile(RuntimeError):
@@ -44,6 +47,12 @@ TEMP_MARK = ".tmp"
 def is_temp_file(name: str) -> bool:
     """Whether ``name`` is one of ``atomic_path``'s temp files (``.<stem>.<random>.tmp<suffix>``)."""
     return name.startswith(".") and TEMP_MARK in name
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)    # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -73,7 +82,10 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())    # mkstemp makes 0600; artefacts get the user's usual mode
+        finally:
+            os.close(fd)
     except OSError as e:
         raise _named(e, path) from e
     tmp_path = Path(tmp)
@@ -153,10 +165,39 @@ def png_complete(path: str | os.PathLike) -> bool:
         return False
 
 
+def read_jsonl_repairing(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (a run killed mid-write) is cut off the file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    records, good = [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good += len(line)
+    if good < len(data):
+        log.warning("%s: dropping a torn tail of %d bytes left by an interrupted run", path, len(data) - good)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return records
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line and flush it to disk (used for logs such as ``metrics.jsonl``)."""
+    """Append one JSON line and flush it to disk (used for logs such as ``metrics.jsonl``); a torn last
+    line left by a killed append is cut off first, so the new record is never glued to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            read_jsonl_repairing(path)
     line = json.dumps(_nan_to_none(record), allow_nan=False) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from tool import dist
 from tool.config import Config, load_config, section_digest
-from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, write_json
+from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
 from tool.lock import work_dir_lock
 from tool.runtime import Context, make_context, seed_step, write_run_files
 from tool.skipped import SkipList, skip_list
@@ -80,6 +80,8 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     dist.barrier()
     digest = step_digest(name, cfg, ctx)
     marker = ctx.paths.done_marker(name)
+    if ctx.is_main and marker.is_file():
+        recover_metrics_line(read_json(marker), ctx)
     if not force and marker.is_file():
         done = read_json(marker)
         if done.get("digest") == digest:
@@ -107,16 +109,44 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     seconds = time.time() - t0
     dist.barrier()
     if ctx.is_main:
-        write_json(marker, {"step": name, "digest": digest, "run_id": uuid.uuid4().hex,
+        run_id = uuid.uuid4().hex
+        write_json(marker, {"step": name, "digest": digest, "run_id": run_id,
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
                             "metrics": metrics})
-        append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics})
+        append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics, "run_id": run_id})
         # The resumable state goes only once the marker is down: a crash after training (train_irn's
         # mean-shift pass, writing the marker) resumes from the finished checkpoint, not from step 0.
         ctx.paths.checkpoint(name).unlink(missing_ok=True)
     dist.barrier()
     log.info("step %s: done in %.1f s %s", name, seconds, _short(metrics))
     return metrics
+
+
+def recover_metrics_line(done: dict, ctx: Context) -> None:
+    """Append the ``metrics.jsonl`` line of a finished step (its done marker) if a kill between writing the
+    marker and the line lost it."""
+    run_id = done.get("run_id")
+    if not run_id:
+        return
+    if any(r.get("run_id") == run_id for r in read_jsonl_repairing(ctx.paths.metrics_jsonl)):
+        return
+    log.info("metrics.jsonl: restoring the line of step %s (run %s) from its marker", done.get("step"), run_id)
+    append_jsonl(ctx.paths.metrics_jsonl, {"step": done.get("step"), "seconds": done.get("seconds"),
+                                           **done.get("metrics", {}), "run_id": run_id, "recovered": True})
+
+
+def clean_temp_files(root: Path) -> int:
+    """Remove the temp files killed runs left anywhere under ``root`` (call it holding the work-dir lock:
+    no other run is writing). Returns how many."""
+    n = 0
+    for folder, _, files in os.walk(root):
+        for f in files:
+            if is_temp_file(f):
+                Path(folder, f).unlink(missing_ok=True)
+                n += 1
+    if n:
+        log.info("removed %d temp file(s) left by an interrupted run under %s", n, root)
+    return n
 
 
 def invalidate(e: DamagedFile, ctx: Context) -> str:
@@ -238,6 +268,8 @@ def _step_main(name: str, argv: list[str]) -> dict:
     command = [f"-m step.{name}", *argv]
     try:
         with work_dir_lock(ctx.paths.root, [sys.executable, *command]):   # one run per work_dir
+            if ctx.is_main:
+                clean_temp_files(ctx.paths.root)
             write_run_files(cfg, ctx, command)
             ensure_toy_world(cfg)
             return run_step(name, cfg, ctx, force=args.force)
