@@ -62,7 +62,10 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "
         if cams.shape[1:] != gt.shape:
             raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
                              "were the CAMs made from other images?")
-        sweep.add(cams, keys + 1, gt)
+        try:
+            sweep.add(cams, keys + 1, gt)
+        except ValueError as e:
+            raise ValueError(f"image {image_id} ({path}, GT {ds.gt_path(image_id)}): {e}") from e
         floor_bg += confusion(np.zeros_like(gt), gt, len(classes))
         floor_fg += confusion(np.full_like(gt, keys[0] + 1 if len(keys) else 0), gt, len(classes))
     confs = sweep.confusions()                                   # [T, C, C]

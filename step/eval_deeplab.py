@@ -71,7 +71,16 @@ def finish_image(job: dict) -> np.ndarray | None:
     save_label_png(job["out"], pred)
     if job["gt"] is None:
         return None
-    return confusion(pred, load_label_png(job["gt"]), job["num_classes"])
+    return named_confusion(pred, job["gt"], job["num_classes"], job["out"])
+
+
+def named_confusion(pred: np.ndarray, gt_path, num_classes: int, pred_path) -> np.ndarray:
+    """``confusion`` against the GT PNG at ``gt_path``; a size mismatch or a GT value that is neither a class
+    nor 255 raises naming both files (the image)."""
+    try:
+        return confusion(pred, load_label_png(gt_path), num_classes)
+    except ValueError as e:
+        raise ValueError(f"{pred_path} vs its GT {gt_path}: {e}") from e
 
 
 def split_has_gt(ds, split: str, ids: list[str]) -> bool:
@@ -112,7 +121,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     conf = np.zeros((num_classes, num_classes), np.int64)
     if has_gt:    # predictions kept from an interrupted run count without being recomputed
         for i in sorted(set(mine) - set(todo)):
-            conf += confusion(load_label_png(out_dir / f"{i}.png"), ds.load_gt(i), num_classes)
+            conf += named_confusion(load_label_png(out_dir / f"{i}.png"), ds.gt_path(i), num_classes,
+                                    out_dir / f"{i}.png")
     log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
              ctx.rank, "MSC" if e.msc else "single scale", " + flip" if e.flip else "",
              f"on ({e.crf_workers} workers)" if e.crf else "off", out_dir)

@@ -48,6 +48,8 @@ def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, 
     Returns (strided [K', ceil(H/4), ceil(W/4)], high_res [K', H, W]), both max-normalised per class.
     """
     s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
+    if len(keys) == 0:     # no present class (an unlabelled image in a custom list): empty maps, not a crash
+        return torch.zeros(0, *s4, device=device), torch.zeros(0, *size, device=device)
     strided, high = None, None
     for img in imgs:
         x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]

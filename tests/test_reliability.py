@@ -360,3 +360,98 @@ def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch)
         os.umask(old)
     for f in (work / "steps" / "report.done.json", work / "report.html", work / "config.yaml"):
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+# ---- 6. data edge cases that misread silently --------------------------------------------------------
+
+def test_voc_label_cache_follows_edited_xml(tmp_path):
+    from tests.test_voc12 import XML, make_voc
+    from voc12.dataset import VOC12, XML_NAMES
+
+    root = make_voc(tmp_path)
+    cache = tmp_path / "cache"
+    assert VOC12(root, cache).labels(["a"])[0, XML_NAMES.index("person")] == 1
+    xml = root / "Annotations" / "a.xml"
+    xml.write_text(XML.replace("person", "horse").format(id="a"))
+    os.utime(xml, ns=(xml.stat().st_atime_ns, xml.stat().st_mtime_ns + 10**9))
+    lab = VOC12(root, cache).labels(["a"])[0]
+    assert lab[XML_NAMES.index("horse")] == 1 and lab[XML_NAMES.index("person")] == 0
+
+
+@pytest.mark.parametrize("encoding,text", [("utf-8-sig", "a\nb\n"), ("utf-16", "a\r\nb\r\n"),
+                                            ("utf-8", "# my subset\na  # first\n\nb\n")])
+def test_voc_split_lists_bom_utf16_and_comments(tmp_path, encoding, text):
+    from tests.test_voc12 import make_voc
+    from voc12.dataset import VOC12
+
+    root = make_voc(tmp_path)
+    (root / "ImageSets/Segmentation/train.txt").write_bytes(text.encode(encoding))
+    assert VOC12(root).ids("train") == ["a", "b"]
+
+
+def test_voc_split_list_duplicates_and_bad_encoding_name_the_file(tmp_path):
+    from tests.test_voc12 import make_voc
+    from voc12.dataset import VOC12, DatasetError
+
+    root = make_voc(tmp_path)
+    lst = root / "ImageSets/Segmentation/train.txt"
+    lst.write_text("a\nb\na\n")
+    with pytest.raises(DatasetError, match=rf"{lst} lists image\(s\) \['a'\] more than once"):
+        VOC12(root).ids("train")
+    lst.write_bytes(b"a\n\xff\xfe\xfa\n")
+    with pytest.raises(DatasetError, match=f"{lst}: not a UTF-8 or UTF-16 text file"):
+        VOC12(root).ids("train")
+
+
+def test_coco_repeated_file_names_are_refused(tmp_path):
+    from coco14.dataset import COCO14, DatasetError
+    from tests.test_coco14 import TRAIN_ANNS, image, instances, write_coco
+
+    twin = dict(image(30), file_name=image(10)["file_name"])
+    root = write_coco(tmp_path / "COCO", instances(TRAIN_ANNS, [twin, image(10), image(20)]))
+    with pytest.raises(DatasetError, match="images 10 and 30 have the same file_name stem 'COCO_train2014_0+10'"):
+        COCO14(root).ids("train")
+
+
+def test_make_cam_of_an_image_without_classes_is_empty_and_evaluates_as_background():
+    from net.resnet50_cam import CAMNet
+    from step.make_cam import multiscale_cam
+    from tool.metrics import ThresholdSweep
+
+    torch.manual_seed(0)
+    model = CAMNet(20, pretrained=None).eval()
+    img = torch.randint(0, 255, (3, 33, 41), dtype=torch.uint8)
+    strided, high = multiscale_cam(model, [img], torch.zeros(0, dtype=torch.long), (33, 41), torch.device("cpu"))
+    assert strided.shape == (0, 9, 11) and high.shape == (0, 33, 41)
+    sweep = ThresholdSweep(np.array([0.1, 0.2], np.float32), 21)
+    sweep.add(high.numpy(), np.zeros(0, np.int64), np.ones((33, 41), np.uint8))
+    assert sweep.confusions()[0][1, 0] == 33 * 41          # every pixel predicted background
+
+
+def test_eval_deeplab_names_the_image_on_size_or_range_errors(tmp_path):
+    from step.eval_deeplab import named_confusion
+    from tool.palette import save_label_png
+
+    gt = tmp_path / "gt.png"
+    save_label_png(gt, np.full((4, 5), 30, np.uint8))
+    with pytest.raises(ValueError, match=f"pred.png vs its GT {gt}: GT label 30 out of range"):
+        named_confusion(np.zeros((4, 5), np.uint8), gt, 21, tmp_path / "pred.png")
+    with pytest.raises(ValueError, match=f"pred.png vs its GT {gt}: prediction shape"):
+        named_confusion(np.zeros((5, 4), np.uint8), gt, 21, tmp_path / "pred.png")
+
+
+def test_exif_orientation_is_ignored_and_said_once(tmp_path, caplog):
+    from PIL import Image
+
+    import tool.imutils as imutils
+
+    caplog.set_level("INFO")
+    imutils._EXIF_NOTED.clear()
+    exif = Image.Exif()
+    exif[0x0112] = 6                                   # "rotate 90 CW to display"
+    for n in range(2):
+        Image.new("RGB", (6, 4), (n, 0, 0)).save(tmp_path / f"{n}.jpg", exif=exif.tobytes())
+    a = imutils.read_image(tmp_path / "0.jpg")
+    imutils.read_image(tmp_path / "1.jpg")
+    assert a.shape == (4, 6, 3)                        # stored pixels, not turned upright
+    assert caplog.text.count("EXIF orientation 6: ignored") == 1

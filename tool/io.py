@@ -165,6 +165,29 @@ def png_complete(path: str | os.PathLike) -> bool:
         return False
 
 
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """The entries of an image-list file (VOC ``ImageSets``, COCO ``lists/``): the first word of each line.
+
+    UTF-8 (with or without BOM) or UTF-16 (with BOM); blank lines and ``#`` comments are skipped. A file
+    that does not decode raises ``ValueError`` naming it. Duplicates are the caller's to judge.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = raw.decode("utf-16")
+        else:
+            text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 or UTF-16 text file ({e})") from e
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(line.split()[0])
+    return out
+
+
 def read_jsonl_repairing(path: str | os.PathLike) -> list[dict]:
     """Records of a JSON-lines file; a torn last line (a run killed mid-write) is cut off the file."""
     path = Path(path)
