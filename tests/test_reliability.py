@@ -285,9 +285,14 @@ def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
     ck = tmp_path / "train_cam.pth"
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 1, "epoch": 0, "digest": "d",
                 "rng": {"python": _Payload(ran)}}, ck)
-    with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint"):
+    with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint.*GLOBAL posix.system"):
         load_checkpoint(ck, model=model, optimizer=opt, digest="d")
     assert not ran.exists() and ck.is_file()
+    from tool.checkpoint import load_model_file         # a "model" file with a payload: refused the same way
+    torch.save({"weight": torch.zeros(1), "x": _Payload(ran)}, tmp_path / "model.pth")
+    with pytest.raises(UnsafeFile, match="ritc.init: .*model.pth is not a plain state dict.*posix.system"):
+        load_model_file(tmp_path / "model.pth", "ritc.init")
+    assert not ran.exists()
 
 
 # ---- 5. a skipped bad image, carried through every step ----------------------------------------------

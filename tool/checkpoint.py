@@ -92,10 +92,10 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         ckpt = safe_load(path)
         if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "rng"} <= set(ckpt):
             raise ValueError("not a training checkpoint of this code (no model / optimizer / step / rng)")
-    except pickle.UnpicklingError as e:   # it names code to run: refuse it, never execute it
-        raise UnsafeFile(f"{path}: refusing to load this checkpoint: it holds objects outside tensors and RNG "
-                         f"states ({str(e).splitlines()[0][:200]}); delete it to train from the start") from e
     except Exception as e:    # noqa: BLE001 - torn (crash, full disk) or foreign: either way, start over
+        if isinstance(e, pickle.UnpicklingError) and unsafe_global(e):   # it names code to run: never run it
+            raise UnsafeFile(f"{path}: refusing to load this checkpoint: it holds objects outside tensors and RNG "
+                             f"states ({unsafe_global(e)}); delete it to train from the start") from e
         aside = move_aside(path)
         log.warning("%s cannot be read (%s: %s); moved aside to %s, training starts over", path, type(e).__name__,
                     e, aside)
@@ -110,6 +110,11 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def unsafe_global(e: pickle.UnpicklingError) -> str | None:
+    """The "Unsupported global ..." line of a weights-only refusal, or None for another unpickling error."""
+    return next((ln.strip() for ln in str(e).splitlines() if "unsupported global" in ln.lower()), None)
 
 
 def _rng_globals() -> list:
@@ -160,10 +165,10 @@ def load_model_file(path: str | os.PathLike, key: str, producer: str | None = No
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run the step that writes it first")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UnsafeFile(f"{key}: {path} is not a plain state dict: loading it would run code it names "
-                         f"({str(e).splitlines()[0]}). Only load model files you trust") from e
     except Exception as e:   # noqa: BLE001 - torn or not a torch file
+        if isinstance(e, pickle.UnpicklingError) and unsafe_global(e):
+            raise UnsafeFile(f"{key}: {path} is not a plain state dict: loading it would run code it names "
+                             f"({unsafe_global(e)}). Only load model files you trust") from e
         redo = f"; step {producer} will retrain it on the next run" if producer else "; replace it"
         raise DamagedFile(f"{key}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}){redo}",
                           [path], producer) from e
