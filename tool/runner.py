@@ -128,8 +128,10 @@ def recover_metrics_line(done: dict, ctx: Context) -> None:
     run_id = done.get("run_id")
     if not run_id:
         return
-    if any(r.get("run_id") == run_id for r in read_jsonl_repairing(ctx.paths.metrics_jsonl)):
-        return
+    for r in read_jsonl_repairing(ctx.paths.metrics_jsonl):
+        if r.get("run_id") == run_id or ("run_id" not in r and r.get("step") == done.get("step")
+                                         and r.get("seconds") == done.get("seconds")):   # (a line of older code)
+            return
     log.info("metrics.jsonl: restoring the line of step %s (run %s) from its marker", done.get("step"), run_id)
     append_jsonl(ctx.paths.metrics_jsonl, {"step": done.get("step"), "seconds": done.get("seconds"),
                                            **done.get("metrics", {}), "run_id": run_id, "recovered": True})
