@@ -14,7 +14,8 @@ import sys
 
 from tool import dist
 from tool.config import load_config
-from tool.runner import ensure_toy_world, is_done, run_step
+from tool.lock import work_dir_lock
+from tool.runner import clean_temp_files, ensure_toy_world, is_done, run_step
 from tool.runtime import make_context, write_run_files
 
 log = logging.getLogger("qa_clims")
@@ -79,13 +80,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 log.info("%-16s %-8s %s", s, "selected" if s in chosen else "-",
                          "done" if is_done(s, cfg, ctx) else "pending")
             return {}
-        write_run_files(cfg, ctx, ["run_sample.py", *argv])
-        ensure_toy_world(cfg)
-        log.info("steps to run: %s", ", ".join(chosen) or "(none)")
-        return {name: run_step(name, cfg, ctx, force=args.force) for name in chosen}
+        with work_dir_lock(ctx.paths.root, [sys.executable, "run_sample.py", *argv]):   # one run per work_dir
+            if ctx.is_main:
+                clean_temp_files(ctx.paths.root)    # what killed runs left, anywhere in the work dir
+            write_run_files(cfg, ctx, ["run_sample.py", *argv])
+            ensure_toy_world(cfg)
+            log.info("steps to run: %s", ", ".join(chosen) or "(none)")
+            return {name: run_step(name, cfg, ctx, force=args.force) for name in chosen}
     finally:
         dist.cleanup()
 
 
 if __name__ == "__main__":
-    main()
+    from tool.cli import run_cli
+    sys.exit(run_cli(main))   # the project's own errors print one line; others their traceback

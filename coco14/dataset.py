@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import save_npz
+from tool.io import read_id_list, save_npz
 from tool.palette import load_label_png
 from voc12.dataset import DatasetError
 
@@ -162,6 +162,13 @@ def index_from_instances(data: dict, source: str = "instances JSON") -> CocoInde
     row_of = {int(im["id"]): r for r, im in enumerate(images)}
     if len(row_of) != len(images):
         raise DatasetError(f"{source}: duplicate image ids")
+    stems: dict[str, int] = {}
+    for im in images:       # image ids are file stems: two images on one stem would share a label row
+        stem = os.path.splitext(str(im["file_name"]))[0]
+        if stem in stems:
+            raise DatasetError(f"{source}: images {stems[stem]} and {im['id']} have the same file_name stem "
+                               f"{stem!r}; every image needs its own file")
+        stems[stem] = int(im["id"])
     classes: list[set[int]] = [set() for _ in images]
     for ann in data["annotations"]:
         row = row_of.get(int(ann["image_id"]))
@@ -181,13 +188,12 @@ def index_from_instances(data: dict, source: str = "instances JSON") -> CocoInde
 
 
 def read_list_file(path: Path) -> list[str]:
-    """The entries of a list file: one per line; blank lines and ``#`` comments are skipped."""
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            out.append(line.split()[0])
-    return out
+    """The entries of a list file (``tool.io.read_id_list``, shared with VOC): one per line; blank lines and
+    ``#`` comments skipped; UTF-8 with or without BOM, or UTF-16."""
+    try:
+        return read_id_list(path)
+    except ValueError as e:
+        raise DatasetError(str(e)) from e
 
 
 class COCO14:

@@ -22,6 +22,7 @@ from tool.config import Config
 from tool.datasets import build_dataset, class_names_with_bg
 from tool.io import write_json
 from tool.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
+from tool.runner import skips_of
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,13 @@ def sweep_thresholds(cfg: Config) -> np.ndarray:
     return np.unique(np.append(grid, e.cam_threshold).astype(np.float32))
 
 
-def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
-    """Sweep-evaluate the CAMs in ``cam_dir`` on ``dataset.eval_split``; write and return the record."""
+def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "make_cam",
+             skipped: frozenset[str] = frozenset()) -> dict:
+    """Sweep-evaluate the CAMs in ``cam_dir`` on ``dataset.eval_split``; write and return the record.
+
+    ``producer``: the step that wrote ``cam_dir`` (None for ``eval.cam_dir``): a damaged file is redone by it."""
     split = cfg.dataset.eval_split
-    ids = ds.ids(split)
+    ids = [i for i in ds.ids(split) if i not in skipped]        # unreadable images skipped by earlier steps
     thresholds = sweep_thresholds(cfg)
     classes = class_names_with_bg(ds)
     sweep = ThresholdSweep(thresholds, len(classes))
@@ -53,12 +57,15 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
     floor_fg = np.zeros_like(floor_bg)
     for image_id in tqdm(ids, desc="eval_cam", dynamic_ncols=True, mininterval=2.0):
         path = find_cam(cam_dir, image_id)
-        keys, cams = load_cam(path)
+        keys, cams = load_cam(path, producer=producer, allow_pickle=cfg.eval.allow_pickle_cams)
         gt = ds.load_gt(image_id)
         if cams.shape[1:] != gt.shape:
             raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
                              "were the CAMs made from other images?")
-        sweep.add(cams, keys + 1, gt)
+        try:
+            sweep.add(cams, keys + 1, gt)
+        except ValueError as e:
+            raise ValueError(f"image {image_id} ({path}, GT {ds.gt_path(image_id)}): {e}") from e
         bg, fg = floor_confusions(gt, int(keys[0]) + 1 if len(keys) else 0, len(classes))
         floor_bg += bg
         floor_fg += fg
@@ -70,6 +77,7 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path) -> dict:
     record = metric_record(split, len(ids), classes, confs[conf_i])
     record.update({
         "cam_dir": str(cam_dir),
+        "skipped_bad": len(ds.ids(split)) - len(ids),
         "sweep": rows,
         "best": {"threshold": rows[best]["threshold"], "miou": rows[best]["miou"]},
         "configured": {"threshold": rows[conf_i]["threshold"], "miou": rows[conf_i]["miou"]},
@@ -86,17 +94,19 @@ def run(cfg: Config, ctx: Context) -> dict:
         return {}
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     source = cfg.make_cam.source
+    skipped = frozenset(skips_of("eval_cam", cfg, ctx).known(ds))
     if cfg.eval.cam_dir:
-        rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json")
+        rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json", producer=None)
         source = "external"
     else:
-        rec = evaluate(cfg, ds, ctx.paths.cam_dir(source), ctx.paths.eval_cam_json(source))
+        rec = evaluate(cfg, ds, ctx.paths.cam_dir(source), ctx.paths.eval_cam_json(source), skipped=skipped)
     out = {"miou": rec["miou"], "threshold": rec["configured"]["threshold"], "best_miou": rec["best"]["miou"],
            "best_threshold": rec["best"]["threshold"], "num_images": rec["num_images"], "source": source,
+           "skipped_bad": rec["skipped_bad"],
            "floor_all_background": rec["floors"]["all_background"],
            "floor_all_present_class": rec["floors"]["all_first_present_class"]}
     if not cfg.eval.cam_dir and cfg.make_cam.compare_baseline and source != "baseline":
-        base = evaluate(cfg, ds, ctx.paths.cam_dir("baseline"), ctx.paths.eval_cam_json("baseline"))
+        base = evaluate(cfg, ds, ctx.paths.cam_dir("baseline"), ctx.paths.eval_cam_json("baseline"), skipped=skipped)
         out.update({"baseline_miou": base["miou"], "baseline_best_miou": base["best"]["miou"],
                     "baseline_best_threshold": base["best"]["threshold"]})
     return out

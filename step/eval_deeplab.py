@@ -34,10 +34,10 @@ from tool.config import Config, DeepLabEvalConfig
 from tool.crf import crf_inference_prob
 from tool.data import first_item
 from tool.datasets import build_dataset, class_names_with_bg
-from tool.io import write_json
+from tool.io import png_complete, write_json
 from tool.metrics import confusion, metric_record
 from tool.palette import load_label_png, save_label_png
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 from tool.seg_data import SegImages
 from tool.voc_submission import archive_submission, image_size, write_submission
@@ -71,7 +71,16 @@ def finish_image(job: dict) -> np.ndarray | None:
     save_label_png(job["out"], pred)
     if job["gt"] is None:
         return None
-    return confusion(pred, load_label_png(job["gt"]), job["num_classes"])
+    return named_confusion(pred, job["gt"], job["num_classes"], job["out"])
+
+
+def named_confusion(pred: np.ndarray, gt_path, num_classes: int, pred_path) -> np.ndarray:
+    """``confusion`` against the GT PNG at ``gt_path``; a size mismatch or a GT value that is neither a class
+    nor 255 raises naming both files (the image)."""
+    try:
+        return confusion(pred, load_label_png(gt_path), num_classes)
+    except ValueError as e:
+        raise ValueError(f"{pred_path} vs its GT {gt_path}: {e}") from e
 
 
 def split_has_gt(ds, split: str, ids: list[str]) -> bool:
@@ -91,7 +100,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = e.split or cfg.dataset.val_split
     tag = "" if split == cfg.dataset.val_split else f"_{split}"
-    ids = ds.ids(split)
+    skips = skips_of("eval_deeplab", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     has_gt = split_has_gt(ds, split, ids)
     submission = e.submission or (not has_gt and ds.name == "voc12")
     if e.submission and ds.name != "voc12":
@@ -107,15 +117,16 @@ def run(cfg: Config, ctx: Context) -> dict:
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
 
     mine = dist.shard(ids)
-    todo = [i for i in mine if not (out_dir / f"{i}.png").is_file()]
+    todo, reused, redone = resume_plan(mine, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)
     if has_gt:    # predictions kept from an interrupted run count without being recomputed
         for i in sorted(set(mine) - set(todo)):
-            conf += confusion(load_label_png(out_dir / f"{i}.png"), ds.load_gt(i), num_classes)
+            conf += named_confusion(load_label_png(out_dir / f"{i}.png"), ds.gt_path(i), num_classes,
+                                    out_dir / f"{i}.png")
     log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
              ctx.rank, "MSC" if e.msc else "single scale", " + flip" if e.flip else "",
              f"on ({e.crf_workers} workers)" if e.crf else "off", out_dir)
-    loader = DataLoader(SegImages(ds, todo, skip_bad=cfg.dataset.skip_bad_images), batch_size=1, shuffle=False,
+    loader = DataLoader(SegImages(ds, todo, skip_bad=skips), batch_size=1, shuffle=False,
                         num_workers=cfg.num_workers, collate_fn=first_item)
     crf = crf_params(e) if e.crf else None
     # spawn: the workers only run numpy/pydensecrf; never fork a process that may hold CUDA or OpenMP state
@@ -155,10 +166,10 @@ def run(cfg: Config, ctx: Context) -> dict:
             pool.terminate()
             pool.join()
     seconds = time.time() - t0
-    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped]))      # [K·K + 2] int64
+    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped, reused, redone]))   # [K·K + 4] int64
     dist.all_reduce_sum(totals)
-    conf = totals[:-2].numpy().reshape(num_classes, num_classes)
-    done_all, skipped_all = int(totals[-2]), int(totals[-1])
+    conf = totals[:-4].numpy().reshape(num_classes, num_classes)
+    done_all, skipped_all, reused, redone = (int(v) for v in totals[-4:])
     if skipped_all:
         log.warning("eval_deeplab: %d unreadable image(s) skipped", skipped_all)
     if not ctx.is_main:
@@ -172,7 +183,8 @@ def run(cfg: Config, ctx: Context) -> dict:
                   "note": f"split {split!r} has no GT: predictions only"}
     record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf, "pred_dir": str(out_dir),
                    "skipped_bad": skipped_all})
-    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "skipped_bad": skipped_all,
+    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "reused": reused,
+           "redone": redone, "skipped_bad": skipped_all,
            "images_per_s": round(done_all / seconds, 3) if done_all and seconds > 0 else None}
     if has_gt:
         out["miou"] = record["miou"]

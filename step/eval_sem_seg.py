@@ -16,6 +16,7 @@ from tool.datasets import build_dataset, class_names_with_bg
 from tool.io import write_json
 from tool.metrics import confusion, metric_record
 from tool.palette import load_label_png
+from tool.runner import skips_of
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def run(cfg: Config, ctx: Context) -> dict:
         return {}
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.dataset.eval_split
-    ids = ds.ids(split)
+    all_ids = ds.ids(split)
+    ids = skips_of("eval_sem_seg", cfg, ctx).filter(all_ids, ds)
     classes = class_names_with_bg(ds)
     conf = np.zeros((len(classes), len(classes)), np.int64)
     for image_id in tqdm(ids, desc="eval_sem_seg", dynamic_ncols=True, mininterval=2.0):
@@ -37,7 +39,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"no pseudo mask {path}: the eval split must be inside the make_sem_seg split "
                                     "(make_cam.split / dataset.train_split); run make_sem_seg first")
-        pred, gt = load_label_png(path), ds.load_gt(image_id)
+        pred, gt = load_label_png(path, producer="make_sem_seg"), ds.load_gt(image_id)
         if pred.shape != gt.shape:
             raise ValueError(f"{path}: size {pred.shape} differs from the GT {gt.shape}")
         conf += confusion(pred, gt, len(classes))
@@ -45,7 +47,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     write_json(ctx.paths.eval_sem_seg_json, record)
     log.info("eval_sem_seg on %s (%d images): mIoU %.2f -> %s", split, len(ids), record["miou"],
              ctx.paths.eval_sem_seg_json)
-    return {"miou": record["miou"], "num_images": len(ids)}
+    return {"miou": record["miou"], "num_images": len(ids), "skipped_bad": len(all_ids) - len(ids)}
 
 
 if __name__ == "__main__":

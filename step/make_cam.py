@@ -29,14 +29,15 @@ from tool.config import Config
 from tool.data import MultiScaleImages, first_item
 from tool.datasets import build_dataset
 from tool.imutils import normalize_on_device, strided_size, strided_up_size
-from tool.io import save_npz
-from tool.runner import prepare_output_dir, step_digest
+from tool.io import npz_readable, save_npz
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam")
 INPUTS = ("train_cam", "train_ritc")
+CAM_KEYS = ("keys", "cam", "high_res")
 
 
 @torch.no_grad()
@@ -47,6 +48,8 @@ def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, 
     Returns (strided [K', ceil(H/4), ceil(W/4)], high_res [K', H, W]), both max-normalised per class.
     """
     s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
+    if len(keys) == 0:     # no present class (an unlabelled image in a custom list): empty maps, not a crash
+        return torch.zeros(0, *s4, device=device), torch.zeros(0, *size, device=device)
     strided, high = None, None
     for img in imgs:
         x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]
@@ -67,7 +70,7 @@ def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> 
     path = ctx.paths.cam_model(source)
     step = "train_cam" if source == "baseline" else "train_ritc"
     model = CAMNet(num_classes, pretrained=None)
-    state = map_official_cam_state(load_model_file(path, f"make_cam.source={source} (step {step})"))
+    state = map_official_cam_state(load_model_file(path, f"make_cam.source={source} (step {step})", producer=step))
     load_state_dict_strict(model, state, source=str(path))
     return model.to(ctx.device).eval()
 
@@ -75,15 +78,18 @@ def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> 
 def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
     """Export the CAMs of ``source``'s model for the images of ``split`` (per-image resume, rank-sharded)."""
     c = cfg.make_cam
-    ids = ds.ids(split)
+    skips = skips_of("make_cam", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     digest = step_digest("make_cam", cfg, ctx)
     out_dir = prepare_output_dir(ctx.paths.cam_dir(source), digest, ctx.force, "*.npz")
     model = load_cam_model(cfg, ctx, source, ds.num_classes)
-    mine = [i for i in dist.shard(range(len(ids))) if not (out_dir / f"{ids[i]}.npz").is_file()]
-    log.info("make_cam (%s): %d images of %s, %d left for rank %d, scales %s -> %s", source, len(ids), split,
-             len(mine), ctx.rank, c.scales, out_dir)
-    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=cfg.dataset.skip_bad_images)
+    # per-image resume: a CAM that no longer loads (torn) is made again
+    mine, reused, redone = resume_plan(dist.shard(range(len(ids))), lambda i: out_dir / f"{ids[i]}.npz",
+                                       lambda p: npz_readable(p, CAM_KEYS))
+    log.info("make_cam (%s): %d images of %s, %d left for rank %d (%d reused, %d damaged redone), scales %s -> %s",
+             source, len(ids), split, len(mine), ctx.rank, reused, redone, c.scales, out_dir)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=skips)
     loader = DataLoader(data, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
     dtype = np.float16 if c.dtype == "float16" else np.float32
     t0, done, skipped = time.time(), 0, 0
@@ -97,14 +103,14 @@ def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
                  cam=strided.cpu().numpy().astype(dtype), high_res=high.cpu().numpy().astype(dtype))
         done += 1
     seconds = time.time() - t0
-    counts = torch.tensor([done, skipped], dtype=torch.float64)
+    counts = torch.tensor([done, skipped, reused, redone], dtype=torch.float64)
     dist.all_reduce_sum(counts)
-    done_all, skipped_all = int(counts[0]), int(counts[1])
+    done_all, skipped_all, reused, redone = (int(v) for v in counts)
     if skipped_all:
         log.warning("make_cam (%s): %d unreadable image(s) skipped", source, skipped_all)
     rate = done_all / seconds if seconds > 0 else float("nan")
     log.info("make_cam (%s): %d CAMs in %.1f s (%.2f images/s)", source, done_all, seconds, rate)
-    return {"num_images": len(ids), "made": done_all, "skipped_bad": skipped_all,
+    return {"num_images": len(ids), "made": done_all, "reused": reused, "redone": redone, "skipped_bad": skipped_all,
             "images_per_s": round(rate, 3) if done_all else None}
 
 

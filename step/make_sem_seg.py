@@ -28,9 +28,10 @@ from tool.config import Config
 from tool.data import MultiScaleImages, first_item
 from tool.datasets import build_dataset
 from tool.imutils import normalize_on_device
+from tool.io import png_complete
 from tool.palette import save_label_png
 from tool.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,22 @@ def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.make_cam.split or cfg.dataset.train_split
-    ids = ds.ids(split)
+    skips = skips_of("make_sem_seg", cfg, ctx)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
     out_dir = prepare_output_dir(ctx.paths.sem_seg_dir, step_digest("make_sem_seg", cfg, ctx), ctx.force, "*.png")
     model = EdgeDisplacement(crop_size=c.crop_size)
-    load_state_dict_strict(model, load_model_file(ctx.paths.irn_model, "make_sem_seg (step train_irn)"),
+    load_state_dict_strict(model, load_model_file(ctx.paths.irn_model, "make_sem_seg (step train_irn)",
+                                                  producer="train_irn"),
                            source=str(ctx.paths.irn_model))
     model.to(ctx.device).eval()
-    mine = [i for i in dist.shard(range(len(ids))) if not (out_dir / f"{ids[i]}.png").is_file()]
-    log.info("make_sem_seg: %d images of %s, %d left for rank %d, beta %g, 2^%d steps, radius %d", len(ids), split,
-             len(mine), ctx.rank, c.beta, c.exp_times, c.radius_infer)
-    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=cfg.dataset.skip_bad_images)
+    mine, reused, redone = resume_plan(dist.shard(range(len(ids))), lambda i: out_dir / f"{ids[i]}.png",
+                                       png_complete)
+    log.info("make_sem_seg: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), beta %g, 2^%d "
+             "steps, radius %d", len(ids), split, len(mine), ctx.rank, reused, redone, c.beta, c.exp_times,
+             c.radius_infer)
+    data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=skips)
     loader = DataLoader(data, batch_size=1, num_workers=cfg.num_workers, collate_fn=first_item)
     t0, made, skipped, walk_s = time.time(), 0, 0, 0.0
     for item in tqdm(loader, desc="make_sem_seg", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
@@ -64,7 +69,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
         edge = boundary_map(model, x, c.infer_scale)                               # [h', w'] boundary probs
-        keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam")              # [K'], [K', h, w]
+        keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam", producer="make_cam",
+                              allow_pickle=cfg.eval.allow_pickle_cams)                # [K'], [K', h, w]
         cams = cams_to_edge_size(torch.from_numpy(cams).to(ctx.device), tuple(edge.shape), c.infer_scale)
         t1 = time.time()
         rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
@@ -75,13 +81,13 @@ def run(cfg: Config, ctx: Context) -> dict:
                                                                        stride=4 // c.infer_scale))
         made += 1
     seconds = time.time() - t0
-    counts = torch.tensor([made, skipped], dtype=torch.float64)
+    counts = torch.tensor([made, skipped, reused, redone], dtype=torch.float64)
     dist.all_reduce_sum(counts)
-    made, skipped = int(counts[0]), int(counts[1])
+    made, skipped, reused, redone = (int(v) for v in counts)
     if skipped:
         log.warning("make_sem_seg: %d unreadable image(s) skipped", skipped)
     log.info("make_sem_seg: %d masks in %.1f s (random walk %.1f s)", made, seconds, walk_s)
-    return {"num_images": len(ids), "made": made, "skipped_bad": skipped,
+    return {"num_images": len(ids), "made": made, "reused": reused, "redone": redone, "skipped_bad": skipped,
             "images_per_s": round(made / seconds, 3) if made and seconds > 0 else None,
             "walk_seconds": round(walk_s, 2)}
 

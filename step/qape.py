@@ -33,9 +33,9 @@ from tool import dist
 from tool.config import Config, QapeConfig
 from tool.data import load_or_skip
 from tool.datasets import build_dataset
-from tool.io import write_text
+from tool.io import read_jsonl_repairing, write_text
 from tool.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
-from tool.runner import prepare_output_dir, step_digest
+from tool.runner import prepare_output_dir, skips_of, step_digest
 from tool.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -62,31 +62,10 @@ def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def read_jsonl_repairing(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (a run killed mid-write) is cut off the file."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    records, good = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good += len(line)
-    if good < len(data):
-        log.warning("%s: dropping a torn tail of %d bytes left by an interrupted run", path, len(data) - good)
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return records
-
-
 class _Images(Dataset):
     """Decode and BLIP-preprocess images in loader workers: (position, pixel_values [3, S, S] or None)."""
 
-    def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad: bool):
+    def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad):
         self.ds, self.ids, self.q, self.mean, self.std, self.skip_bad = ds, ids, q, mean, std, skip_bad
 
     def __len__(self) -> int:
@@ -108,7 +87,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     templates = question_templates(q)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = q.split or cfg.dataset.train_split
-    ids = ds.ids(split)
+    skips = skips_of("qape", cfg, ctx, q.skip_bad_images or cfg.dataset.skip_bad_images)
+    ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     # Shards made under another configuration (or with --force) are removed; ours are resumed.
     qdir = prepare_output_dir(ctx.paths.qape_dir, step_digest("qape", cfg, ctx), ctx.force, "corpus.rank*.jsonl")
@@ -127,15 +107,15 @@ def run(cfg: Config, ctx: Context) -> dict:
             if any((ids[i], names[k]) not in done for k in np.nonzero(labels[i])[0])]
     log.info("qape: %d images of %s (%d pairs), %d left for rank %d, %d questions per class", len(ids), split,
              int(labels.sum()), len(mine), ctx.rank, len(next(iter(questions.values()))))
-    loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(),
-                                q.skip_bad_images or cfg.dataset.skip_bad_images),
+    loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(), skips),
                         batch_size=q.image_batch, num_workers=cfg.num_workers, collate_fn=_collate)
     shard_path = qdir / f"corpus.rank{ctx.rank}.jsonl"
-    t0, n_pairs, n_questions, skipped = time.time(), 0, 0, 0
+    t0, n_pairs, n_questions, skipped, skipped_pairs = time.time(), 0, 0, 0, 0
     with open(shard_path, "a", encoding="utf-8") as out:
         for batch in tqdm(loader, desc="qape", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
             good = [(mine[pos], px) for pos, px in batch if px is not None]
             skipped += len(batch) - len(good)
+            skipped_pairs += sum(int(labels[mine[pos]].sum()) for pos, px in batch if px is None)
             if not good:
                 continue
             embeds = vqa.encode_images(torch.stack([px for _, px in good]))           # [B, P, D], once per image
@@ -157,13 +137,18 @@ def run(cfg: Config, ctx: Context) -> dict:
             n_pairs += len(pairs)
             n_questions += len(items)
     seconds = time.time() - t0
-    counts = torch.tensor([n_pairs, n_questions, skipped], dtype=torch.float64)
+    counts = torch.tensor([n_pairs, n_questions, skipped, skipped_pairs], dtype=torch.float64)
     dist.all_reduce_sum(counts)
     dist.barrier()
+    n_pairs, n_questions, skipped, skipped_pairs = (int(v) for v in counts)
     if ctx.is_main:
-        merge_corpus(qdir, ids, names)
+        merged = merge_corpus(qdir, ids, names)
+        expected = int(labels.sum()) - skipped_pairs
+        if merged < expected:   # never mark a short corpus done (text_feats would accept it)
+            raise RuntimeError(f"qape: {ctx.paths.corpus_jsonl} holds {merged} of the {expected} expected (image, "
+                               f"class) pairs; its shards in {qdir} changed under this run (another process on this "
+                               "work_dir?). Run qape again to complete it")
     dist.barrier()
-    n_pairs, n_questions, skipped = (int(v) for v in counts)
     if skipped:
         log.warning("qape: %d unreadable image(s) skipped", skipped)
     log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)

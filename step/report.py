@@ -36,6 +36,8 @@ from tool.io import read_json, write_bytes, write_text
 from tool.metrics import floor_confusions, miou
 from tool.palette import load_label_png, voc_palette
 from tool.runtime import Context
+from tool.skipped import FILE_NAME as SKIPPED_FILE
+from tool.skipped import read_skipped
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +383,8 @@ def run(cfg: Config, ctx: Context) -> dict:
         dl_rows.append(f"<tr><td colspan='3' class='cap'><code>{html.escape(image_id)}</code></td></tr>"
                        f"<tr>{''.join(cells)}</tr>")
 
-    page = _page(cfg, ctx, rows, missing, charts, head, image_rows, dl_rows)
+    skipped = read_skipped(ctx.paths.root / SKIPPED_FILE)
+    page = _page(cfg, ctx, rows, missing, charts, head, image_rows, dl_rows, skipped)
     write_text(ctx.paths.report_html, page)
     keep = set(written)
     for old in out_dir.glob("*.png"):     # pictures of an earlier report that this one no longer shows
@@ -391,7 +394,8 @@ def run(cfg: Config, ctx: Context) -> dict:
              len(metrics), len(missing), len(written))
     return {"report": str(ctx.paths.report_html), "stages": {k: round(v["miou"], 2) for k, v in metrics.items()},
             "floors": {split: {k: round(v, 2) for k, v in f.items()} for split, f in floors.items()},
-            "missing": [k for k, _, _ in STAGES if k not in metrics], "images": len(shown) + len(dl_rows)}
+            "missing": [k for k, _, _ in STAGES if k not in metrics], "images": len(shown) + len(dl_rows),
+            "skipped_images": sorted(skipped)}
 
 
 def _safe_ids(ds, split: str) -> list[str]:
@@ -407,8 +411,15 @@ def _img(src: str, alt: str) -> str:
 
 
 def _page(cfg: Config, ctx: Context, rows: list[str], missing: list[str], charts: list[str], head: str,
-          image_rows: list[str], dl_rows: list[str]) -> str:
+          image_rows: list[str], dl_rows: list[str], skipped: dict[str, dict] | None = None) -> str:
     d = cfg.dataset
+    skip_part = ""
+    if skipped:
+        items = "".join(f"<tr><td><code>{html.escape(i)}</code></td><td>{html.escape(str(r.get('step')))}</td>"
+                        f"<td>{html.escape(str(r.get('reason')))}</td></tr>" for i, r in sorted(skipped.items()))
+        skip_part = (f"<h2>Skipped unreadable images ({len(skipped)})</h2><p class='missing'>Left out of every step "
+                     f"(<code>dataset.skip_bad_images: true</code>; list in <code>{SKIPPED_FILE}</code>).</p>"
+                     f"<table><tr><th>image</th><th>found by</th><th>reason</th></tr>{items}</table>")
     miss = ("<p class='missing'>Not in this run: " + "; ".join(missing) + ".</p>") if missing else ""
     eval_part = (f"<table>{head}{''.join(image_rows)}</table>" if image_rows
                  else "<p class='missing'>No images of this split (no CAMs, pseudo masks or GT found).</p>")
@@ -431,6 +442,7 @@ td img {{ width: {cfg.report.thumb_size}px; image-rendering: pixelated; }}
 <table><tr><th>stage</th><th>file</th><th>split</th><th>images</th><th>mIoU</th><th>note</th></tr>
 {''.join(rows)}</table>
 {miss}
+{skip_part}
 <h2>Every stage, and per-class IoU</h2>
 {''.join(charts) or "<p class='missing'>No metric files yet.</p>"}
 <h2>CAMs before and after RITC, pseudo masks ({html.escape(d.eval_split)})</h2>

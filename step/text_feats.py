@@ -87,6 +87,9 @@ def run(cfg: Config, ctx: Context) -> dict:
             raise ValueError(f"{corpus}:{n}: class {rec.get('class')!r} is not a class of {ds.name} ({list(names)})")
         fg, bg = pair_texts(rec, rec["class"], cfg)
         pairs.append({"image": rec["image"], "class": index[rec["class"]], "fg": rows(fg), "bg": rows(bg)})
+    if not pairs:   # an empty corpus trains nothing: it is a broken qape run, not a result
+        raise ValueError(f"{corpus}: holds no (image, class) records; rerun qape with --force (or re-import the "
+                         "authors' answers)")
     clip = load_clip(cfg.clip.model, cfg.clip.pretrained, device=ctx.device, config_key="clip")
     feats = encode_texts(clip.model, clip.tokenizer, texts, device=ctx.device,
                          batch_size=cfg.clip.text_batch_size) if texts else torch.zeros(0, clip.embed_dim)

@@ -20,7 +20,7 @@ from tool.data import ClassificationCrops, collate_skip_none
 from tool.datasets import build_dataset
 from tool.imutils import normalize_on_device
 from tool.lr import sgd
-from tool.runner import step_digest
+from tool.runner import skips_of, step_digest
 from tool.runtime import Context
 from tool.train_loop import fit
 
@@ -35,10 +35,11 @@ FILES = ("cam.pretrained", "cam.init_checkpoint")
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.cam
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    ids = ds.ids(cfg.dataset.train_split)
+    skips = skips_of("train_cam", cfg, ctx)
+    ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     labels = ds.labels(ids)
     data = ClassificationCrops(ds, ids, labels, crop=c.crop_size, resize_long=c.resize_long, hflip=c.hflip,
-                               seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
+                               seed=ctx.seed, skip_bad=skips)
 
     model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None, bn=c.bn)
     if c.init_checkpoint is not None:

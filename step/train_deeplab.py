@@ -32,7 +32,7 @@ from tool.config import Config, DeepLabConfig
 from tool.data import collate_skip_none
 from tool.datasets import build_dataset
 from tool.lr import sgd
-from tool.runner import step_digest
+from tool.runner import skips_of, step_digest
 from tool.runtime import Context
 from tool.seg_data import SegCrops, check_labels
 from tool.train_loop import fit
@@ -75,7 +75,8 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
         raise ValueError("deeplab.pretrained: cam_baseline needs deeplab.blocks [3, 4, 6, 3] (ResNet-50) and "
                          f"pretrained_format torchvision, got {list(c.blocks)} / {c.pretrained_format}")
     path = ctx.paths.cam_baseline_model
-    state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)"))
+    state = map_official_cam_state(load_model_file(path, "deeplab.pretrained=cam_baseline (step train_cam)",
+                                                   producer="train_cam"))
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_dict_strict(base.backbone, backbone, source=f"{path} (backbone)")
     init_aspp_from_classifier(base.aspp, state["classifier.weight"])
@@ -91,11 +92,12 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.precision == "bfloat16" and ctx.device.type != "cuda":
         log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    ids = ds.ids(cfg.dataset.train_split)
+    skips = skips_of("train_deeplab", cfg, ctx)
+    ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     label_dir = c.label_dir or ctx.paths.sem_seg_dir
-    check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg")
+    check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg", ours=c.label_dir is None)
     data = SegCrops(ds, ids, label_dir, crop=c.crop_size, scales=c.scales, hflip=c.hflip, seed=ctx.seed,
-                    skip_bad=cfg.dataset.skip_bad_images)
+                    skip_bad=skips)
 
     model = build_model(cfg, ds.num_classes + 1)
     if c.pretrained == "cam_baseline":

@@ -28,8 +28,9 @@ from tool.config import Config
 from tool.data import AffinityCrops, collate_skip_none, load_or_skip
 from tool.datasets import build_dataset
 from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
+from tool.io import DamagedFile, png_complete
 from tool.lr import sgd
-from tool.runner import step_digest
+from tool.runner import skips_of, step_digest
 from tool.runtime import Context
 from tool.train_loop import fit
 
@@ -47,7 +48,8 @@ def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) ->
     p = cfg.irn.pretrained
     if p != "cam_baseline":
         return load_pretrained(model.backbone, p, "irn.pretrained")
-    state = map_official_cam_state(load_model_file(ctx.paths.cam_baseline_model, "irn.pretrained=cam_baseline"))
+    state = map_official_cam_state(load_model_file(ctx.paths.cam_baseline_model, "irn.pretrained=cam_baseline",
+                                                   producer="train_cam"))
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_dict_strict(model.backbone, backbone, source=f"{ctx.paths.cam_baseline_model} (backbone)")
     return f"the CAM classifier's backbone ({ctx.paths.cam_baseline_model})"
@@ -56,7 +58,7 @@ def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) ->
 class _TopLeft(torch.utils.data.Dataset):
     """IRN's mean-shift pass: images cropped at the top-left to crop×crop (zero padding), uint8 + mask."""
 
-    def __init__(self, ds, ids: list[str], crop: int, skip_bad: bool):
+    def __init__(self, ds, ids: list[str], crop: int, skip_bad):
         self.ds, self.ids, self.crop, self.skip_bad = ds, ids, crop, skip_bad
 
     def __len__(self) -> int:
@@ -77,15 +79,20 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.crop_size % 4:
         raise ValueError(f"irn.crop_size: {c.crop_size} must be a multiple of 4 (the output stride)")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    ids = ds.ids(cfg.make_cam.split or cfg.dataset.train_split)
+    skips = skips_of("train_irn", cfg, ctx)
+    ids = skips.filter(ds.ids(cfg.make_cam.split or cfg.dataset.train_split), ds)
     label_dir = ctx.paths.ir_label_dir
     missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} IR label(s) missing in {label_dir}, e.g. {missing[:3]}; run "
                                 "cam_to_ir_label first")
+    torn = [label_dir / f"{i}.png" for i in ids if not png_complete(label_dir / f"{i}.png")]
+    if torn:
+        raise DamagedFile(f"{len(torn)} IR label(s) in {label_dir} are torn (no PNG end), e.g. {torn[0]}", torn,
+                          producer="cam_to_ir_label")
     path_index = PathIndex(c.radius_train, (c.crop_size // 4, c.crop_size // 4))
     data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.crop_size, rescale=c.rescale, hflip=c.hflip,
-                         seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
+                         seed=ctx.seed, skip_bad=skips)
     model = AffinityDisplacementLoss(path_index)
     log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
     model.to(ctx.device)
@@ -110,7 +117,7 @@ def run(cfg: Config, ctx: Context) -> dict:
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     net = unwrap(model)
-    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, cfg.dataset.skip_bad_images), batch_size=c.batch_size,
+    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, skips), batch_size=c.batch_size,
                         num_workers=cfg.num_workers, drop_last=len(ids) >= c.batch_size, collate_fn=collate_skip_none)
     batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
     shift = net.estimate_mean_shift(batches)

@@ -33,7 +33,7 @@ from tool.datasets import build_dataset
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.io import read_json
 from tool.lr import sgd
-from tool.runner import step_digest
+from tool.runner import skips_of, step_digest
 from tool.runtime import Context
 from tool.train_loop import fit
 
@@ -162,15 +162,17 @@ def run(cfg: Config, ctx: Context) -> dict:
     check_ritc_config(cfg)
     r = cfg.ritc
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    ids = ds.ids(cfg.dataset.train_split)
+    skips = skips_of("train_ritc", cfg, ctx)
+    ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)     # images qape skipped have no texts
     labels = ds.labels(ids)
     data = ClassificationCrops(ds, ids, labels, crop=r.crop_size, resize_long=r.resize_long, hflip=r.hflip,
-                               seed=ctx.seed, skip_bad=cfg.dataset.skip_bad_images)
+                               seed=ctx.seed, skip_bad=skips)
 
     # The CAM net, initialised from the baseline classifier (official: strict load of res50_cam.pth).
     model = CAMNet(ds.num_classes, pretrained=None, bn=r.bn)
     init = ctx.paths.cam_baseline_model if r.init == "baseline" else r.init
-    load_state_dict_strict(model, map_official_cam_state(load_model_file(init, "ritc.init")), source=str(init))
+    state = load_model_file(init, "ritc.init", producer="train_cam" if r.init == "baseline" else None)
+    load_state_dict_strict(model, map_official_cam_state(state), source=str(init))
     log.info("RITC CAM net initialised from %s", init)
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, r.bn == "batch")   # official DDP uses SyncBN
     backbone, head = net.param_groups()

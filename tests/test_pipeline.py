@@ -198,7 +198,8 @@ def test_eval_reads_official_npy_cams(smoke_run):
         with np.load(p) as f:
             np.save(npy_dir / f"{p.stem}.npy", {"keys": f["keys"], "cam": torch.from_numpy(f["cam"].astype(np.float32)),
                                                 "high_res": f["high_res"].astype(np.float32)})
-    out = run_sample.main(smoke_args(tmp, "--steps", "eval_cam", "--set", f"eval.cam_dir={npy_dir}"))
+    out = run_sample.main(smoke_args(tmp, "--steps", "eval_cam", "--set", f"eval.cam_dir={npy_dir}",
+                                     "--set", "eval.allow_pickle_cams=true"))   # .npy CAMs are pickles: opt in
     ours = read_json(work / "cam_baseline" / "eval_cam.json")
     ext = read_json(work / "eval_cam_external.json")
     assert ext["cam_dir"] == str(npy_dir)

@@ -1,7 +1,9 @@
 """Checkpoints (STYLE.md practice 9): one dict, written atomically on rank 0, loaded strictly.
 
 A training checkpoint holds ``model``, ``optimizer``, ``scaler``, ``step``, ``epoch``, ``digest`` (the
-config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Final
+config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Every load
+is ``weights_only`` (no code execution): the numpy RNG state's array types are the only extra globals
+allowed, so a checkpoint carrying anything else is refused, never run. Final
 models are plain state dicts (``model.pth``) so users and other code can load them directly.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from tool import dist
-from tool.io import write_bytes
+from tool.io import DamagedFile, UnsafeFile, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,18 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     path = Path(path)
     if not path.is_file():
         return None
-    # weights_only=False: the checkpoint holds python/numpy RNG states, and we wrote it ourselves.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = safe_load(path)
+        if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "rng"} <= set(ckpt):
+            raise ValueError("not a training checkpoint of this code (no model / optimizer / step / rng)")
+    except Exception as e:    # noqa: BLE001 - torn (crash, full disk) or foreign: either way, start over
+        if isinstance(e, pickle.UnpicklingError) and unsafe_global(e):   # it names code to run: never run it
+            raise UnsafeFile(f"{path}: refusing to load this checkpoint: it holds objects outside tensors and RNG "
+                             f"states ({unsafe_global(e)}); delete it to train from the start") from e
+        aside = move_aside(path)
+        log.warning("%s cannot be read (%s: %s); moved aside to %s, training starts over", path, type(e).__name__,
+                    e, aside)
+        return None
     if ckpt.get("digest") != digest:
         log.warning("ignoring %s: written under another configuration (digest %s, now %s); starting over",
                     path, ckpt.get("digest"), digest)
@@ -97,6 +110,32 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def unsafe_global(e: pickle.UnpicklingError) -> str | None:
+    """The "Unsupported global ..." line of a weights-only refusal, or None for another unpickling error."""
+    return next((ln.strip() for ln in str(e).splitlines() if "unsupported global" in ln.lower()), None)
+
+
+def _rng_globals() -> list:
+    """What a numpy RNG state pickles to, beyond tensors: allow-listed for ``torch.load(weights_only=True)``."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` without code execution: tensors, containers, numbers and numpy RNG states only
+    (``weights_only=True`` with the numpy array types allow-listed). Anything else raises
+    ``pickle.UnpicklingError`` naming the global it wanted."""
+    with torch.serialization.safe_globals(_rng_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged ``path`` to ``<name>.damaged`` (replacing an older one) and return the new path."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    return aside
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -115,12 +154,24 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
     module.load_state_dict(state, strict=True)
 
 
-def load_model_file(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
-    """Read a model state dict file, naming ``key`` (the config key or step that needs it) if absent."""
+def load_model_file(path: str | os.PathLike, key: str, producer: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a model state dict file, naming ``key`` (the config key or step that needs it) if absent.
+
+    A file that does not load raises ``DamagedFile`` naming it; with ``producer`` (the step that
+    writes it) the runner moves it aside and has that step rerun on the next run.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run the step that writes it first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # noqa: BLE001 - torn or not a torch file
+        if isinstance(e, pickle.UnpicklingError) and unsafe_global(e):
+            raise UnsafeFile(f"{key}: {path} is not a plain state dict: loading it would run code it names "
+                             f"({unsafe_global(e)}). Only load model files you trust") from e
+        redo = f"; step {producer} will retrain it on the next run" if producer else "; replace it"
+        raise DamagedFile(f"{key}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}){redo}",
+                          [path], producer) from e
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint was given
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

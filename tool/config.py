@@ -105,6 +105,8 @@ class EvalConfig:
     sweep_stop: float = 0.60                     # inclusive
     sweep_step: float = 0.01
     cam_dir: str | None = None             # evaluate CAMs from another folder (.npz ours or .npy IRN/official)
+    # IRN/official .npy CAMs are pickles (loading one can run code): read them only with this set
+    allow_pickle_cams: bool = False
 
 
 @dataclass(frozen=True)

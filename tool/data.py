@@ -14,14 +14,19 @@ from tool.imutils import (BadImageError, crop_image, crop_with_box, pil_rescale,
 log = logging.getLogger(__name__)
 
 
-def load_or_skip(ds, image_id: str, skip_bad: bool) -> np.ndarray | None:
-    """Read an image; a bad one raises, or (``skip_bad``) is logged by name and returns None."""
+def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
+    """Read an image; a bad one raises, or (``skip_bad`` truthy) is logged by name and returns None.
+
+    ``skip_bad`` is a bool or the run's ``tool.skipped.SkipList``, which also records the image so that
+    every later step leaves it out."""
     try:
         return read_image(ds.image_path(image_id))
     except BadImageError as e:
         if not skip_bad:
             raise
         log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, e)
+        if hasattr(skip_bad, "record"):
+            skip_bad.record(image_id, ds.image_path(image_id), str(e))
         return None
 
 

@@ -7,6 +7,7 @@ normalised image by it, which reproduces IRN's zero padding exactly while moving
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -25,10 +26,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            _note_exif_orientation(img, path)
             return np.array(img.convert("RGB"), dtype=np.uint8)   # writable (pydensecrf needs it)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise BadImageError(f"{path}: cannot decode image ({e}); fix or remove it, "
                             "or set dataset.skip_bad_images: true to skip such images") from e
+
+
+_EXIF_NOTED: list[bool] = []
+
+
+def _note_exif_orientation(img: Image.Image, path) -> None:
+    """Say once per process that EXIF orientation tags are ignored, on the first image that has one.
+
+    On purpose: VOC's and COCO's masks follow the stored pixels, so turning the image upright would
+    misalign it with its mask (and with every published number)."""
+    if _EXIF_NOTED:
+        return
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:       # noqa: BLE001 - a broken EXIF block is not our concern here
+        return
+    if orientation not in (None, 1):
+        _EXIF_NOTED.append(True)
+        logging.getLogger(__name__).info(
+            "%s has EXIF orientation %s: ignored, as for every image (masks follow the stored pixels, as VOC's "
+            "and COCO's do)", path, orientation)
 
 
 def pil_rescale(img: np.ndarray, scale: float, order: int = 3) -> np.ndarray:

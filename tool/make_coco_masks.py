@@ -93,7 +93,7 @@ def save_gray_png(path: str | os.PathLike, label: np.ndarray) -> None:
     """
     if label.dtype != np.uint8 or label.ndim != 2:
         raise ValueError(f"{path}: label must be a uint8 [H, W] array, got {label.dtype} {label.shape}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=False) as tmp:     # one of thousands: checked on resume instead
         Image.fromarray(label, mode="L").save(tmp, format="PNG")
 
 

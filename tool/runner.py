@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,8 +19,10 @@ from types import ModuleType
 
 from tool import dist
 from tool.config import Config, load_config, section_digest
-from tool.io import append_jsonl, read_json, write_json
-from tool.runtime import Context, make_context, write_run_files
+from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
+from tool.lock import work_dir_lock
+from tool.runtime import Context, make_context, seed_step, write_run_files
+from tool.skipped import SkipList, skip_list
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     dist.barrier()
     digest = step_digest(name, cfg, ctx)
     marker = ctx.paths.done_marker(name)
+    if ctx.is_main and marker.is_file():
+        recover_metrics_line(read_json(marker), ctx)
     if not force and marker.is_file():
         done = read_json(marker)
         if done.get("digest") == digest:
@@ -88,21 +93,100 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
         # A rerun invalidates the old marker first: should it crash after deleting outputs, the next
         # plain run must not skip the step on the strength of the old marker.
         marker.unlink()
+    if ctx.is_main and force:   # --force retrains: a kept final checkpoint must not short-cut it
+        ctx.paths.checkpoint(name).unlink(missing_ok=True)
     dist.barrier()
-    log.info("step %s: start", name)
+    ctx.seed = seed_step(ctx.run_seed, name)     # the same numbers however the step was started
+    log.info("step %s: start (seed %d)", name, ctx.seed)
     t0 = time.time()
     ctx.force = force
-    metrics = step_module(name).run(cfg, ctx) or {}
+    try:
+        metrics = step_module(name).run(cfg, ctx) or {}
+    except DamagedFile as e:
+        if e.producer is None or not ctx.is_main:
+            raise
+        raise DamagedFile(f"{e} ({invalidate(e, ctx)})", e.paths, e.producer) from e
     seconds = time.time() - t0
     dist.barrier()
     if ctx.is_main:
-        write_json(marker, {"step": name, "digest": digest, "run_id": uuid.uuid4().hex,
+        run_id = uuid.uuid4().hex
+        write_json(marker, {"step": name, "digest": digest, "run_id": run_id,
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
                             "metrics": metrics})
-        append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics})
+        append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics, "run_id": run_id})
+        # The resumable state goes only once the marker is down: a crash after training (train_irn's
+        # mean-shift pass, writing the marker) resumes from the finished checkpoint, not from step 0.
+        ctx.paths.checkpoint(name).unlink(missing_ok=True)
     dist.barrier()
     log.info("step %s: done in %.1f s %s", name, seconds, _short(metrics))
     return metrics
+
+
+def recover_metrics_line(done: dict, ctx: Context) -> None:
+    """Append the ``metrics.jsonl`` line of a finished step (its done marker) if a kill between writing the
+    marker and the line lost it."""
+    run_id = done.get("run_id")
+    if not run_id:
+        return
+    for r in read_jsonl_repairing(ctx.paths.metrics_jsonl):
+        if r.get("run_id") == run_id or ("run_id" not in r and r.get("step") == done.get("step")
+                                         and r.get("seconds") == done.get("seconds")):   # (a line of older code)
+            return
+    log.info("metrics.jsonl: restoring the line of step %s (run %s) from its marker", done.get("step"), run_id)
+    append_jsonl(ctx.paths.metrics_jsonl, {"step": done.get("step"), "seconds": done.get("seconds"),
+                                           **done.get("metrics", {}), "run_id": run_id, "recovered": True})
+
+
+def clean_temp_files(root: Path) -> int:
+    """Remove the temp files killed runs left anywhere under ``root`` (call it holding the work-dir lock:
+    no other run is writing). Returns how many."""
+    n = 0
+    for folder, _, files in os.walk(root):
+        for f in files:
+            if is_temp_file(f):
+                Path(folder, f).unlink(missing_ok=True)
+                n += 1
+    if n:
+        log.info("removed %d temp file(s) left by an interrupted run under %s", n, root)
+    return n
+
+
+def invalidate(e: DamagedFile, ctx: Context) -> str:
+    """Move ``e``'s damaged files aside and delete the marker of the step that wrote them, so the next
+    plain run reruns that step (which redoes exactly what is missing). Returns what was done, for the message."""
+    from tool.checkpoint import move_aside
+
+    moved = [str(move_aside(p)) for p in e.paths if p.is_file()]
+    ctx.paths.done_marker(e.producer).unlink(missing_ok=True)
+    log.warning("step %s will rerun: %d damaged file(s) moved aside (%s)", e.producer, len(moved),
+                ", ".join(moved[:3]))
+    where = f"moved aside to {moved[0]}{' and others' if len(moved) > 1 else ''}; " if moved else ""
+    return f"{where}step {e.producer} will redo it: run again"
+
+
+def resume_plan(items: list, path_of, is_valid) -> tuple[list, int, int]:
+    """Per-image resume: (items still to make, outputs reused, damaged outputs removed to be redone).
+
+    An output that exists but fails ``is_valid(path)`` (torn by a crash: per-image files are not
+    fsynced) is deleted, logged by name, and made again.
+    """
+    todo, reused, redone = [], 0, 0
+    for item in items:
+        p = path_of(item)
+        if p.is_file():
+            if is_valid(p):
+                reused += 1
+                continue
+            log.warning("%s does not load (torn by a crash?): removing it, it will be made again", p)
+            p.unlink()
+            redone += 1
+        todo.append(item)
+    return todo, reused, redone
+
+
+def skips_of(name: str, cfg: Config, ctx: Context, enabled: bool | None = None) -> SkipList:
+    """The run's skip list as step ``name`` uses it (on when ``dataset.skip_bad_images``, or ``enabled``)."""
+    return skip_list(ctx.paths.root, cfg.dataset.skip_bad_images if enabled is None else enabled, name)
 
 
 def _short(metrics: dict) -> str:
@@ -120,8 +204,9 @@ def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Pa
     """
     if dist.is_main():
         path.mkdir(parents=True, exist_ok=True)
-        for tmp in path.glob(".*.tmp*"):
-            tmp.unlink(missing_ok=True)
+        for tmp in path.iterdir():
+            if is_temp_file(tmp.name):
+                tmp.unlink(missing_ok=True)
         stamp = path / DIGEST_FILE
         old = read_json(stamp).get("digest") if stamp.is_file() else None
         if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
@@ -163,7 +248,18 @@ def ensure_toy_world(cfg: Config) -> None:
 
 
 def step_main(name: str, argv: list[str] | None = None) -> dict:
-    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner."""
+    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner.
+
+    With ``argv`` None (the command line) a project error prints one line and exits non-zero
+    (``tool.cli``); with ``argv`` given (tests, scripts) errors propagate.
+    """
+    if argv is None:
+        from tool.cli import run_cli
+        sys.exit(run_cli(lambda a: _step_main(name, sys.argv[1:])))
+    return _step_main(name, argv)
+
+
+def _step_main(name: str, argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog=f"python -m step.{name}", description=f"Run the {name} step alone.")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/voc12.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
@@ -171,9 +267,13 @@ def step_main(name: str, argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
     ctx = make_context(cfg, force=args.force)
-    write_run_files(cfg, ctx, [f"-m step.{name}", *(argv if argv is not None else [])])
+    command = [f"-m step.{name}", *argv]
     try:
-        ensure_toy_world(cfg)
-        return run_step(name, cfg, ctx, force=args.force)
+        with work_dir_lock(ctx.paths.root, [sys.executable, *command]):   # one run per work_dir
+            if ctx.is_main:
+                clean_temp_files(ctx.paths.root)
+            write_run_files(cfg, ctx, command)
+            ensure_toy_world(cfg)
+            return run_step(name, cfg, ctx, force=args.force)
     finally:
         dist.cleanup()

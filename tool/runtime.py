@@ -1,6 +1,7 @@
 """Run-time context of a step: device, rank, seeding, logging, ``meta.json`` (STYLE.md 5, 10, 11)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -32,8 +33,9 @@ class Context:
     device: torch.device
     rank: int
     world_size: int
-    seed: int
+    seed: int            # the step's seed (``seed_step``), shared by all ranks; the run's seed until a step starts
     force: bool = False
+    run_seed: int = 0    # ``cfg.seed`` (or the one drawn for ``-1``)
 
     @property
     def is_main(self) -> bool:
@@ -78,15 +80,34 @@ def setup_logging(log_file: Path | None) -> None:
     root._qa_clims_configured = str(log_file)  # type: ignore[attr-defined]
 
 
-def seed_everything(seed: int) -> int:
-    """Seed python, numpy and torch with ``seed + rank`` (``-1`` draws one); return the effective seed."""
+def run_seed(seed: int) -> int:
+    """The run's seed: ``seed``, or (``-1``) one drawn on rank 0 and shared by every rank."""
     if seed == -1:
         seed = dist.broadcast_object(random.SystemRandom().randrange(2**31 - 1))
-    eff = seed + dist.rank()
-    random.seed(eff)
-    np.random.seed(eff % 2**32)
-    torch.manual_seed(eff)
-    return eff
+    return seed
+
+
+def _mix(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def seed_step(seed: int, step: str) -> int:
+    """Seed python, numpy and torch (CUDA included) for ``step`` from (seed, step name, rank); return the
+    step's seed (from (seed, step) alone, the same on every rank: samplers and augmentations use it).
+
+    Called by the runner before each step, so a step draws the same numbers however it is started:
+    inside a full run, with ``--steps`` alone, or as ``python -m step.<name>`` in a new process.
+    """
+    seed_everything(_mix(seed, step, dist.rank()))
+    return _mix(seed, step)
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch with ``seed`` exactly; return it."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
 
 
 def make_context(cfg: Config, force: bool = False) -> Context:
@@ -95,11 +116,11 @@ def make_context(cfg: Config, force: bool = False) -> Context:
     dist.init(device)
     paths = WorkPaths(Path(cfg.work_dir).resolve())
     setup_logging(paths.log_txt)
-    seed = seed_everything(cfg.seed)
-    log.info("work_dir %s, device %s, rank %d/%d, effective seed %d", paths.root, device, dist.rank(),
-             dist.world_size(), seed)
+    seed = run_seed(cfg.seed)
+    log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the rank)",
+             paths.root, device, dist.rank(), dist.world_size(), seed)
     return Context(paths=paths, device=device, rank=dist.rank(), world_size=dist.world_size(), seed=seed,
-                   force=force)
+                   force=force, run_seed=seed)
 
 
 def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:
@@ -115,7 +136,7 @@ def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:
         "host": platform.node(),
         "world_size": ctx.world_size,
         "device": str(ctx.device),
-        "seed": ctx.seed,
+        "seed": ctx.run_seed,
         "versions": versions(),
     })
 

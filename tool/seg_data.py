@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from tool.data import load_or_skip
 from tool.imutils import pil_resize
+from tool.io import DamagedFile, png_complete
 from tool.palette import load_label_png
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,18 @@ def label_path(label_dir: str | Path, image_id: str) -> Path:
     return Path(label_dir) / f"{image_id}.png"
 
 
-def check_labels(label_dir: str | Path, ids: list[str], key: str, producer: str) -> None:
-    """Fail early, naming the folder and examples, when label PNGs of ``ids`` are missing."""
+def check_labels(label_dir: str | Path, ids: list[str], key: str, producer: str, ours: bool = True) -> None:
+    """Fail early, naming the folder and examples, when label PNGs of ``ids`` are missing or torn.
+
+    ``ours``: the folder is ``producer``'s output, so the runner may have torn files redone by it."""
     missing = [i for i in ids if not label_path(label_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"{key}: {len(missing)} of {len(ids)} label PNG(s) missing from {label_dir}, e.g. "
                                 f"{[m + '.png' for m in missing[:3]]}; run {producer} first or point {key} at them")
+    torn = [label_path(label_dir, i) for i in ids if not png_complete(label_path(label_dir, i))]
+    if torn:
+        raise DamagedFile(f"{key}: {len(torn)} label PNG(s) in {label_dir} are torn (no PNG end), e.g. {torn[0]}",
+                          torn, producer if ours else None)
 
 
 def scale_crop_flip(img: np.ndarray, label: np.ndarray, *, scale: float, crop: int, hflip: bool,

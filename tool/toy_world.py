@@ -1337,7 +1337,7 @@ def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int
         t = render_image(image_id, i, seed=params["seed"], image_size=(H, W), classes=params["classes"],
                          scene_correlation=params["scene_correlation"], max_objects=params["max_objects"],
                          void_width=params["void_width"], segmented=i < n_seg)
-        write_bytes(root / "JPEGImages" / f"{image_id}.jpg", _jpeg(t.image, image_id))
+        write_bytes(root / "JPEGImages" / f"{image_id}.jpg", _jpeg(t.image, image_id), durable=False)
         write_text(root / "Annotations" / f"{image_id}.xml", t.xml)
         if i < n_seg:
             save_label_png(root / "SegmentationClass" / f"{image_id}.png", t.label)
@@ -1500,7 +1500,7 @@ def write_coco_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int 
                              scene_correlation=params["scene_correlation"], max_objects=params["max_objects"],
                              void_width=params["void_width"], segmented=True)
             correlated += t.meta["scene"] in CLASS_SCENES[t.meta["objects"][0]["class"]]
-        write_bytes(root / base / f"{stem}.jpg", _jpeg(t.image, stem))
+        write_bytes(root / base / f"{stem}.jpg", _jpeg(t.image, stem), durable=False)
         files[base]["images"].append({"id": coco_id, "file_name": f"{stem}.jpg", "height": H, "width": W})
         objects = t.meta["objects"]
         crowd_at = len(objects) - 1 if len(objects) >= 2 and not has_crowd[base] else -1

@@ -116,6 +116,12 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
     if ckpt is not None:
         step = int(ckpt["step"])
         log.info("%s: resumed from %s at step %d/%d", name, ckpt_path, step, max_step)
+        if step >= max_step and ckpt.get("extra", {}).get("summary"):
+            # Training had finished; the crash came after (a step's post-processing, the marker).
+            model.train()
+            save_model(model, final_path)
+            dist.barrier()
+            return dict(ckpt["extra"]["summary"])
     model.train()
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
@@ -173,13 +179,14 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
             _after_step(step)
         epoch += 1
     bar.close()
-    save_model(model, final_path)
-    dist.barrier()
-    if dist.is_main():
-        with contextlib.suppress(FileNotFoundError):
-            ckpt_path.unlink()
     out = {"steps": step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
     out.update({k: sums[k] / max(count, 1) for k in sums})
     if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
         raise NonFiniteLoss(f"{name}: non-finite summary {out}")
+    # The finished state stays on disk until the runner has written the step's marker (it deletes
+    # it then): a crash in what follows training resumes here instead of retraining.
+    save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, epoch=epoch, digest=digest,
+                    scaler=scaler, extra={"summary": out})
+    save_model(model, final_path)
+    dist.barrier()
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import read_json, write_json
+from tool.io import read_id_list, read_json, write_json
 from tool.palette import load_label_png
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,14 @@ def labels_from_xml(path: Path) -> np.ndarray:
     return label
 
 
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 class VOC12:
     """PASCAL VOC 2012 rooted at ``root`` (the folder holding JPEGImages/, Annotations/ ...).
 
@@ -84,9 +92,16 @@ class VOC12:
             hint = " (build it with: python -m tool.make_train_aug --voc-root ROOT --sbd-root SBD)" \
                 if split == "train_aug" else ""
             raise DatasetError(f"split {split!r}: list {path} does not exist; available: {have}{hint}")
-        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        try:
+            ids = read_id_list(path)          # BOM, UTF-16 and '#' comments handled (shared with COCO)
+        except ValueError as e:
+            raise DatasetError(f"split {split!r}: {e}") from e
         if not ids:
             raise DatasetError(f"split {split!r}: list {path} is empty")
+        seen: set[str] = set()
+        dup = [i for i in ids if i in seen or seen.add(i)]
+        if dup:
+            raise DatasetError(f"split {split!r}: {path} lists image(s) {dup[:3]} more than once")
         missing = [i for i in ids if not self.image_path(i).is_file()]
         if missing:
             raise DatasetError(f"split {split!r}: {len(missing)} listed image(s) missing from "
@@ -97,13 +112,22 @@ class VOC12:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def labels(self, ids: list[str]) -> np.ndarray:
-        """[N, 20] float32 labels of ``ids`` from Annotations XML, computed once and cached."""
-        cache = self._read_cache()
-        todo = [i for i in ids if i not in cache]
+        """[N, 20] float32 labels of ``ids`` from Annotations XML, computed once and cached.
+
+        The cache remembers each XML's size and mtime: an edited annotation is read again (a deleted one
+        keeps its cached labels)."""
+        cache, stamps = self._read_cache()
+        todo = []
+        for i in ids:
+            stamp = _stamp(self.root / "Annotations" / f"{i}.xml")   # None: XML gone, the cache is all there is
+            if i not in cache or (stamp is not None and stamps.get(i) != stamp):
+                todo.append(i)
+                stamps[i] = stamp
         for i in todo:
             cache[i] = labels_from_xml(self.root / "Annotations" / f"{i}.xml").nonzero()[0].tolist()
         if todo and self.cache_dir is not None:
-            write_json(self._cache_path(), {"root": str(self.root.resolve()), "labels": cache}, indent=None)
+            write_json(self._cache_path(), {"version": 2, "root": str(self.root.resolve()), "labels": cache,
+                                            "stamps": stamps}, indent=None)
         out = np.zeros((len(ids), self.num_classes), dtype=np.float32)
         for n, i in enumerate(ids):
             if not cache[i]:
@@ -116,13 +140,14 @@ class VOC12:
         assert self.cache_dir is not None
         return self.cache_dir / "voc12_labels.json"
 
-    def _read_cache(self) -> dict[str, list[int]]:
+    def _read_cache(self) -> tuple[dict[str, list[int]], dict[str, list[int] | None]]:
+        """(labels, XML stamps) by id; empty for no cache, another root or an old cache without stamps."""
         if self.cache_dir is None or not self._cache_path().is_file():
-            return {}
+            return {}, {}
         data = read_json(self._cache_path())
-        if data.get("root") != str(self.root.resolve()):  # another dataset root: rebuild
-            return {}
-        return {k: list(v) for k, v in data["labels"].items()}
+        if data.get("root") != str(self.root.resolve()) or "stamps" not in data:  # another root / old: rebuild
+            return {}, {}
+        return {k: list(v) for k, v in data["labels"].items()}, dict(data["stamps"])
 
     def gt_path(self, image_id: str) -> Path:
         """SegmentationClass/<id>.png, else SegmentationClassAug/<id>.png (SBD-converted)."""
