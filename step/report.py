@@ -104,6 +104,16 @@ def png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write as PNG (atomically) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
 def iou_chart(stages: Sequence[tuple[str, dict]], path: Path) -> None:
     """Grouped bars of per-class IoU (%), one colour per stage, written as PNG (matplotlib, Agg)."""
     import matplotlib
@@ -123,11 +133,7 @@ def iou_chart(stages: Sequence[tuple[str, dict]], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def split_floors(ds, ids: Sequence[str]) -> dict[str, float]:
@@ -173,11 +179,7 @@ def stage_chart(stages: Sequence[tuple[str, float, str]], floors: dict[str, dict
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def sweep_chart(curves: Sequence[tuple[str, dict]], path: Path) -> None:
@@ -196,11 +198,7 @@ def sweep_chart(curves: Sequence[tuple[str, dict]], path: Path) -> None:
     ax.set_ylabel("mIoU (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------
