@@ -103,8 +103,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.pretrained == "cam_baseline":
         source = init_from_cam_classifier(model.base, cfg, ctx)
     else:
-        source = f"{load_pretrained(model.base, c.pretrained, c.pretrained_format)}; ASPP N(0, 0.01)"
-    log.info("train_deeplab: initialised from %s", source)
+        source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
+    aspp = "" if c.pretrained == "cam_baseline" else "; ASPP N(0, 0.01)"
+    log.info("train_deeplab: initialised from %s%s", source, aspp)
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
