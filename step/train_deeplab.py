@@ -105,7 +105,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     else:
         source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
     aspp = "" if c.pretrained == "cam_baseline" else "; ASPP N(0, 0.01)"
-    log.info("train_deeplab: initialised from %s%s", source, aspp)
+    log.info("train_deeplab: backbone initialised from %s%s", source, aspp)
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
