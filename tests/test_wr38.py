@@ -39,8 +39,9 @@ FLAGS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16):
 def nd_bytes(a: np.ndarray, version: str) -> bytes:
     """One NDArray: v2 (magic 0xF993FAC9, int32 storage type 0, uint32 ndim + int64 dims), v1 (magic 0xF993FAC8,
     int64 dims) or legacy (uint32 ndim + uint32 dims, no magic); then context (cpu: 1, 0), int32 type flag, data."""
-    if version == "v2":
-        head = struct.pack("<Ii", 0xF993FAC9, 0) + struct.pack("<I", a.ndim) + struct.pack(f"<{a.ndim}q", *a.shape)
+    if version in ("v2", "v3"):
+        magic = 0xF993FAC9 if version == "v2" else 0xF993FACA
+        head = struct.pack("<Ii", magic, 0) + struct.pack("<I", a.ndim) + struct.pack(f"<{a.ndim}q", *a.shape)
     elif version == "v1":
         head = struct.pack("<I", 0xF993FAC8) + struct.pack("<I", a.ndim) + struct.pack(f"<{a.ndim}q", *a.shape)
     else:
@@ -67,9 +68,11 @@ def test_reader_returns_the_arrays_written_byte_by_byte(tmp_path):
         "aux:bn7_moving_var": rng.random((2, 3)).astype(np.float16),
         "arg:mask": rng.integers(0, 255, (3, 2, 2)).astype(np.uint8),
         "aux:counter": np.array([[-7, 2**31 - 1]], np.int32),
+        "arg:res7a_branch1_weight": rng.normal(size=(3, 2, 1, 1)).astype(np.float32),
     }
     versions = {"arg:res2a_branch1_weight": "v2", "arg:bn7_gamma": "v1", "aux:bn7_moving_var": "legacy",
-                "arg:mask": "v2", "aux:counter": "legacy"}
+                "arg:mask": "v2", "aux:counter": "legacy",
+                "arg:res7a_branch1_weight": "v3"}
     path = tmp_path / "m.params"
     write_params(path, named, versions)
     got = load_params(path)

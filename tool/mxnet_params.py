@@ -6,6 +6,7 @@ The layout is MXNet's ``NDArray::Save`` (src/ndarray/ndarray.cc), little-endian:
   then per name uint64 length + bytes (``arg:`` / ``aux:`` prefixed in a model checkpoint);
 - array, version 2: uint32 magic ``0xF993FAC9``, int32 storage type (0 = dense), shape (uint32 ndim +
   int64 dims), context (int32 dev_type, int32 dev_id), int32 type flag, the raw C-order data;
+- array, version 3 (``0xF993FACA``, NumPy shape semantics): laid out as version 2;
 - array, version 1: uint32 magic ``0xF993FAC8``, then as version 2 without the storage type;
 - array, legacy (no magic): the first uint32 is ndim, dims are uint32, then as version 1.
 
@@ -21,6 +22,7 @@ import numpy as np
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
 V2_MAGIC = 0xF993FAC9
+V3_MAGIC = 0xF993FACA
 # mshadow type flags
 DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8, 6: np.int64}
 
@@ -43,11 +45,11 @@ class _Reader:
 
     def array(self) -> np.ndarray | None:
         magic = self.scalar("<u4")
-        if magic == V2_MAGIC:
+        if magic in (V2_MAGIC, V3_MAGIC):
             stype = self.scalar("<i4")
             if stype != 0:
                 raise ValueError(f"{self.source}: sparse NDArray (storage type {stype}) is not supported")
-        if magic in (V1_MAGIC, V2_MAGIC):
+        if magic in (V1_MAGIC, V2_MAGIC, V3_MAGIC):
             ndim = self.scalar("<u4")
             shape = tuple(np.frombuffer(self.take(8 * ndim), "<i8").tolist())
         else:                                      # legacy: the magic is ndim
