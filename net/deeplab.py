@@ -150,6 +150,10 @@ class DeepLabV2(nn.Module):
         self.backbone = DilatedResNet(blocks, style=style, bn=bn, layer4_dilation=layer4_dilation)
         self.aspp = ASPP(2048, num_classes, rates)
 
+    def head_convs(self) -> tuple[nn.Conv2d, ...]:
+        """The convs trained from scratch (10× weights, 20× biases in ``optimizer_groups``)."""
+        return tuple(self.aspp.convs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.aspp(self.backbone(x))
 
@@ -160,15 +164,21 @@ class DeepLabV2MSC(nn.Module):
     ``forward(x)`` with x: [N, 3, H, W] returns ``[l_1.0, l_s1, l_s2, ..., l_max]``: the logits of
     the input at scale 1 ([N, K, h, w]) and at each of ``scales`` (bilinear input resize), then their
     pixel-wise max after upsampling every scaled one to (h, w) ([N, K, h, w]).
+
+    ``train_msc=False`` (DeepLabV1, trained at one scale): in training mode the list holds only ``l_1.0``,
+    so the loss over the outputs is shared; ``eval()`` still fuses the scales for inference.
     """
 
-    def __init__(self, base: DeepLabV2, scales: tuple[float, ...] = (0.75, 0.5)):
+    def __init__(self, base: nn.Module, scales: tuple[float, ...] = (0.75, 0.5), train_msc: bool = True):
         super().__init__()
         self.base = base
         self.scales = tuple(scales)
+        self.train_msc = train_msc
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         full = self.base(x)
+        if self.training and not self.train_msc:
+            return [full]
         outs = [full]
         for s in self.scales:
             xs = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
@@ -246,20 +256,22 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return total / (labels != IGNORE).sum().clamp(min=1)
 
 
-def optimizer_groups(model: DeepLabV2, lr: float, weight_decay: float, weight_mult: float = 10.0,
+def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, weight_mult: float = 10.0,
                      bias_mult: float = 20.0) -> list[dict]:
-    """SGD groups of deeplab-pytorch: backbone convs 1× lr, ASPP weights ``weight_mult``× lr, ASPP biases
-    ``bias_mult``× lr without weight decay. Frozen parameters (fixed BN) are left out; trainable BN
-    (``bn="batch"``) gets 1× lr without weight decay."""
+    """SGD groups of deeplab-pytorch: backbone convs 1× lr, head (``model.head_convs()``: the ASPP, or
+    DeepLabV1's LargeFOV) weights ``weight_mult``× lr, head biases ``bias_mult``× lr without weight decay.
+    Frozen parameters (fixed BN) are left out; trainable BN (``bn="batch"``) gets 1× lr without weight
+    decay. The group names stay ``aspp_*`` for both heads."""
+    head = model.head_convs()
     bn_params = [p for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)
                  for p in m.parameters(recurse=False) if p.requires_grad]
     bn_ids = {id(p) for p in bn_params}
     backbone = [p for p in model.backbone.parameters() if p.requires_grad and id(p) not in bn_ids]
     groups = [
         {"name": "backbone", "params": backbone, "lr": lr, "weight_decay": weight_decay},
-        {"name": "aspp_weight", "params": [c.weight for c in model.aspp.convs], "lr": lr * weight_mult,
+        {"name": "aspp_weight", "params": [c.weight for c in head], "lr": lr * weight_mult,
          "weight_decay": weight_decay},
-        {"name": "aspp_bias", "params": [c.bias for c in model.aspp.convs], "lr": lr * bias_mult,
+        {"name": "aspp_bias", "params": [c.bias for c in head], "lr": lr * bias_mult,
          "weight_decay": 0.0},
     ]
     if bn_params:

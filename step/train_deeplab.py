@@ -7,6 +7,8 @@ Recipe (deeplab-pytorch, the paper's DeepLab stage): random scale {0.5, 0.75, 1,
 the mean / label 255, crop 321, flip; batch 5, 30k iterations, SGD momentum 0.9, lr 2.5e-4 (ASPP
 weights 10×, biases 20× without weight decay), wd 5e-4, poly 0.9; BN frozen; a cross-entropy
 (label 255 ignored) on each of the 1.0 / 0.75 / 0.5 / max outputs of MSC, labels shrunk by nearest.
+``deeplab.arch: v1_wr38`` swaps in DeepLabV1-LargeFOV on the wide ResNet-38 (docs/deeplab-wr38.md; recipe in
+configs/voc12_wr38.yaml): the same data, loss (one term, ``ce_1.0``), lr groups, resume and evaluation.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import math
 import torch
 
 from net.deeplab import (
+    DeepLabV2MSC,
     build_deeplab,
     init_aspp_from_classifier,
     load_pretrained,
@@ -26,6 +29,7 @@ from net.deeplab import (
     resize_labels,
 )
 from net.resnet50_cam import map_official_cam_state
+from net.wr38 import DeepLabV1, load_wr38_pretrained
 from tool import dist
 from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import Config, DeepLabConfig
@@ -55,13 +59,19 @@ def autocast(c: DeepLabConfig, device: torch.device) -> contextlib.AbstractConte
     return contextlib.nullcontext()
 
 
-def build_model(cfg: Config, num_classes: int):
-    """The DeepLabV2-MSC of ``cfg.deeplab`` (random init); ``num_classes`` includes the background.
+def build_model(cfg: Config, num_classes: int) -> DeepLabV2MSC:
+    """The network of ``cfg.deeplab`` (random init); ``num_classes`` includes the background.
+
+    ``deeplab.arch``: ``v2_resnet101`` is DeepLabV2-MSC; ``v1_wr38`` is DeepLabV1-LargeFOV on ResNet-38 in the
+    same MSC wrapper, trained at one scale (``train_msc=False``) and fused over ``msc_scales`` only at inference.
 
     layer4 is dilated to match the weights it starts from: 4 for ImageNet's output stride 32, 2 for the CAM
     classifier (``cam_baseline``), whose layer4 was trained at stride 1 without dilation — dilating it by 4
     would sample its 3×3 kernels twice as far apart as in training."""
     c = cfg.deeplab
+    if c.arch == "v1_wr38":
+        return DeepLabV2MSC(DeepLabV1(num_classes, bn=c.bn, bn_momentum=c.bn_momentum, width_div=c.width_div),
+                            c.msc_scales, train_msc=False)
     return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
                          style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4)
 
@@ -100,7 +110,12 @@ def run(cfg: Config, ctx: Context) -> dict:
                     skip_bad=skips)
 
     model = build_model(cfg, ds.num_classes + 1)
-    if c.pretrained == "cam_baseline":
+    if c.arch == "v1_wr38":
+        if c.pretrained_format != "torchvision":
+            raise ValueError("deeplab.pretrained_format: v1_wr38 takes ImageNet mean/std RGB inputs (torchvision), "
+                             f"got {c.pretrained_format!r}")
+        source = f"{load_wr38_pretrained(model.base.backbone, c.pretrained)}; LargeFOV new"
+    elif c.pretrained == "cam_baseline":
         source = init_from_cam_classifier(model.base, cfg, ctx)
     else:
         source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
@@ -124,7 +139,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
         with autocast(c, ctx.device):
             outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
-        names = ["ce_1.0", *(f"ce_{s:g}" for s in c.msc_scales), "ce_max"]
+        names = ["ce_1.0", *(f"ce_{s:g}" for s in c.msc_scales), "ce_max"] if len(outs) > 1 else ["ce_1.0"]
         terms = {n: masked_cross_entropy(o.float(), resize_labels(labels, tuple(o.shape[-2:])))
                  for n, o in zip(names, outs)}
         return {"loss": sum(terms.values()), **terms}

@@ -187,6 +187,11 @@ class DeepLabConfig:
     (same step, less memory; BN is frozen, so only the per-micro-batch loss averaging differs).
     """
 
+    # v2_resnet101: DeepLabV2-ResNet-101 (MSC, ASPP); v1_wr38: DeepLabV1-LargeFOV on the wide ResNet-38
+    # (docs/deeplab-wr38.md), trained at one scale; deeplab.blocks / atrous_rates do not apply to it
+    arch: str = field(default="v2_resnet101", metadata={"choices": ("v2_resnet101", "v1_wr38")})
+    width_div: int = 1                         # v1_wr38 only: channels / this (1 = the published model; tests)
+    bn_momentum: float = 0.1                   # running-statistics momentum of trainable BN (v1_wr38; torch's 0.1)
     pretrained: str | None = "imagenet"        # imagenet (torchvision ResNet-101) | path to a state dict | null
     pretrained_format: str = "torchvision"     # torchvision (RGB, ImageNet mean/std) | caffe (deeplab-pytorch, BGR)
     blocks: tuple[int, ...] = (3, 4, 23, 3)    # bottlenecks per stage: ResNet-101
@@ -383,6 +388,9 @@ def build(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in raw.items():
         kwargs[name] = _coerce(hints[name], value, source, f"{prefix}{name}")
+        choices = fields[name].metadata.get("choices")
+        if choices is not None and kwargs[name] not in choices:
+            raise ConfigError(f"{source}: key '{prefix}{name}' must be one of {', '.join(choices)}, got {value!r}")
     return cls(**kwargs)
 
 
