@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from net.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Bottleneck, FixedBatchNorm, download_state_dict
+from net.resnet50 import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Bottleneck,
+    FixedBatchNorm,
+    download_state_dict,
+    init_segmentation_backbone,
+)
 from tool.checkpoint import load_state_dict_strict
 
 log = logging.getLogger(__name__)
@@ -80,13 +87,7 @@ class DilatedResNet(nn.Module):
         plan = ((64, 1, 1), (128, 2, 1), (256, 1, 2), (512, 1, layer4_dilation))
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             self._make_layer(p, n, s, d, caffe, norm) for (p, s, d), n in zip(plan, blocks))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if bn == "fixed":
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.requires_grad_(False)
+        init_segmentation_backbone(self, bn)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int, caffe: bool,
                     norm: type[nn.BatchNorm2d]) -> nn.Sequential:

@@ -168,3 +168,15 @@ def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: 
     except RuntimeError as e:
         raise RuntimeError(f"{key}: {source} does not match the ResNet-50 backbone: {e}") from e
     return source
+
+
+def init_segmentation_backbone(module: nn.Module, bn: str) -> None:
+    """Kaiming (fan-out) init of every conv of a segmentation backbone before its weights load; with
+    ``bn="fixed"`` its BatchNorm parameters are frozen (never seen by the optimiser)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    if bn == "fixed":
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.requires_grad_(False)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from net.resnet50 import FixedBatchNorm
+from net.resnet50 import FixedBatchNorm, init_segmentation_backbone
 
 BN_MODES = ("fixed", "batch")
 
@@ -112,13 +112,7 @@ class WideResNet38(nn.Module):
         self.b6 = ResBlockBot(1024 // d, 2048 // d, dilation=4, dropout=0.3, norm=norm)
         self.b7 = ResBlockBot(2048 // d, 4096 // d, dilation=4, dropout=0.5, norm=norm)
         self.bn7 = norm(4096 // d)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if bn == "fixed":
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.requires_grad_(False)
+        init_segmentation_backbone(self, bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1a(x)
