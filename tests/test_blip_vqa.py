@@ -19,13 +19,7 @@ from tool.tiny_models import write_tiny_blip
 SIZE = 48  # not the tiny model's native 32: exercises the position-embedding interpolation too
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: one thread is fastest and immune to spin-waiting on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,7 @@ from tool.voc_submission import archive_submission, submission_dir, write_submis
 TINY = (1, 1, 1, 1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two threads on two shared, busy cores are many times slower than one for these small convs
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------

@@ -33,12 +33,7 @@ SMOKE = str(ROOT / "configs" / "smoke.yaml")
 STEPS = ("--steps", "train_deeplab,eval_deeplab")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def write_pseudo_masks(voc: Path, out: Path) -> list[str]:

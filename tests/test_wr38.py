@@ -20,12 +20,7 @@ from tool.mxnet_params import load_params
 from tests.test_deeplab_steps import SMOKE, args_for, world  # noqa: F401  (module fixture reused)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------
