@@ -259,7 +259,8 @@ def format_report(study: dict) -> str:
         r = study["boundary_pseudo"]
         b = r["boundary"]
         t = f"at_{b['walk_threshold']:.3f}"
-        lines.append(f"IRNet boundary vs GT (stride 4, {b['positive_share']:.1f} % of cells): AP {b['ap']:.1f}; "
+        stride = 4 // r["walk"].get("infer_scale", 1)
+        lines.append(f"IRNet boundary vs GT (stride {stride}, {b['positive_share']:.1f} % of cells): AP {b['ap']:.1f}; "
                      f"at 0.5 P {b['at_0.500']['precision']:.1f} R {b['at_0.500']['recall']:.1f}; at the walk's "
                      f"{b['walk_threshold']:.3f} P {b[t]['precision']:.1f} R {b[t]['recall']:.1f}")
         w = r["walk"]
