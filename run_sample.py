@@ -1,4 +1,4 @@
-"""QA-CLIMS pipeline entry point: runs the numbered steps of DESIGN §3 from one YAML config.
+"""QA-CLIMS pipeline entry point: runs the numbered steps of docs/design.md §3 from one YAML config.
 
     python run_sample.py --config configs/voc12.yaml [--steps a,b | --from x --until y]
                          [--set section.key=value ...] [--force] [--list]
@@ -20,7 +20,7 @@ from tool.runtime import make_context, write_run_files
 
 log = logging.getLogger("qa_clims")
 
-# The ordered step table (DESIGN §3). Each name is a module ``step.<name>`` imported lazily.
+# The ordered step table (docs/design.md §3). Each name is a module ``step.<name>`` imported lazily.
 STEPS: tuple[str, ...] = (
     "qape",
     "text_feats",

@@ -1,4 +1,4 @@
-"""Benchmark: one whole RITC training step, official loop structure vs ours (DESIGN §7, RITC row).
+"""Benchmark: one whole RITC training step, official loop structure vs ours (docs/design.md §7, RITC row).
 
 Same inputs for both: a ResNet-50 CAM net (trainable BN, as RITC trains it), a small real open_clip
 ViT written by ``tool.tiny_models`` (224 px, patch 16: a stand-in for ViT-L-14 that runs on CPU),

@@ -5,7 +5,7 @@ question (16 questions × every (image, class) pair). Here an image is encoded o
 (:meth:`BlipVQA.encode_images`) and all its questions — for all its classes — reuse the embedding;
 prompts are batched across images and questions (:meth:`BlipVQA.answer`).
 
-Correctness trap (DESIGN §7): HF's ``BlipForQuestionAnswering.generate`` passes an all-ones
+Correctness trap (docs/design.md §7): HF's ``BlipForQuestionAnswering.generate`` passes an all-ones
 ``encoder_attention_mask`` to the answer decoder, i.e. the decoder's cross-attention does not
 honour the padding of the question tokens. Batching questions of different token lengths (padded)
 therefore changes answers. We batch only prompts of equal token length, which need no padding, so

@@ -1,4 +1,4 @@
-"""Mask-prompt CLIP image tower (ovseg "mask prompt tuning", DESIGN §4 item 5) on an open_clip ViT.
+"""Mask-prompt CLIP image tower (ovseg "mask prompt tuning", docs/design.md §4 item 5) on an open_clip ViT.
 
 QA-CLIMS trains with the mask-adapted CLIP of ovseg (Liang et al., 2022): the region image is fed
 together with a per-patch visibility mask, and the tokens of invisible patches are replaced by a

@@ -1,7 +1,7 @@
 """The CAM classifier: ResNet-50 at output stride 16, GAP, a bias-free 1×1 classifier (IRN recipe).
 
 Training: logits = W · GAP(Z) (multilabel soft-margin loss). Export: CAM = ReLU(Wᵀ Z) per class
-(DESIGN §4 item 7). The stem (conv1/bn1) is frozen in ``__init__``; BN is FixedBatchNorm by default.
+(docs/design.md §4 item 7). The stem (conv1/bn1) is frozen in ``__init__``; BN is FixedBatchNorm by default.
 """
 from __future__ import annotations
 

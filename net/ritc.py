@@ -1,7 +1,7 @@
 """RITC maths (paper §3.3, Eq. 1–11): FAT, region images, FG text pooling, FRC / BRC / REG losses.
 
 Everything here is batched over the positive (image, class) pairs of a batch — no Python loop over
-samples or pairs — and follows DESIGN.md §4. The default ``variant="official"`` reproduces the
+samples or pairs — and follows docs/design.md §4. The default ``variant="official"`` reproduces the
 official code (CVI-SZU/QA-CLIMS: ``clip_loss.py``, ``step/train_qa_clims.py``, ``net/vqa_fg.py``,
 ``net/mask_adapter.py``); ``variant="paper"`` switches to the equations as printed:
 
@@ -18,7 +18,7 @@ mask-CLIP input (5)   X·P with patch mask b (BG: X·(1−P), 1−b)     X·R_f 
 Similarities, both variants: s = ⟨v/‖v‖, t⟩ with v the CLIP image embedding (normalised here, as the
 official loss does) and t the stored text features (unit-norm per text, from the text tower); only
 the pooled FG text differs as above. τ divides every similarity (the paper's missing τ in one BRC
-term is a typo, DESIGN §4). Losses are computed in fp32 with autocast off.
+term is a typo, docs/design.md §4). Losses are computed in fp32 with autocast off.
 
 Typical step (the integrator's ``train_ritc``)::
 
@@ -132,7 +132,7 @@ class RegionBatch:
 
 
 def resize_bilinear(t: torch.Tensor, size: int) -> torch.Tensor:
-    """t: [B, C, H, W] → [B, C, size, size], bilinear with align_corners=True (DESIGN §4 item 4)."""
+    """t: [B, C, H, W] → [B, C, size, size], bilinear with align_corners=True (docs/design.md §4 item 4)."""
     if t.shape[-2:] == (size, size):
         return t
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=True)
@@ -162,7 +162,7 @@ def build_region_images(x: torch.Tensor, P: torch.Tensor, labels: torch.Tensor, 
 
     - plain CLIP (``mask_clip=False``), both variants: FG = X·R_f, BG = X·R_b (Eq. 10);
     - mask-prompt CLIP, ``variant="official"``: FG = X·P with patch mask from b, BG = X·(1−P) with
-      patch mask from 1−b (DESIGN §4 item 5; the official ``encode_image(fg, m=fg_mask)``);
+      patch mask from 1−b (docs/design.md §4 item 5; the official ``encode_image(fg, m=fg_mask)``);
     - mask-prompt CLIP, ``variant="paper"``: FG = X·R_f, BG = X·R_b, with the same patch masks.
 
     ``fat=False`` is the "no FAT" ablation: the official repo has no such switch (its FAT module is
@@ -170,7 +170,7 @@ def build_region_images(x: torch.Tensor, P: torch.Tensor, labels: torch.Tensor, 
     description of the baseline it improves on (CLIMS): FG = X·P, BG = X·(1−P), every patch visible.
 
     Args:
-        x: [N, 3, H, W] images as the CAM net receives them (ImageNet-normalised, DESIGN §4 item 4).
+        x: [N, 3, H, W] images as the CAM net receives them (ImageNet-normalised, docs/design.md §4 item 4).
         P: [N, K, h, w] sigmoid activation maps (Eq. 2), any resolution.
         labels: [N, K] multi-hot image labels (any device).
         size: CLIP input size S. omega: FAT ratio ω. fat: FAT on/off.
@@ -393,7 +393,7 @@ class TextBank:
 
 def fg_text_pool(class_feat: torch.Tensor, answer_feats: torch.Tensor, answer_valid: torch.Tensor,
                  variant: str = "official") -> torch.Tensor:
-    """Pooled FG text feature v̄_tf of Eq. 6/8 (DESIGN §4 item 1).
+    """Pooled FG text feature v̄_tf of Eq. 6/8 (docs/design.md §4 item 1).
 
     official: 0.5·f_t(class) + 0.5·mean of the valid answers, not re-normalised (``FG_VQA.forward``,
     label weight 0.5, answer weights 1/L); a pair with no valid answer ("no QAPE": FG = class name)
@@ -500,7 +500,7 @@ def ritc_losses(P: torch.Tensor, v_if: torch.Tensor, v_ib: torch.Tensor, texts: 
     """FRC (Eq. 5–6), BRC (Eq. 7–8) and REG (Eq. 11) of one batch.
 
     Pairs with ``texts.pair_valid`` False (no BG text, or not in the bank) are masked out, as the
-    official loop ``continue``s. ``reduction``: "sum" over the valid pairs (official, DESIGN §4 item 3)
+    official loop ``continue``s. ``reduction``: "sum" over the valid pairs (official, docs/design.md §4 item 3)
     or "mean" (sum / max(#valid, 1)). A batch with no positive pair (Q = 0: pass empty v_if / v_ib and
     skip CLIP) returns FRC = BRC = 0·ΣP, zeros that still backpropagate into the CAM net so that DDP
     ranks stay in step.

@@ -1,1 +1,1 @@
-"""Pipeline steps: one module per stage, each exposing ``run(cfg, ctx) -> dict`` (DESIGN §3)."""
+"""Pipeline steps: one module per stage, each exposing ``run(cfg, ctx) -> dict`` (docs/design.md §3)."""

@@ -1,4 +1,4 @@
-"""Step 7, ``cam_to_ir_label``: IR labels from the CAMs (IRN's ``cam_to_ir_label``; DESIGN §3, §5).
+"""Step 7, ``cam_to_ir_label``: IR labels from the CAMs (IRN's ``cam_to_ir_label``; docs/design.md §3, §5).
 
 Reads: ``cam/<id>.npz`` (``make_cam.source``'s CAMs, ``high_res``) and the images of ``make_cam.split``
 (default ``dataset.train_split``).

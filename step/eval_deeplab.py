@@ -1,4 +1,4 @@
-"""Step 12, ``eval_deeplab``: DeepLab predictions, dense CRF and mIoU on the validation split (DESIGN §3, §5).
+"""Step 12, ``eval_deeplab``: DeepLab predictions, dense CRF and mIoU on the validation split (docs/design.md §3, §5).
 
 Reads: ``deeplab/model.pth`` (or ``deeplab_eval.model``: ours or a deeplab-pytorch DeepLabV2) and the
 images (and GT masks) of ``deeplab_eval.split`` (default ``dataset.val_split``).

@@ -1,4 +1,4 @@
-"""Step 10, ``eval_sem_seg``: pseudo-mask quality on ``dataset.eval_split`` (DESIGN §3).
+"""Step 10, ``eval_sem_seg``: pseudo-mask quality on ``dataset.eval_split`` (docs/design.md §3).
 
 Reads: ``sem_seg/<id>.png`` and the GT masks. Writes: ``eval_sem_seg.json`` (the shared metric
 schema: mIoU and per-class IoU in percent, plus per-class precision and recall), computed with the

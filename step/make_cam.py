@@ -1,4 +1,4 @@
-"""Step 5, ``make_cam``: export multi-scale, flip-summed CAMs (IRN's make_cam; DESIGN §3 item 5, §4 item 7).
+"""Step 5, ``make_cam``: export multi-scale, flip-summed CAMs (IRN's make_cam; docs/design.md §3 item 5, §4 item 7).
 
 Reads: the source model (``make_cam.source``: ``ritc`` -> ``ritc/model.pth``, ``baseline`` ->
 ``cam_baseline/model.pth``) and the images of ``make_cam.split`` (default ``dataset.train_split``);

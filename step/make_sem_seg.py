@@ -1,5 +1,5 @@
 """Step 9, ``make_sem_seg``: pseudo masks by a random walk of the CAMs over IRNet's boundary map (IRN's
-``make_sem_seg_labels``; DESIGN §3, §5, §7).
+``make_sem_seg_labels``; docs/design.md §3, §5, §7).
 
 Reads: ``irn/model.pth``, the stride-4 CAMs (``cam`` arrays of ``make_cam.source``'s files) and the
 images of the CAM split (``make_cam.split`` or ``dataset.train_split``).

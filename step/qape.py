@@ -1,12 +1,12 @@
 """Step 1, ``qape``: ask BLIP VQA the templated FG and BG questions about every (image, class) pair
-(paper §3.2, Appendix A; DESIGN §3, §5, §7).
+(paper §3.2, Appendix A; docs/design.md §3, §5, §7).
 
 Reads: the images and labels of ``qape.split`` (default ``dataset.train_split``), the VQA model
 ``qape.vqa_model`` (HF hub id or folder; default ``Salesforce/blip-vqa-capfilt-large``).
 Writes: ``qape/corpus.jsonl``, one line per (image, present class):
 ``{"image", "class", "fg": [[question, answer], ...], "bg": [...]}`` with the raw answers.
 
-Speed (DESIGN §7): each image is decoded and encoded by the ViT once; its embedding serves all of
+Speed (docs/design.md §7): each image is decoded and encoded by the ViT once; its embedding serves all of
 its (class, question) prompts; prompts of equal token length are batched across images and
 questions (the HF BLIP text decoder ignores question padding, so unequal lengths never share a
 batch) — answers equal one-question-at-a-time generation.

@@ -1,4 +1,4 @@
-"""Last step, ``report``: one HTML page that shows what the run did, stage by stage (DESIGN §3 ``vis/``).
+"""Last step, ``report``: one HTML page that shows what the run did, stage by stage (docs/design.md §3 ``vis/``).
 
 Reads (each optional; whatever exists is shown, the rest is named as missing):
 ``cam_baseline/eval_cam.json`` and ``eval_cam.json`` (CAM before / after RITC), ``eval_sem_seg.json``

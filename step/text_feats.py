@@ -1,5 +1,5 @@
 """Step 2, ``text_feats``: post-process the QAPE answers into CLIP texts and encode each unique text
-once (paper §3.2–3.3 Eq. 3–4; DESIGN §3, §4).
+once (paper §3.2–3.3 Eq. 3–4; docs/design.md §3, §4).
 
 Reads: ``qape/corpus.jsonl`` (step ``qape``; or one imported from the authors' files with
 ``python -m tool.import_official_corpus``) and the CLIP text tower of ``clip.model`` / ``clip.pretrained``.

@@ -1,4 +1,4 @@
-"""Step 3, ``train_cam``: the baseline ResNet-50 CAM classifier (IRN recipe; paper §3.1, DESIGN §5).
+"""Step 3, ``train_cam``: the baseline ResNet-50 CAM classifier (IRN recipe; paper §3.1, docs/design.md §5).
 
 Reads: images and image-level labels of ``dataset.train_split``.
 Writes: ``cam_baseline/model.pth`` (a ``CAMNet`` state dict); resumable via ``checkpoints/train_cam.pth``.

@@ -1,4 +1,4 @@
-"""Step 11, ``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (DESIGN §3, §5).
+"""Step 11, ``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (docs/design.md §3, §5).
 
 Reads: the images of ``dataset.train_split`` and their pseudo masks ``sem_seg/<id>.png`` (step
 ``make_sem_seg``; or ``deeplab.label_dir``).

@@ -1,5 +1,5 @@
 """Step 8, ``train_irn``: IRNet's boundary and displacement branches from the IR labels (IRN recipe;
-DESIGN §5).
+docs/design.md §5).
 
 Reads: ``ir_label/<id>.png`` and the images of the IR-label split (``make_cam.split`` or
 ``dataset.train_split``).

@@ -6,7 +6,7 @@ images and labels of ``dataset.train_split``.
 Writes: ``ritc/model.pth`` (a ``CAMNet`` state dict: ``make_cam`` with ``source: ritc`` exports it);
 resumable via ``checkpoints/train_ritc.pth``.
 
-One step (DESIGN §4, §7): P = sigmoid(Wᵀ Z) (Eq. 2) → resized to the CLIP input → FAT (Eq. 9) →
+One step (docs/design.md §4, §7): P = sigmoid(Wᵀ Z) (Eq. 2) → resized to the CLIP input → FAT (Eq. 9) →
 FG and BG region images of every positive pair (Eq. 10) → ONE frozen-CLIP forward for FG and BG →
 FRC (Eq. 5–6) + BRC (Eq. 7–8) against the pair's texts gathered from an on-device bank, + REG
 (Eq. 11) → L = α·FRC + β·BRC + γ·REG (Eq. 1). No Python loop over samples or pairs.
@@ -48,7 +48,7 @@ FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.i
 def load_region_clip(c: ClipConfig, device: torch.device) -> tuple[ClipModel, Callable, bool]:
     """The frozen CLIP and its image encoder ``encode(images [B,3,S,S], patch_mask [B,P] | None) -> [B, E]``.
 
-    With ``clip.mask_prompt_checkpoint`` the ViT is wrapped with the ovseg mask prompts (DESIGN §4
+    With ``clip.mask_prompt_checkpoint`` the ViT is wrapped with the ovseg mask prompts (docs/design.md §4
     item 5) and the third value is True; otherwise the plain ``encode_image`` sees X·R (Eq. 10).
     """
     clip = load_clip(c.model, c.pretrained, device=device, config_key="clip")
@@ -92,7 +92,7 @@ def load_text_bank(cfg: Config, ctx: Context, clip: ClipModel, ids: list[str], c
 
 
 def to_clip_pixels(x: torch.Tensor, normalization: str, clip: ClipModel) -> torch.Tensor:
-    """The pixels CLIP sees: the CAM net's ImageNet-normalised input (official, DESIGN §4 item 4) or
+    """The pixels CLIP sees: the CAM net's ImageNet-normalised input (official, docs/design.md §4 item 4) or
     the same image re-normalised with CLIP's mean/std."""
     if normalization == "imagenet":
         return x

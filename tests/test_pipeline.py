@@ -62,7 +62,7 @@ def test_every_artefact_and_metric(smoke_run):
     assert len(texts["pairs"]) == len(records) and all(len(p["fg"]) == 6 for p in texts["pairs"])
     assert (work / "qape" / f"text_feats.{texts['clip_id']}.safetensors").is_file()
 
-    # CAM files: the DESIGN §3 format, RITC for every train_aug image, the baseline for the eval split
+    # CAM files: the docs/design.md §3 format, RITC for every train_aug image, the baseline for the eval split
     cams = sorted((work / "cam").glob("*.npz"))
     assert [c.stem for c in cams] == sorted(ids)
     base = sorted((work / "cam_baseline" / "cam").glob("*.npz"))

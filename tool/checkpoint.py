@@ -1,4 +1,4 @@
-"""Checkpoints (STYLE.md practice 9): one dict, written atomically on rank 0, loaded strictly.
+"""Checkpoints: one dict, written atomically on rank 0, loaded strictly.
 
 A training checkpoint holds ``model``, ``optimizer``, ``scaler``, ``step``, ``epoch``, ``digest`` (the
 config digest of the step that wrote it) and ``rng`` (python, numpy, torch, cuda states). Every load

@@ -84,7 +84,7 @@ def run_cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = No
                 if getattr(h, "_qa_clims", False) and isinstance(h, logging.FileHandler):
                     h.handle(logging.LogRecord("qa_clims", logging.ERROR, __file__, 0, "error: %s", (msg,),
                                                (type(e), e, e.__traceback__)))
-        print(f"error: {msg}", file=sys.stderr)
+        sys.stderr.write(f"error: {msg}\n")
         if log_file is not None:
-            print(f"(traceback in {log_file})", file=sys.stderr)
+            sys.stderr.write(f"(traceback in {log_file})\n")
         return 2

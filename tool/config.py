@@ -1,4 +1,4 @@
-"""Typed, frozen configuration loaded from YAML (STYLE.md practice 3).
+"""Typed, frozen configuration loaded from YAML.
 
 Every section is a frozen dataclass; the YAML must use only known keys with values of the declared
 type. ``--set section.key=value`` overrides are parsed as YAML scalars and checked the same way.
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Sections. Defaults are the paper's VOC settings (DESIGN §5); configs/*.yaml state them anyway.
+# Sections. Defaults are the paper's VOC settings (docs/design.md §5); configs/*.yaml state them anyway.
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class CamConfig:
-    """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (DESIGN §5)."""
+    """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (docs/design.md §5)."""
 
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
     bn: str = "fixed"                          # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
@@ -73,7 +73,7 @@ class CamConfig:
     classifier_lr_mult: float = 10.0
     weight_decay: float = 1.0e-4
     # IRN's PolyOptimizer passes weight_decay into SGD's momentum slot: the official runs used
-    # momentum 1e-4 (DESIGN §4 item 8). 0.9 is the fix.
+    # momentum 1e-4 (docs/design.md §4 item 8). 0.9 is the fix.
     momentum: float = 1.0e-4
     poly_power: float = 0.9
     crop_size: int = 512
@@ -85,7 +85,7 @@ class CamConfig:
 
 @dataclass(frozen=True)
 class MakeCamConfig:
-    """``make_cam``: multi-scale, flip-summed CAM export (DESIGN §3 item 5)."""
+    """``make_cam``: multi-scale, flip-summed CAM export (docs/design.md §3 item 5)."""
 
     source: str = "ritc"                         # ritc (ritc/model.pth) | baseline (cam_baseline/model.pth)
     # Also export the baseline classifier's CAMs of dataset.eval_split (to cam_baseline/cam/) so that
@@ -148,7 +148,7 @@ class ClipConfig:
 
 @dataclass(frozen=True)
 class RitcConfig:
-    """``train_ritc``: region image-text contrastive training (paper §3.3, Eq. 1–11; DESIGN §4–5)."""
+    """``train_ritc``: region image-text contrastive training (paper §3.3, Eq. 1–11; docs/design.md §4–5)."""
 
     init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
     bn: str = "batch"                          # trainable BN (official; SyncBN under CUDA DDP) | fixed
@@ -158,12 +158,12 @@ class RitcConfig:
     lr: float = 3.5e-4
     classifier_lr_mult: float = 10.0
     weight_decay: float = 1.0e-4
-    momentum: float = 1.0e-4                   # official PolyOptimizer quirk (DESIGN §4.8); 0.9 = fix
+    momentum: float = 1.0e-4                   # official PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
     poly_power: float = 0.9
     crop_size: int = 512
     resize_long: tuple[int, int] = (320, 640)
     hflip: bool = True
-    variant: str = "official"                  # official | paper (DESIGN §4 items 1, 2, 5)
+    variant: str = "official"                  # official | paper (docs/design.md §4 items 1, 2, 5)
     reduction: str = "sum"                     # sum (official) | mean over positive pairs
     omega: float = 0.1                         # FAT ratio ω (Eq. 9)
     fat: bool = True                           # FAT on/off
@@ -181,7 +181,7 @@ class RitcConfig:
 
 @dataclass(frozen=True)
 class DeepLabConfig:
-    """``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (DESIGN §5).
+    """``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (docs/design.md §5).
 
     ``batch_size`` is images per optimiser step per rank; ``accum_steps`` cuts it into micro-batches
     (same step, less memory; BN is frozen, so only the per-micro-batch loss averaging differs).
@@ -249,7 +249,7 @@ class ReportConfig:
 @dataclass(frozen=True)
 class IrnConfig:
     """IRN refinement (Ahn et al. 2019, as QA-CLIMS uses it): ``cam_to_ir_label``, ``train_irn``,
-    ``make_sem_seg``, ``eval_sem_seg`` (DESIGN §5)."""
+    ``make_sem_seg``, ``eval_sem_seg`` (docs/design.md §5)."""
 
     # cam_to_ir_label: confident foreground / background, each refined by a dense CRF
     conf_fg_thres: float = 0.30
@@ -270,7 +270,7 @@ class IrnConfig:
     max_steps: int | None = None
     lr: float = 0.1                            # edge branch; the displacement branch gets 10×
     weight_decay: float = 1.0e-4
-    momentum: float = 1.0e-4                   # IRN's PolyOptimizer quirk (DESIGN §4.8); 0.9 = fix
+    momentum: float = 1.0e-4                   # IRN's PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
     poly_power: float = 0.9
     crop_size: int = 512
     rescale: tuple[float, float] = (0.5, 1.5)
@@ -290,7 +290,7 @@ class IrnConfig:
 
 @dataclass(frozen=True)
 class ToyConfig:
-    """The generated toy world (DESIGN §6): made at ``dataset.root`` before the steps when ``generate``."""
+    """The generated toy world (docs/design.md §6): made at ``dataset.root`` before the steps when ``generate``."""
 
     generate: bool = False
     seed: int = 0

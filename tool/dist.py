@@ -1,4 +1,4 @@
-"""Distribution helpers for ``torchrun`` (STYLE.md practice 10): rank, world size, barrier, sharding.
+"""Distribution helpers for ``torchrun``: rank, world size, barrier, sharding.
 
 Without ``torchrun`` (no WORLD_SIZE in the environment) everything degrades to a single process.
 Backend: NCCL on CUDA, gloo on CPU.

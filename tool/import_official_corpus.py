@@ -1,4 +1,4 @@
-"""Convert the authors' released VQA corpora into our ``qape/corpus.jsonl`` (DESIGN §3 interop).
+"""Convert the authors' released VQA corpora into our ``qape/corpus.jsonl`` (docs/design.md §3 interop).
 
 The official QA-CLIMS release ships ``voc_vqa_fg_blip.npy`` and ``voc_vqa_bg_blip.npy``, each a
 NumPy-pickled dict (``third_party/BLIP/get_blip_vqa_results.py``, ``transfer_vqa.py``)::

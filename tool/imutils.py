@@ -3,7 +3,7 @@
 IRN resizes with PIL bicubic, flips, normalises, then crops with zero padding in normalised space.
 We crop the uint8 image and return a validity mask instead; ``normalize_on_device`` multiplies the
 normalised image by it, which reproduces IRN's zero padding exactly while moving 4× fewer bytes
-(DESIGN §7, loader).
+(docs/design.md §7, loader).
 """
 from __future__ import annotations
 

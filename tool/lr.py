@@ -1,4 +1,4 @@
-"""Learning-rate schedule as a pure function of the step (STYLE.md practice 8), and the SGD setup."""
+"""Learning-rate schedule as a pure function of the step, and the SGD setup."""
 from __future__ import annotations
 
 import torch

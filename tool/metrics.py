@@ -54,7 +54,7 @@ def miou(conf: np.ndarray) -> float:
 
 
 def metric_record(split: str, num_images: int, classes: list[str], conf: np.ndarray) -> dict:
-    """The shared metric-file schema (DESIGN §3): mIoU and per-class IoU in percent."""
+    """The shared metric-file schema (docs/design.md §3): mIoU and per-class IoU in percent."""
     iou = iou_from_confusion(conf) * 100
     prec, rec = precision_recall(conf)
     return {

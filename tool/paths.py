@@ -1,4 +1,4 @@
-"""Every path of a run, derived from ``work_dir`` in one place (STYLE.md practice 4; DESIGN §3)."""
+"""Every path of a run, derived from ``work_dir`` in one place (docs/design.md §3)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""QAPE question templates and answer post-processing (paper §3.2, Appendix A Table 6; DESIGN §4).
+"""QAPE question templates and answer post-processing (paper §3.2, Appendix A Table 6; docs/design.md §4).
 
 The VQA step asks every template of :data:`DEFAULT_QUESTIONS` about every (image, present class)
 pair and stores the raw answers; this module turns those answers into the CLIP texts RITC contrasts:

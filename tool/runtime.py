@@ -1,4 +1,4 @@
-"""Run-time context of a step: device, rank, seeding, logging, ``meta.json`` (STYLE.md 5, 10, 11)."""
+"""Run-time context of a step: device, rank, seeding, logging, ``meta.json``."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Tiny models of the real classes, written to disk in the real formats (DESIGN §6).
+"""Tiny models of the real classes, written to disk in the real formats (docs/design.md §6).
 
 No pretrained weights can be downloaded in CI, so tests and the toy demo build these instead and
 load them through the very functions a user's hub id or checkpoint goes through:

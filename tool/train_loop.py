@@ -1,4 +1,4 @@
-"""The one training loop shared by every training step (STYLE.md practice 6).
+"""The one training loop shared by every training step.
 
 ``fit`` owns what all training steps have in common: the resumable, rank-sharded sampler, the
 poly lr set from the step counter, the backward/step, the non-finite-loss stop, logging, tqdm,
