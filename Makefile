@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup demo smoke test lint bench clean-work
+.PHONY: setup demo smoke test test-fast lint bench clean-work
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ smoke: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+test-fast: setup   # the unit tests only (no end-to-end runs: the `slow` marker, pyproject.toml)
+	$(PY) -m pytest -q -m "not slow" tests
+
 lint: setup
-	$(PY) -m ruff check --line-length 120 --select E,F,W,B --ignore B905,B008 run_sample.py net tool step voc12 coco14 tests bench
+	$(PY) -m ruff check .   # settings in pyproject.toml
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done

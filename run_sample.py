@@ -12,31 +12,13 @@ import argparse
 import logging
 import sys
 
-from tool import dist
-from tool.config import load_config
-from tool.lock import work_dir_lock
-from tool.runner import clean_temp_files, ensure_toy_world, is_done, run_step
-from tool.runtime import make_context, write_run_files
+from tool.engine import dist
+from tool.engine.config import STEPS, load_config
+from tool.engine.runner import is_done, run_session, run_step
+from tool.engine.runtime import make_context
+from tool.toy.ensure import ensure_toy_world
 
 log = logging.getLogger("qa_clims")
-
-# The ordered step table (docs/design.md §3). Each name is a module ``step.<name>`` imported lazily.
-STEPS: tuple[str, ...] = (
-    "qape",
-    "text_feats",
-    "train_cam",
-    "train_ritc",
-    "make_cam",
-    "eval_cam",
-    "cam_to_ir_label",
-    "train_irn",
-    "make_sem_seg",
-    "eval_sem_seg",
-    "train_deeplab",
-    "eval_deeplab",
-    "report",
-)
-
 
 def select_steps(toggles: dict[str, bool], steps: str | None, start: str | None, until: str | None) -> list[str]:
     """The steps to run, in table order: ``--steps`` if given, else the config toggles; then --from/--until."""
@@ -74,23 +56,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     toggles = {name: getattr(cfg.steps, name) for name in STEPS if hasattr(cfg.steps, name)}
     chosen = select_steps(toggles, args.steps, args.start, args.until)
     ctx = make_context(cfg, force=args.force)
-    try:
-        if args.list:
+    if args.list:
+        try:
             for s in STEPS:
                 log.info("%-16s %-8s %s", s, "selected" if s in chosen else "-",
                          "done" if is_done(s, cfg, ctx) else "pending")
             return {}
-        with work_dir_lock(ctx.paths.root, [sys.executable, "run_sample.py", *argv]):   # one run per work_dir
-            if ctx.is_main:
-                clean_temp_files(ctx.paths.root)    # what killed runs left, anywhere in the work dir
-            write_run_files(cfg, ctx, ["run_sample.py", *argv])
-            ensure_toy_world(cfg)
-            log.info("steps to run: %s", ", ".join(chosen) or "(none)")
-            return {name: run_step(name, cfg, ctx, force=args.force) for name in chosen}
-    finally:
-        dist.cleanup()
+        finally:
+            dist.cleanup()
+    with run_session(cfg, ctx, ["run_sample.py", *argv]):
+        ensure_toy_world(cfg)
+        log.info("steps to run: %s", ", ".join(chosen) or "(none)")
+        return {name: run_step(name, cfg, ctx, force=args.force) for name in chosen}
 
 
 if __name__ == "__main__":
-    from tool.cli import run_cli
+    from tool.engine.cli import run_cli
     sys.exit(run_cli(main))   # the project's own errors print one line; others their traceback

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tool.imutils import strided_size, strided_up_size
+from tool.data.imutils import strided_size, strided_up_size
 
 SCALES = (1.0, 0.5, 1.5, 2.0)
 

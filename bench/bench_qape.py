@@ -1,6 +1,6 @@
 """Benchmark QAPE's VQA: one ``generate`` per question (official structure) vs encode-once + batching.
 
-Both run the same BLIP (a small random one written by ``tool.tiny_models.write_tiny_blip``) on the
+Both run the same BLIP (a small random one written by ``tool.toy.tiny_models.write_tiny_blip``) on the
 same random 480-px images, all 16 default questions for a few classes per image:
 
 - straightforward: per (image, class) pair the image is pre-processed once (as the official
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from net.blip_vqa import BlipVQA
-from tool.qape_text import DEFAULT_QUESTIONS, expand_questions
-from tool.tiny_models import write_tiny_blip
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions
+from tool.toy.tiny_models import write_tiny_blip
 from voc12.dataset import CLASS_NAMES
 
 WIDTH, LAYERS, HEADS, PATCH = 192, 6, 3, 32

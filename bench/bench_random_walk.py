@@ -27,7 +27,7 @@ from typing import Self
 
 import torch
 
-from tool.random_walk import dense_transition_reference, random_walk, sem_seg_from_rw, transition_matrix
+from net.random_walk import dense_transition_reference, random_walk, sem_seg_from_rw, transition_matrix
 
 _STATUS = Path("/proc/self/status")
 

@@ -1,7 +1,7 @@
 """Benchmark: one whole RITC training step, official loop structure vs ours (docs/design.md §7, RITC row).
 
 Same inputs for both: a ResNet-50 CAM net (trainable BN, as RITC trains it), a small real open_clip
-ViT written by ``tool.tiny_models`` (224 px, patch 16: a stand-in for ViT-L-14 that runs on CPU),
+ViT written by ``tool.toy.tiny_models`` (224 px, patch 16: a stand-in for ViT-L-14 that runs on CPU),
 random images/labels and per-pair texts. Timed: CAM forward → sigmoid maps → FAT → region images →
 CLIP → FRC + BRC + REG → backward (optimizer step excluded, identical in both).
 
@@ -30,9 +30,9 @@ from net.clip import load_clip
 from net.resnet50_cam import CAMNet
 from net.ritc import TextBank, build_region_images, total
 from step.train_ritc import RitcLoss
-from tool.config import Config, build
-from tool.imutils import normalize_on_device
-from tool.tiny_models import write_tiny_clip
+from tool.engine.config import Config, build
+from tool.data.imutils import normalize_on_device
+from tool.toy.tiny_models import write_tiny_clip
 
 
 def main(argv: list[str] | None = None) -> int:

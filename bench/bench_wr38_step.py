@@ -16,7 +16,7 @@ import torch
 
 from net.deeplab import DeepLabV2MSC, masked_cross_entropy, optimizer_groups
 from net.wr38 import DeepLabV1
-from tool.lr import sgd
+from tool.engine.lr import sgd
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,6 +1,6 @@
 """MS COCO 2014 dataset description: the 80 classes, split lists, labels from the instances JSON, GT masks.
 
-The same interface as ``voc12/``; steps only see it through ``tool.datasets.build_dataset``.
+The same interface as ``voc12/``; steps only see it through ``tool.data.registry.build_dataset``.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ Layout under ``root`` (the one CLIMS and QA-CLIMS users already have)::
 
     train2014/COCO_train2014_<12-digit id>.jpg      val2014/COCO_val2014_<12-digit id>.jpg
     annotations/instances_train2014.json            annotations/instances_val2014.json
-    mask/train2014/<id>.png                         mask/val2014/<id>.png   (GT: python -m tool.make_coco_masks)
-    lists/<name>.txt                                named subsets (python -m tool.make_coco_subset)
+    mask/train2014/<id>.png                         mask/val2014/<id>.png   (GT: python -m coco14.make_coco_masks)
+    lists/<name>.txt                                named subsets (python -m coco14.make_coco_subset)
 
 An image id is the file stem (``COCO_train2014_000000000009``), as the official code names CAM files;
 the GT mask is named by the integer COCO id (``mask/train2014/9.png``), as the official loader reads it.
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import read_id_list, save_npz
-from tool.palette import load_label_png
-from voc12.dataset import DatasetError
+from tool.engine.io import read_id_list, save_npz
+from tool.data.palette import load_label_png
+from tool.data.base import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def index_from_instances(data: dict, source: str = "instances JSON") -> CocoInde
 
 
 def read_list_file(path: Path) -> list[str]:
-    """The entries of a list file (``tool.io.read_id_list``, shared with VOC): one per line; blank lines and
+    """The entries of a list file (``tool.engine.io.read_id_list``, shared with VOC): one per line; blank lines and
     ``#`` comments skipped; UTF-8 with or without BOM, or UTF-16."""
     try:
         return read_id_list(path)
@@ -345,7 +345,7 @@ class COCO14:
             have = sorted(p.stem for p in (self.root / "lists").glob("*.txt"))
             raise DatasetError(f"split {split!r}: not a built-in split ({', '.join(SPLITS)}) and list {path} does not "
                                f"exist; named lists under {self.root / 'lists'}: {have}. Make one with: python -m "
-                               f"tool.make_coco_subset --root {self.root} --split train --first 10000 --name {split}")
+                               f"coco14.make_coco_subset --root {self.root} --split train --first 10000 --name {split}")
         return path
 
     def _stem(self, entry: str, path: Path) -> str:
@@ -397,5 +397,5 @@ class COCO14:
         path = self.gt_path(image_id)
         if not path.is_file():
             raise DatasetError(f"image {image_id}: no ground-truth mask at {path}; render the masks once with: "
-                               f"python -m tool.make_coco_masks --root {self.root}")
+                               f"python -m coco14.make_coco_masks --root {self.root}")
         return load_label_png(path)

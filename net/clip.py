@@ -6,7 +6,7 @@
   ``("ViT-B-16", "/ckpt/ovseg_clip_l_9a1909.pth")``;
 - a model folder in the hf-hub layout (``open_clip_config.json`` + ``open_clip_model.safetensors``,
   what ``huggingface-cli download`` of an open_clip repo gives; ``pretrained`` unused) — also
-  spelled ``local-dir:<folder>``; :func:`tool.tiny_models.write_tiny_clip` writes one;
+  spelled ``local-dir:<folder>``; :func:`tool.toy.tiny_models.write_tiny_clip` writes one;
 - ``hf-hub:org/repo`` (from the HF cache or the network);
 - a JSON architecture file (``{"embed_dim", "vision_cfg", "text_cfg"}``) plus a checkpoint file in
   ``pretrained``.
@@ -198,7 +198,7 @@ def encode_texts(
 ) -> torch.Tensor:
     """CLIP text features of ``texts``: fp32 ``[T, D]``, each row L2-normalised (Eq. 3–4 ``f_t``).
 
-    ``texts`` are encoded as given (wrap answers with ``tool.qape_text.prompt_text`` first).
+    ``texts`` are encoded as given (wrap answers with ``net.qape_text.prompt_text`` first).
     Returns ``[0, D]`` for an empty list.
     """
     if batch_size < 1:

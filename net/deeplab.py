@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from net.wr38 import DeepLabV1
 from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -42,7 +43,7 @@ from net.resnet50 import (
     download_state_dict,
     init_segmentation_backbone,
 )
-from tool.checkpoint import load_state_dict_strict
+from net.weights import load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
@@ -403,3 +404,19 @@ def load_trained(model: DeepLabV2MSC, path: str | os.PathLike, key: str) -> None
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{key}: unknown value {value!r}; expected one of {choices}")
+
+
+def build_model(c, num_classes: int) -> DeepLabV2MSC:
+    """The network of the ``deeplab`` config section ``c`` (random init); ``num_classes`` includes the background.
+
+    ``deeplab.arch``: ``v2_resnet101`` is DeepLabV2-MSC; ``v1_wr38`` is DeepLabV1-LargeFOV on ResNet-38 in the
+    same MSC wrapper, trained at one scale (``train_msc=False``) and fused over ``msc_scales`` only at inference.
+
+    layer4 is dilated to match the weights it starts from: 4 for ImageNet's output stride 32, 2 for the CAM
+    classifier (``cam_baseline``), whose layer4 was trained at stride 1 without dilation — dilating it by 4
+    would sample its 3×3 kernels twice as far apart as in training."""
+    if c.arch == "v1_wr38":
+        return DeepLabV2MSC(DeepLabV1(num_classes, bn=c.bn, bn_momentum=c.bn_momentum, width_div=c.width_div),
+                            c.msc_scales, train_msc=False)
+    return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
+                         style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4)

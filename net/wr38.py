@@ -228,10 +228,10 @@ def map_wr38_state(state: dict, backbone: WideResNet38, source: str) -> dict[str
 
 def load_wr38_pretrained(backbone: WideResNet38, pretrained: str | None, key: str = "deeplab.pretrained") -> str:
     """Initialise ``backbone`` strictly from ``pretrained``: the MXNet ``.params`` file (read by
-    ``tool.mxnet_params``) or a torch state dict in PSA's converted layout; ``None`` = random. Returns the
+    ``net.mxnet_params``) or a torch state dict in PSA's converted layout; ``None`` = random. Returns the
     description for the log."""
-    from tool.checkpoint import load_state_dict_strict
-    from tool.mxnet_params import is_params_file, load_params
+    from net.weights import load_state_dict_strict
+    from net.mxnet_params import is_params_file, load_params
 
     if pretrained is None:
         return "random initialisation"

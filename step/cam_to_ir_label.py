@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
 
-from tool import dist
-from tool.cam_io import find_cam, load_cam
-from tool.config import Config, IrnConfig
-from tool.datasets import build_dataset
-from tool.imutils import BadImageError, read_image
-from tool.ir_label import make_ir_label
-from tool.io import png_complete
-from tool.palette import save_label_png
-from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
-from tool.runtime import Context
+from tool.data.cam_io import find_cam, load_cam
+from tool.engine.config import Config, IrnConfig
+from tool.data.registry import build_dataset
+from tool.data.imutils import BadImageError, read_image
+from tool.seg.ir_label import make_ir_label
+from tool.engine.io import png_complete
+from tool.data.palette import save_label_png
+from tool.engine.per_image import PerImage
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +34,7 @@ INPUTS = ("make_cam",)
 
 
 def crf_settings(c: IrnConfig) -> dict | None:
-    """The CRF keyword arguments of ``tool.crf.crf_inference_label`` from the config, or None (CRF off)."""
+    """The CRF keyword arguments of ``tool.seg.crf.crf_inference_label`` from the config, or None (CRF off)."""
     if not c.crf:
         return None
     return {"t": c.crf_t, "gt_prob": c.crf_gt_prob, "gaussian_sxy": c.crf_gaussian_sxy,
@@ -73,39 +69,28 @@ def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.make_cam.split or cfg.dataset.train_split
-    skips = skips_of("cam_to_ir_label", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
-    out_dir = prepare_output_dir(ctx.paths.ir_label_dir, step_digest("cam_to_ir_label", cfg, ctx), ctx.force, "*.png")
+    images = PerImage(ctx, ctx.paths.ir_label_dir, "*.png")
     crf = crf_settings(c)
     skip_bad = skips.enabled
-    todo, reused, redone = resume_plan(dist.shard(ids), lambda i: out_dir / f"{i}.png", png_complete)
-    jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(out_dir / f"{i}.png"), c.conf_fg_thres,
+    todo = images.plan(ids, lambda i: images.out_dir / f"{i}.png", png_complete)
+    jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(images.out_dir / f"{i}.png"), c.conf_fg_thres,
              c.conf_bg_thres, crf, skip_bad, cfg.eval.allow_pickle_cams) for i in todo]
     log.info("cam_to_ir_label: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), CRF %s, "
-             "%d worker(s)", len(ids), split, len(jobs), ctx.rank, reused, redone, "on" if crf else "off", c.workers)
-    t0, skipped = time.time(), 0
-    bar = tqdm(total=len(jobs), desc="cam_to_ir_label", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0)
+             "%d worker(s)", len(ids), split, len(jobs), ctx.rank, images.reused, images.redone, "on" if crf else "off",
+             c.workers)
     if c.workers > 0 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(c.workers) as pool:
-            for image_id, err in pool.imap_unordered(_work, jobs, chunksize=4):
-                skipped += _note(skips, ds, image_id, err)
-                bar.update(1)
+            for image_id, err in images.progress(pool.imap_unordered(_work, jobs, chunksize=4), total=len(jobs)):
+                images.skipped += _note(skips, ds, image_id, err)
     else:
-        for job in jobs:
-            skipped += _note(skips, ds, *_work(job))
-            bar.update(1)
-    bar.close()
-    seconds = time.time() - t0
-    counts = torch.tensor([len(jobs) - skipped, skipped, reused, redone], dtype=torch.float64)
-    dist.all_reduce_sum(counts)
-    made, skipped, reused, redone = (int(v) for v in counts)
-    if skipped:
-        log.warning("cam_to_ir_label: %d unreadable image(s) skipped", skipped)
-    return {"num_images": len(ids), "made": made, "reused": reused, "redone": redone, "skipped_bad": skipped,
-            "images_per_s": round(made / seconds, 3) if made and seconds > 0 else None}
+        for job in images.progress(jobs):
+            images.skipped += _note(skips, ds, *_work(job))
+    images.made = len(jobs) - images.skipped
+    return {"num_images": len(ids), **images.finish()}
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("cam_to_ir_label")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step cam_to_ir_label --config <yaml> [--set k=v] [--force]")

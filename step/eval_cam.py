@@ -6,7 +6,7 @@ Writes: ``cam_baseline/eval_cam.json`` or ``eval_cam.json``: the shared metric s
 threshold, plus ``sweep`` (every threshold), ``best`` and ``configured``.
 
 The prediction at threshold t is argmax([t, CAM_1..K']) mapped through the keys (IRN/official);
-``tool.metrics.ThresholdSweep`` computes every threshold's confusion in one pass, where the
+``tool.seg.metrics.ThresholdSweep`` computes every threshold's confusion in one pass, where the
 official code reloads every file per threshold and stops at the first drop.
 """
 from __future__ import annotations
@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tool.cam_io import find_cam, load_cam
-from tool.config import Config
-from tool.datasets import build_dataset, class_names_with_bg
-from tool.io import write_json
-from tool.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
-from tool.runner import skips_of
-from tool.runtime import Context
+from tool.data.cam_io import find_cam, load_cam
+from tool.engine.config import Config
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.engine.io import write_json
+from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         return {}
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     source = cfg.make_cam.source
-    skipped = frozenset(skips_of("eval_cam", cfg, ctx).known(ds))
+    skipped = frozenset(ctx.skips().known(ds))
     if cfg.eval.cam_dir:
         rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json", producer=None)
         source = "external"
@@ -112,6 +111,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("eval_cam")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step eval_cam --config <yaml> [--set k=v] [--force]")

@@ -18,40 +18,37 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import time
 from collections import deque
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from net.deeplab import load_trained, normalize_input, predict_logits
-from step.train_deeplab import autocast, build_model
-from tool import dist
-from tool.config import Config, DeepLabEvalConfig
-from tool.crf import crf_inference_prob
-from tool.data import first_item
-from tool.datasets import build_dataset, class_names_with_bg
-from tool.io import png_complete, write_json
-from tool.metrics import confusion, metric_record
-from tool.palette import load_label_png, save_label_png
-from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
-from tool.runtime import Context
-from tool.seg_data import SegImages
-from tool.voc_submission import archive_submission, image_size, write_submission
+from net.deeplab import build_model, load_trained, normalize_input, predict_logits
+from tool.engine import dist
+from tool.engine.config import Config, DeepLabEvalConfig
+from tool.seg.crf import crf_inference_prob
+from tool.data.cam_data import first_item
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.engine.io import png_complete, write_json
+from tool.seg.metrics import confusion, metric_record
+from tool.data.palette import load_label_png, save_label_png
+from tool.engine.per_image import PerImage
+from tool.engine.runtime import Context, autocast
+from tool.data.seg_data import SegImages
+from voc12.voc_submission import archive_submission, image_size, write_submission
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "deeplab", "deeplab_eval")
 INPUTS = ("train_deeplab",)
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab_eval.model",)
 
 
 def crf_params(e: DeepLabEvalConfig) -> dict:
-    """Keyword arguments of ``tool.crf.crf_inference_prob`` from the config."""
+    """Keyword arguments of ``tool.seg.crf.crf_inference_prob`` from the config."""
     return {"t": e.crf_iterations, "gaussian_w": e.crf_gaussian_w, "gaussian_xy": e.crf_gaussian_xy,
             "bilateral_w": e.crf_bilateral_w, "bilateral_xy": e.crf_bilateral_xy,
             "bilateral_rgb": e.crf_bilateral_rgb}
@@ -100,27 +97,26 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = e.split or cfg.dataset.val_split
     tag = "" if split == cfg.dataset.val_split else f"_{split}"
-    skips = skips_of("eval_deeplab", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     has_gt = split_has_gt(ds, split, ids)
     submission = e.submission or (not has_gt and ds.name == "voc12")
     if e.submission and ds.name != "voc12":
         raise ValueError(f"deeplab_eval.submission: the evaluation-server layout is VOC's; dataset.name is {ds.name!r}")
     num_classes = ds.num_classes + 1
-    out_dir = prepare_output_dir(ctx.paths.deeplab_pred_dir(tag), step_digest("eval_deeplab", cfg, ctx), ctx.force,
-                                 "*.png")
+    images = PerImage(ctx, ctx.paths.deeplab_pred_dir(tag), "*.png")
+    out_dir = images.out_dir
 
     model_path = e.model or ctx.paths.deeplab_model
-    model = build_model(cfg, num_classes)
+    model = build_model(cfg.deeplab, num_classes)
     load_trained(model, model_path, "deeplab_eval.model" if e.model else "train_deeplab")
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
 
-    mine = dist.shard(ids)
-    todo, reused, redone = resume_plan(mine, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
+    todo = images.plan(ids, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)
     if has_gt:    # predictions kept from an interrupted run count without being recomputed
-        for i in sorted(set(mine) - set(todo)):
+        for i in sorted(set(dist.shard(ids)) - set(todo)):
             conf += named_confusion(load_label_png(out_dir / f"{i}.png"), ds.gt_path(i), num_classes,
                                     out_dir / f"{i}.png")
     log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
@@ -132,18 +128,17 @@ def run(cfg: Config, ctx: Context) -> dict:
     # spawn: the workers only run numpy/pydensecrf; never fork a process that may hold CUDA or OpenMP state
     pool = multiprocessing.get_context("spawn").Pool(e.crf_workers) if crf and e.crf_workers > 0 else None
     pending: deque = deque()
-    t0, done, skipped = time.time(), 0, 0
     try:
-        for item in tqdm(loader, desc="eval_deeplab", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+        for item in images.progress(loader):
             if item is None:
-                skipped += 1
+                images.skipped += 1
                 continue
             img = item["img"]                                                     # uint8 [H, W, 3]
             x = normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None].to(ctx.device), None,
                                 c.pretrained_format)                              # [1, 3, H, W]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(c, ctx.device):
+            with autocast(c.precision, ctx.device, key="deeplab.precision"):
                 logits = predict_logits(model, x, e.msc, e.flip)                  # [1, K, h, w]
             logits = F.interpolate(logits.float(), size=img.shape[:2], mode="bilinear", align_corners=False)
             job = {"out": str(out_dir / f"{item['name']}.png"), "num_classes": num_classes,
@@ -158,20 +153,16 @@ def run(cfg: Config, ctx: Context) -> dict:
                 pending.append(pool.apply_async(finish_image, (job,)))
                 while len(pending) > 2 * e.crf_workers:      # bound the probability maps in flight
                     conf += _or_zero(pending.popleft().get())
-            done += 1
+            images.made += 1
         while pending:
             conf += _or_zero(pending.popleft().get())
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
-    seconds = time.time() - t0
-    totals = torch.from_numpy(np.append(conf.reshape(-1), [done, skipped, reused, redone]))   # [K·K + 4] int64
-    dist.all_reduce_sum(totals)
-    conf = totals[:-4].numpy().reshape(num_classes, num_classes)
-    done_all, skipped_all, reused, redone = (int(v) for v in totals[-4:])
-    if skipped_all:
-        log.warning("eval_deeplab: %d unreadable image(s) skipped", skipped_all)
+    totals = torch.from_numpy(conf)                  # [K, K] int64, summed over the ranks in place
+    counts = images.finish(extra=totals)
+    conf, skipped_all = totals.numpy(), counts["skipped_bad"]
     if not ctx.is_main:
         return {}
 
@@ -183,9 +174,9 @@ def run(cfg: Config, ctx: Context) -> dict:
                   "note": f"split {split!r} has no GT: predictions only"}
     record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf, "pred_dir": str(out_dir),
                    "skipped_bad": skipped_all})
-    out = {"split": split, "num_images": record["num_images"], "predicted": done_all, "reused": reused,
-           "redone": redone, "skipped_bad": skipped_all,
-           "images_per_s": round(done_all / seconds, 3) if done_all and seconds > 0 else None}
+    out = {"split": split, "num_images": record["num_images"], "predicted": counts["made"],
+           "reused": counts["reused"], "redone": counts["redone"], "skipped_bad": skipped_all,
+           "images_per_s": counts["images_per_s"]}
     if has_gt:
         out["miou"] = record["miou"]
     if submission:
@@ -206,7 +197,6 @@ def _or_zero(conf: np.ndarray | None) -> np.ndarray | int:
     return 0 if conf is None else conf
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("eval_deeplab")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step eval_deeplab --config <yaml> [--set k=v] [--force]")
 

@@ -11,13 +11,12 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from tool.config import Config
-from tool.datasets import build_dataset, class_names_with_bg
-from tool.io import write_json
-from tool.metrics import confusion, metric_record
-from tool.palette import load_label_png
-from tool.runner import skips_of
-from tool.runtime import Context
+from tool.engine.config import Config
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.engine.io import write_json
+from tool.seg.metrics import confusion, metric_record
+from tool.data.palette import load_label_png
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.dataset.eval_split
     all_ids = ds.ids(split)
-    ids = skips_of("eval_sem_seg", cfg, ctx).filter(all_ids, ds)
+    ids = ctx.skips().filter(all_ids, ds)
     classes = class_names_with_bg(ds)
     conf = np.zeros((len(classes), len(classes)), np.int64)
     for image_id in tqdm(ids, desc="eval_sem_seg", dynamic_ncols=True, mininterval=2.0):
@@ -50,6 +49,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return {"miou": record["miou"], "num_images": len(ids), "skipped_bad": len(all_ids) - len(ids)}
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("eval_sem_seg")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step eval_sem_seg --config <yaml> [--set k=v] [--force]")

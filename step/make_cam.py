@@ -14,24 +14,22 @@ upsampling (per-channel, so the maps are identical) — the expensive part shrin
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
-from tool import dist
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import Config
-from tool.data import MultiScaleImages, first_item
-from tool.datasets import build_dataset
-from tool.imutils import normalize_on_device, strided_size, strided_up_size
-from tool.io import npz_readable, save_npz
-from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
-from tool.runtime import Context
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config
+from tool.data.cam_data import MultiScaleImages, first_item
+from tool.data.registry import build_dataset
+from tool.data.imutils import normalize_on_device, strided_size, strided_up_size
+from tool.engine.io import npz_readable, save_npz
+from tool.engine.per_image import PerImage
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -78,46 +76,34 @@ def load_cam_model(cfg: Config, ctx: Context, source: str, num_classes: int) -> 
 def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
     """Export the CAMs of ``source``'s model for the images of ``split`` (per-image resume, rank-sharded)."""
     c = cfg.make_cam
-    skips = skips_of("make_cam", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
-    digest = step_digest("make_cam", cfg, ctx)
-    out_dir = prepare_output_dir(ctx.paths.cam_dir(source), digest, ctx.force, "*.npz")
+    images = PerImage(ctx, ctx.paths.cam_dir(source), "*.npz")
     model = load_cam_model(cfg, ctx, source, ds.num_classes)
     # per-image resume: a CAM that no longer loads (torn) is made again
-    mine, reused, redone = resume_plan(dist.shard(range(len(ids))), lambda i: out_dir / f"{ids[i]}.npz",
-                                       lambda p: npz_readable(p, CAM_KEYS))
+    mine = images.plan(range(len(ids)), lambda i: images.out_dir / f"{ids[i]}.npz", lambda p: npz_readable(p, CAM_KEYS))
     log.info("make_cam (%s): %d images of %s, %d left for rank %d (%d reused, %d damaged redone), scales %s -> %s",
-             source, len(ids), split, len(mine), ctx.rank, reused, redone, c.scales, out_dir)
+             source, len(ids), split, len(mine), ctx.rank, images.reused, images.redone, c.scales, images.out_dir)
     data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], c.scales, skip_bad=skips)
     loader = DataLoader(data, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
     dtype = np.float16 if c.dtype == "float16" else np.float32
-    t0, done, skipped = time.time(), 0, 0
-    for item in tqdm(loader, desc=f"make_cam {source}", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+    for item in images.progress(loader):
         if item is None:
-            skipped += 1
+            images.skipped += 1
             continue
         keys = torch.nonzero(item["label"])[:, 0]                       # [K'] 0-based present classes
         strided, high = multiscale_cam(model, item["imgs"], keys.to(ctx.device), tuple(item["size"]), ctx.device)
-        save_npz(out_dir / f"{item['name']}.npz", keys=keys.numpy().astype(np.int64),
+        save_npz(images.out_dir / f"{item['name']}.npz", keys=keys.numpy().astype(np.int64),
                  cam=strided.cpu().numpy().astype(dtype), high_res=high.cpu().numpy().astype(dtype))
-        done += 1
-    seconds = time.time() - t0
-    counts = torch.tensor([done, skipped, reused, redone], dtype=torch.float64)
-    dist.all_reduce_sum(counts)
-    done_all, skipped_all, reused, redone = (int(v) for v in counts)
-    if skipped_all:
-        log.warning("make_cam (%s): %d unreadable image(s) skipped", source, skipped_all)
-    rate = done_all / seconds if seconds > 0 else float("nan")
-    log.info("make_cam (%s): %d CAMs in %.1f s (%.2f images/s)", source, done_all, seconds, rate)
-    return {"num_images": len(ids), "made": done_all, "reused": reused, "redone": redone, "skipped_bad": skipped_all,
-            "images_per_s": round(rate, 3) if done_all else None}
+        images.made += 1
+    counts = images.finish()
+    log.info("make_cam (%s): %d CAMs (%s images/s)", source, counts["made"], counts["images_per_s"])
+    return {"num_images": len(ids), **counts}
 
 
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.make_cam
-    if c.dtype not in ("float16", "float32"):
-        raise ValueError(f"make_cam.dtype: {c.dtype!r} is not float16 or float32")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     metrics = {"source": c.source, **export_cams(cfg, ctx, ds, c.source, c.split or cfg.dataset.train_split)}
     if c.compare_baseline and c.source != "baseline":
@@ -126,6 +112,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return metrics
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("make_cam")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step make_cam --config <yaml> [--set k=v] [--force]")

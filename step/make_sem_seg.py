@@ -18,21 +18,20 @@ import time
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from net.resnet50_irn import EdgeDisplacement
-from tool import dist
-from tool.cam_io import find_cam, load_cam
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import Config
-from tool.data import MultiScaleImages, first_item
-from tool.datasets import build_dataset
-from tool.imutils import normalize_on_device
-from tool.io import png_complete
-from tool.palette import save_label_png
-from tool.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
-from tool.runner import prepare_output_dir, resume_plan, skips_of, step_digest
-from tool.runtime import Context
+from tool.data.cam_io import find_cam, load_cam
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config
+from tool.data.cam_data import MultiScaleImages, first_item
+from tool.data.registry import build_dataset
+from tool.data.imutils import normalize_on_device
+from tool.engine.io import png_complete
+from tool.data.palette import save_label_png
+from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
+from tool.engine.per_image import PerImage
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +44,26 @@ def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = cfg.make_cam.split or cfg.dataset.train_split
-    skips = skips_of("make_sem_seg", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
-    out_dir = prepare_output_dir(ctx.paths.sem_seg_dir, step_digest("make_sem_seg", cfg, ctx), ctx.force, "*.png")
+    images = PerImage(ctx, ctx.paths.sem_seg_dir, "*.png")
     model = EdgeDisplacement(crop_size=c.crop_size)
     load_state_dict_strict(model, load_model_file(ctx.paths.irn_model, "make_sem_seg (step train_irn)",
                                                   producer="train_irn"),
                            source=str(ctx.paths.irn_model))
     model.to(ctx.device).eval()
-    mine, reused, redone = resume_plan(dist.shard(range(len(ids))), lambda i: out_dir / f"{ids[i]}.png",
-                                       png_complete)
+    mine = images.plan(range(len(ids)), lambda i: images.out_dir / f"{ids[i]}.png", png_complete)
     log.info("make_sem_seg: %d images of %s, %d left for rank %d (%d reused, %d damaged redone), beta %g, 2^%d "
-             "steps, radius %d", len(ids), split, len(mine), ctx.rank, reused, redone, c.beta, c.exp_times,
-             c.radius_infer)
+             "steps, radius %d", len(ids), split, len(mine), ctx.rank, images.reused, images.redone, c.beta,
+             c.exp_times, c.radius_infer)
     data = MultiScaleImages(ds, [ids[i] for i in mine], labels[mine], (1.0,), skip_bad=skips)
     loader = DataLoader(data, batch_size=1, num_workers=cfg.num_workers, collate_fn=first_item)
-    t0, made, skipped, walk_s = time.time(), 0, 0, 0.0
-    for item in tqdm(loader, desc="make_sem_seg", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+    walk_s = 0.0
+    for item in images.progress(loader):
         if item is None:
-            skipped += 1
+            images.skipped += 1
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
         edge = boundary_map(model, x, c.infer_scale)                               # [h', w'] boundary probs
@@ -76,22 +74,15 @@ def run(cfg: Config, ctx: Context) -> dict:
         rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
                          cpu_threads=c.walk_threads)                               # [K', h', w']
         walk_s += time.time() - t1
-        save_label_png(out_dir / f"{item['name']}.png", sem_seg_from_rw(rw, keys, tuple(item["size"]),
+        save_label_png(images.out_dir / f"{item['name']}.png", sem_seg_from_rw(rw, keys, tuple(item["size"]),
                                                                        bg_thres=c.sem_seg_bg_thres,
                                                                        stride=4 // c.infer_scale))
-        made += 1
-    seconds = time.time() - t0
-    counts = torch.tensor([made, skipped, reused, redone], dtype=torch.float64)
-    dist.all_reduce_sum(counts)
-    made, skipped, reused, redone = (int(v) for v in counts)
-    if skipped:
-        log.warning("make_sem_seg: %d unreadable image(s) skipped", skipped)
-    log.info("make_sem_seg: %d masks in %.1f s (random walk %.1f s)", made, seconds, walk_s)
-    return {"num_images": len(ids), "made": made, "reused": reused, "redone": redone, "skipped_bad": skipped,
-            "images_per_s": round(made / seconds, 3) if made and seconds > 0 else None,
-            "walk_seconds": round(walk_s, 2)}
+        images.made += 1
+    counts = images.finish()
+    log.info("make_sem_seg: %d masks (%s images/s; random walk %.1f s on rank %d)", counts["made"],
+             counts["images_per_s"], walk_s, ctx.rank)
+    return {"num_images": len(ids), **counts, "walk_seconds": round(walk_s, 2)}
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("make_sem_seg")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step make_sem_seg --config <yaml> [--set k=v] [--force]")

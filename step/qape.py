@@ -26,23 +26,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from net.blip_vqa import BlipVQA, preprocess_image
-from tool import dist
-from tool.config import Config, QapeConfig
-from tool.data import load_or_skip
-from tool.datasets import build_dataset
-from tool.io import read_jsonl_repairing, write_text
-from tool.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
-from tool.runner import prepare_output_dir, skips_of, step_digest
-from tool.runtime import Context
+from tool.engine import dist
+from tool.engine.config import Config, QapeConfig
+from tool.data.cam_data import load_or_skip
+from tool.data.registry import build_dataset
+from tool.engine.io import read_jsonl_repairing, write_text
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
+from tool.engine.per_image import PerImage
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape")
 INPUTS: tuple[str, ...] = ()
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("qape.vqa_model",)
 
 
@@ -82,16 +81,15 @@ def _collate(batch):
 
 def run(cfg: Config, ctx: Context) -> dict:
     q = cfg.qape
-    if q.precision not in ("float32", "bfloat16"):
-        raise ValueError(f"qape.precision: {q.precision!r} is not float32 or bfloat16")
     templates = question_templates(q)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     split = q.split or cfg.dataset.train_split
-    skips = skips_of("qape", cfg, ctx, q.skip_bad_images or cfg.dataset.skip_bad_images)
+    skips = ctx.skips(q.skip_bad_images or cfg.dataset.skip_bad_images)
     ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)
     # Shards made under another configuration (or with --force) are removed; ours are resumed.
-    qdir = prepare_output_dir(ctx.paths.qape_dir, step_digest("qape", cfg, ctx), ctx.force, "corpus.rank*.jsonl")
+    images = PerImage(ctx, ctx.paths.qape_dir, "corpus.rank*.jsonl")
+    qdir = images.out_dir
     if ctx.is_main:
         for s in sorted(qdir.glob("corpus.rank*.jsonl")):
             read_jsonl_repairing(s)          # rank 0 repairs every shard, of any earlier world size
@@ -103,18 +101,19 @@ def run(cfg: Config, ctx: Context) -> dict:
                                   min_length=q.min_length, config_key="qape.vqa_model")
     names = ds.class_names
     questions = {k: expand_questions(templates, names[k]) for k in range(ds.num_classes)}  # [(group, question)]
-    mine = [i for i in dist.shard(range(len(ids)))
-            if any((ids[i], names[k]) not in done for k in np.nonzero(labels[i])[0])]
+    # resumed by the shards' records: an image is left while one of its (image, class) pairs is unanswered
+    mine = [i for i in images.plan(range(len(ids))) if any((ids[i], names[k]) not in done
+                                                            for k in np.nonzero(labels[i])[0])]
     log.info("qape: %d images of %s (%d pairs), %d left for rank %d, %d questions per class", len(ids), split,
              int(labels.sum()), len(mine), ctx.rank, len(next(iter(questions.values()))))
     loader = DataLoader(_Images(ds, [ids[i] for i in mine], q, vqa.mean.tolist(), vqa.std.tolist(), skips),
                         batch_size=q.image_batch, num_workers=cfg.num_workers, collate_fn=_collate)
     shard_path = qdir / f"corpus.rank{ctx.rank}.jsonl"
-    t0, n_pairs, n_questions, skipped, skipped_pairs = time.time(), 0, 0, 0, 0
+    t0, n_pairs, n_questions, skipped_pairs = time.time(), 0, 0, 0
     with open(shard_path, "a", encoding="utf-8") as out:
-        for batch in tqdm(loader, desc="qape", disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0):
+        for batch in images.progress(loader):
             good = [(mine[pos], px) for pos, px in batch if px is not None]
-            skipped += len(batch) - len(good)
+            images.skipped += len(batch) - len(good)
             skipped_pairs += sum(int(labels[mine[pos]].sum()) for pos, px in batch if px is None)
             if not good:
                 continue
@@ -136,11 +135,13 @@ def run(cfg: Config, ctx: Context) -> dict:
             os.fsync(out.fileno())
             n_pairs += len(pairs)
             n_questions += len(items)
+            images.made += len(good)
     seconds = time.time() - t0
-    counts = torch.tensor([n_pairs, n_questions, skipped, skipped_pairs], dtype=torch.float64)
-    dist.all_reduce_sum(counts)
+    totals = torch.tensor([n_pairs, n_questions, skipped_pairs], dtype=torch.float64)
+    counts = images.finish(extra=totals)
+    n_pairs, n_questions, skipped_pairs = (int(v) for v in totals)
+    skipped = counts["skipped_bad"]
     dist.barrier()
-    n_pairs, n_questions, skipped, skipped_pairs = (int(v) for v in counts)
     if ctx.is_main:
         merged = merge_corpus(qdir, ids, names)
         expected = int(labels.sum()) - skipped_pairs
@@ -149,8 +150,6 @@ def run(cfg: Config, ctx: Context) -> dict:
                                f"class) pairs; its shards in {qdir} changed under this run (another process on this "
                                "work_dir?). Run qape again to complete it")
     dist.barrier()
-    if skipped:
-        log.warning("qape: %d unreadable image(s) skipped", skipped)
     log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     return {"num_images": len(ids), "pairs_answered": n_pairs, "questions": n_questions, "skipped_bad": skipped,
             "questions_per_s": round(n_questions / seconds, 2) if n_questions and seconds > 0 else None}
@@ -173,6 +172,5 @@ def merge_corpus(qdir: Path, ids: list[str], names: tuple[str, ...]) -> int:
     return len(merged)
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("qape")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step qape --config <yaml> [--set k=v] [--force]")

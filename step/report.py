@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tool.config import Config
-from tool.datasets import build_dataset, class_names_with_bg
-from tool.imutils import read_image
-from tool.io import read_json, write_bytes, write_text
-from tool.metrics import floor_confusions, miou
-from tool.palette import load_label_png, voc_palette
-from tool.runtime import Context
-from tool.skipped import FILE_NAME as SKIPPED_FILE
-from tool.skipped import read_skipped
+from tool.engine.config import Config
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.data.imutils import read_image
+from tool.engine.io import read_json, write_bytes, write_text
+from tool.seg.metrics import floor_confusions, miou
+from tool.data.palette import load_label_png, voc_palette
+from tool.engine.runtime import Context
+from tool.engine.skipped import FILE_NAME as SKIPPED_FILE
+from tool.engine.skipped import read_skipped
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def iou_chart(stages: Sequence[tuple[str, dict]], path: Path) -> None:
 
 def split_floors(ds, ids: Sequence[str]) -> dict[str, float]:
     """mIoU of the two trivial predictions on ``ids`` (those with GT): all background, and every pixel
-    the image's first present class (``tool.metrics.floor_confusions``)."""
+    the image's first present class (``tool.seg.metrics.floor_confusions``)."""
     n = ds.num_classes + 1
     bg, fg = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
     ids = [i for i in ids if ds.has_gt(i)]
@@ -254,7 +254,7 @@ def read_answers(corpus: Path, ids: Sequence[str]) -> dict[str, list[dict]]:
 
 def load_cam_maps(path: Path) -> np.ndarray | None:
     """``high_res`` [K', H, W] float32 of a CAM file (ours .npz or IRN .npy), None when absent."""
-    from tool.cam_io import load_cam
+    from tool.data.cam_io import load_cam
 
     for ext in (".npz", ".npy"):
         p = path.with_suffix(ext)
@@ -455,6 +455,5 @@ onto the object. Under each image: QAPE's raw answers, per class.</p>
 """
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("report")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step report --config <yaml> [--set k=v] [--force]")

@@ -22,17 +22,17 @@ import torch
 from safetensors.torch import save_file
 
 from net.clip import encode_texts, load_clip
-from tool.config import Config
-from tool.datasets import build_dataset
-from tool.io import atomic_path, write_json
-from tool.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts
-from tool.runtime import Context
+from tool.engine.config import Config
+from tool.data.registry import build_dataset
+from tool.engine.io import atomic_path, write_json
+from net.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape", "clip")
 INPUTS = ("qape",)
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("clip.model", "clip.pretrained")
 
 
@@ -104,6 +104,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return {"pairs": len(pairs), "unique_texts": len(texts), "pairs_without_bg": no_bg, "clip_id": clip.id}
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("text_feats")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step text_feats --config <yaml> [--set k=v] [--force]")

@@ -13,29 +13,29 @@ import torch
 import torch.nn.functional as F
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
-from tool import dist
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import Config
-from tool.data import ClassificationCrops, collate_skip_none
-from tool.datasets import build_dataset
-from tool.imutils import normalize_on_device
-from tool.lr import sgd
-from tool.runner import skips_of, step_digest
-from tool.runtime import Context
-from tool.train_loop import fit
+from tool.engine import dist
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config
+from tool.data.cam_data import ClassificationCrops, collate_skip_none
+from tool.data.registry import build_dataset
+from tool.data.imutils import normalize_on_device
+from tool.engine.lr import sgd
+from tool.engine.runtime import Context
+from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "seed")
 INPUTS: tuple[str, ...] = ()
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("cam.pretrained", "cam.init_checkpoint")
 
 
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.cam
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    skips = skips_of("train_cam", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     labels = ds.labels(ids)
     data = ClassificationCrops(ds, ids, labels, crop=c.crop_size, resize_long=c.resize_long, hflip=c.hflip,
@@ -64,12 +64,11 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(name="train_cam", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_cam"), final_path=ctx.paths.cam_baseline_model,
-                  digest=step_digest("train_cam", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
                   collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
     metrics["num_images"] = len(ids)
     return metrics
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("train_cam")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step train_cam --config <yaml> [--set k=v] [--force]")

@@ -12,15 +12,13 @@ configs/voc12_wr38.yaml): the same data, loss (one term, ``ce_1.0``), lr groups,
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 
 import torch
 
 from net.deeplab import (
-    DeepLabV2MSC,
-    build_deeplab,
+    build_model,
     init_aspp_from_classifier,
     load_pretrained,
     masked_cross_entropy,
@@ -29,53 +27,24 @@ from net.deeplab import (
     resize_labels,
 )
 from net.resnet50_cam import map_official_cam_state
-from net.wr38 import DeepLabV1, load_wr38_pretrained
-from tool import dist
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import Config, DeepLabConfig
-from tool.data import collate_skip_none
-from tool.datasets import build_dataset
-from tool.lr import sgd
-from tool.runner import skips_of, step_digest
-from tool.runtime import Context
-from tool.seg_data import SegCrops, check_labels
-from tool.train_loop import fit
+from net.wr38 import load_wr38_pretrained
+from tool.engine import dist
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config
+from tool.data.cam_data import collate_skip_none
+from tool.data.registry import build_dataset
+from tool.engine.lr import sgd
+from tool.engine.runtime import Context, autocast
+from tool.data.seg_data import SegCrops, check_labels
+from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "deeplab", "seed")
 INPUTS = ("make_sem_seg", "train_cam")
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab.pretrained",)
-PRECISIONS = ("float32", "bfloat16")
-
-
-def autocast(c: DeepLabConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``deeplab.precision`` asks for it; a no-op otherwise."""
-    if c.precision not in PRECISIONS:
-        raise ValueError(f"deeplab.precision: unknown value {c.precision!r}; expected one of {PRECISIONS}")
-    if c.precision == "bfloat16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def build_model(cfg: Config, num_classes: int) -> DeepLabV2MSC:
-    """The network of ``cfg.deeplab`` (random init); ``num_classes`` includes the background.
-
-    ``deeplab.arch``: ``v2_resnet101`` is DeepLabV2-MSC; ``v1_wr38`` is DeepLabV1-LargeFOV on ResNet-38 in the
-    same MSC wrapper, trained at one scale (``train_msc=False``) and fused over ``msc_scales`` only at inference.
-
-    layer4 is dilated to match the weights it starts from: 4 for ImageNet's output stride 32, 2 for the CAM
-    classifier (``cam_baseline``), whose layer4 was trained at stride 1 without dilation — dilating it by 4
-    would sample its 3×3 kernels twice as far apart as in training."""
-    c = cfg.deeplab
-    if c.arch == "v1_wr38":
-        return DeepLabV2MSC(DeepLabV1(num_classes, bn=c.bn, bn_momentum=c.bn_momentum, width_div=c.width_div),
-                            c.msc_scales, train_msc=False)
-    return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
-                         style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4)
-
-
 def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     """Backbone from the trained CAM classifier (``deeplab.pretrained: cam_baseline``): offline runs,
     where no ImageNet weights exist, get a backbone that has at least seen the training images.
@@ -95,21 +64,21 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
 
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.deeplab
-    autocast(c, ctx.device)                       # checks deeplab.precision before any work
+    autocast(c.precision, ctx.device, key="deeplab.precision")      # checks deeplab.precision before any work
     if c.accum_steps < 1 or c.batch_size % c.accum_steps:
         raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.batch_size "
                          f"{c.batch_size}")
     if c.precision == "bfloat16" and ctx.device.type != "cuda":
         log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    skips = skips_of("train_deeplab", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     label_dir = c.label_dir or ctx.paths.sem_seg_dir
     check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg", ours=c.label_dir is None)
     data = SegCrops(ds, ids, label_dir, crop=c.crop_size, scales=c.scales, hflip=c.hflip, seed=ctx.seed,
                     skip_bad=skips)
 
-    model = build_model(cfg, ds.num_classes + 1)
+    model = build_model(c, ds.num_classes + 1)
     if c.arch == "v1_wr38":
         if c.pretrained_format != "torchvision":
             raise ValueError("deeplab.pretrained_format: v1_wr38 takes ImageNet mean/std RGB inputs (torchvision), "
@@ -137,7 +106,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
-        with autocast(c, ctx.device):
+        with autocast(c.precision, ctx.device, key="deeplab.precision"):
             outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
         names = ["ce_1.0", *(f"ce_{s:g}" for s in c.msc_scales), "ce_max"] if len(outs) > 1 else ["ce_1.0"]
         terms = {n: masked_cross_entropy(o.float(), resize_labels(labels, tuple(o.shape[-2:])))
@@ -156,7 +125,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(name="train_deeplab", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   batch_size=c.batch_size, epochs=epochs, max_steps=c.iterations, poly_power=c.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_deeplab"), final_path=ctx.paths.deeplab_model,
-                  digest=step_digest("train_deeplab", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
                   collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
                   accum_steps=c.accum_steps)
     rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
@@ -165,6 +134,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return metrics
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("train_deeplab")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step train_deeplab --config <yaml> [--set k=v] [--force]")

@@ -22,23 +22,23 @@ from net.path_index import PathIndex
 from net.resnet50 import load_pretrained
 from net.resnet50_cam import map_official_cam_state
 from net.resnet50_irn import AffinityDisplacementLoss
-from tool import dist
-from tool.checkpoint import load_model_file, load_state_dict_strict, save_model, unwrap
-from tool.config import Config
-from tool.data import AffinityCrops, collate_skip_none, load_or_skip
-from tool.datasets import build_dataset
-from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
-from tool.io import DamagedFile, png_complete
-from tool.lr import sgd
-from tool.runner import skips_of, step_digest
-from tool.runtime import Context
-from tool.train_loop import fit
+from tool.engine import dist
+from tool.engine.checkpoint import load_model_file, save_model, unwrap
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config
+from tool.data.cam_data import AffinityCrops, collate_skip_none, load_or_skip
+from tool.data.registry import build_dataset
+from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
+from tool.engine.io import DamagedFile, png_complete
+from tool.engine.lr import sgd
+from tool.engine.runtime import Context
+from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn", "seed")
 INPUTS = ("cam_to_ir_label", "train_cam")
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("irn.pretrained",)
 
 
@@ -79,7 +79,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     if c.crop_size % 4:
         raise ValueError(f"irn.crop_size: {c.crop_size} must be a multiple of 4 (the output stride)")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    skips = skips_of("train_irn", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.make_cam.split or cfg.dataset.train_split), ds)
     label_dir = ctx.paths.ir_label_dir
     missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
@@ -112,7 +112,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(name="train_irn", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_irn"), final_path=final,
-                  digest=step_digest("train_irn", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
                   collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
@@ -126,6 +126,5 @@ def run(cfg: Config, ctx: Context) -> dict:
     return metrics
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("train_irn")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step train_irn --config <yaml> [--set k=v] [--force]")

@@ -25,23 +25,23 @@ from net.clip import ClipModel, encode_texts, load_clip
 from net.clip_mask import load_ovseg_mask_prompt
 from net.resnet50_cam import CAMNet, map_official_cam_state
 from net.ritc import TextBank, build_region_images, ritc_losses, total
-from tool import dist
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import ClipConfig, Config
-from tool.data import ClassificationCrops, collate_skip_none
-from tool.datasets import build_dataset
-from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
-from tool.io import read_json
-from tool.lr import sgd
-from tool.runner import skips_of, step_digest
-from tool.runtime import Context
-from tool.train_loop import fit
+from tool.engine import dist
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import ClipConfig, Config
+from tool.data.cam_data import ClassificationCrops, collate_skip_none
+from tool.data.registry import build_dataset
+from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
+from tool.engine.io import read_json
+from tool.engine.lr import sgd
+from tool.engine.runtime import Context
+from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "qape", "clip", "cam", "ritc", "seed")
 INPUTS = ("train_cam", "text_feats")
-# local weights whose change reruns the step (tool.runner.step_digest)
+# local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.init")
 
 
@@ -162,7 +162,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     check_ritc_config(cfg)
     r = cfg.ritc
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    skips = skips_of("train_ritc", cfg, ctx)
+    skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)     # images qape skipped have no texts
     labels = ds.labels(ids)
     data = ClassificationCrops(ds, ids, labels, crop=r.crop_size, resize_long=r.resize_long, hflip=r.hflip,
@@ -190,12 +190,11 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(name="train_ritc", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   batch_size=r.batch_size, epochs=r.epochs, max_steps=r.max_steps, poly_power=r.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_ritc"), final_path=ctx.paths.ritc_model,
-                  digest=step_digest("train_ritc", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
+                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
                   collate_fn=collate_skip_none, checkpoint_every=r.checkpoint_every, log_every=r.log_every)
     metrics["num_images"] = len(ids)
     return metrics
 
 
-if __name__ == "__main__":
-    from tool.runner import step_main
-    step_main("train_ritc")
+if __name__ == "__main__":   # steps run through the runner, which hands them their context
+    raise SystemExit("run it with: python -m step train_ritc --config <yaml> [--set k=v] [--force]")

@@ -1,15 +1,11 @@
-"""pytest set-up: the repository root on sys.path, single-threaded torch for predictable CPU tests."""
-from __future__ import annotations
+"""pytest set-up: at most two torch threads, and a one-thread fixture, for predictable CPU tests.
 
-import sys
-from pathlib import Path
+(The repository root is on ``sys.path`` by ``pythonpath`` in pyproject.toml.)
+"""
+from __future__ import annotations
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

@@ -1,4 +1,4 @@
-"""BLIP VQA wrapper (net/blip_vqa.py) on a tiny BLIP written by tool.tiny_models and loaded from disk.
+"""BLIP VQA wrapper (net/blip_vqa.py) on a tiny BLIP written by tool.toy.tiny_models and loaded from disk.
 
 The reference for every answer is ``BlipVQA.answer_one``: HF's plain
 ``model.generate(pixel_values=..., input_ids=...)`` for one image and one question.
@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from net.blip_vqa import CLIP_MEAN, CLIP_STD, BlipVQA
-from tool.qape_text import DEFAULT_QUESTIONS, expand_questions
-from tool.tiny_models import write_tiny_blip
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions
+from tool.toy.tiny_models import write_tiny_blip
 
 SIZE = 48  # not the tiny model's native 32: exercises the position-embedding interpolation too
 

@@ -1,4 +1,4 @@
-"""CLIP loading and text features (net/clip.py) on a tiny open_clip model written by tool.tiny_models."""
+"""CLIP loading and text features (net/clip.py) on a tiny open_clip model written by tool.toy.tiny_models."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from net.clip import clip_id, encode_texts, load_clip
-from tool.tiny_models import tiny_clip_config, write_tiny_clip
+from tool.toy.tiny_models import tiny_clip_config, write_tiny_clip
 
 TEXTS = ["a photo of cat.", "a photo of tree.", "a photo of dining table.", "a photo of no train."]
 

@@ -12,15 +12,15 @@ from PIL import Image
 import coco14.dataset as cd
 import run_sample
 from coco14.dataset import CATEGORY_IDS, CATEGORY_TO_INDEX, CLASS_NAMES, COCO14, VOC_TO_COCO, category_index
-from tool.config import DatasetConfig
-from tool.datasets import build_dataset
-from tool.io import read_json
-from tool.make_coco_masks import main as masks_main
-from tool.make_coco_masks import make_masks, render_semantic_mask
-from tool.make_coco_subset import main as subset_main
-from tool.make_coco_subset import select_subset
-from tool.palette import load_label_png
-from tool.toy_world import generate_toy_world, uncompressed_rle, write_coco_layout
+from tool.engine.config import DatasetConfig
+from tool.data.registry import build_dataset
+from tool.engine.io import read_json
+from coco14.make_coco_masks import main as masks_main
+from coco14.make_coco_masks import make_masks, render_semantic_mask
+from coco14.make_coco_subset import main as subset_main
+from coco14.make_coco_subset import select_subset
+from tool.data.palette import load_label_png
+from tool.toy.world import generate_toy_world, uncompressed_rle, write_coco_layout
 from voc12.dataset import XML_NAMES, DatasetError
 
 # pycocotools' Cython masks predate numpy 2's __array__(copy=...): a harmless warning of the reference COCO API
@@ -307,7 +307,7 @@ def test_subset_cli_is_deterministic(small, tmp_path):
     assert subset_main([*args, "--out", str(tmp_path / "again.txt")]) == 0
     made = (small / "lists" / "r2.txt").read_bytes()
     assert made == (tmp_path / "again.txt").read_bytes()
-    assert made.decode().startswith("# python -m tool.make_coco_subset --split train_all --random 2 --seed 3\n")
+    assert made.decode().startswith("# python -m coco14.make_coco_subset --split train_all --random 2 --seed 3\n")
     ids = COCO14(small).ids("r2")
     assert len(ids) == 2 and ids == sorted(ids)
     assert subset_main([*args, "--name", "r2"]) == 0                         # same list: fine
@@ -384,7 +384,7 @@ def test_uncompressed_rle_round_trip():
 
 
 def test_toy_world_coco_cli_and_rerun(tmp_path):
-    from tool.toy_world import main
+    from tool.toy.world import main
 
     out = tmp_path / "cli"
     args = ["--out", str(out), "--layout", "coco", "--num-train", "2", "--num-val", "1", "--num-extra-aug", "0",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tool.config import Config, ConfigError, dump_yaml, load_config, section_digest
+from tool.engine.config import Config, ConfigError, dump_yaml, load_config, section_digest
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

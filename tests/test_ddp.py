@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tool.io import read_json
+from tool.engine.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def _ritc_rank(rank: int, world: int, port: int, clip_dir: str, out: str) -> Non
     from net.resnet50_cam import CAMNet
     from step.train_ritc import RitcLoss
     from tests.test_ritc_training import make_bank, make_batch
-    from tool.config import Config, build
+    from tool.engine.config import Config, build
 
     clip = load_clip(clip_dir, None)
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def _ritc_rank(rank: int, world: int, port: int, clip_dir: str, out: str) -> Non
 
 
 def test_ritc_ddp_ranks_hold_identical_weights(tmp_path):
-    from tool.tiny_models import write_tiny_clip
+    from tool.toy.tiny_models import write_tiny_clip
     clip_dir = write_tiny_clip(tmp_path / "clip", seed=0, image_size=64)
     out = tmp_path / "result.pth"
     mp.spawn(_ritc_rank, args=(2, free_port(), str(clip_dir), str(out)), nprocs=2, join=True)

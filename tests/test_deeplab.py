@@ -27,11 +27,11 @@ from net.deeplab import (
     predict_logits,
     resize_labels,
 )
-from tool.checkpoint import CheckpointMismatch
-from tool.lr import sgd
-from tool.palette import load_label_png, save_label_png, voc_palette
-from tool.seg_data import scale_crop_flip
-from tool.voc_submission import archive_submission, submission_dir, write_submission
+from net.weights import CheckpointMismatch
+from tool.engine.lr import sgd
+from tool.data.palette import load_label_png, save_label_png, voc_palette
+from tool.data.seg_data import scale_crop_flip
+from voc12.voc_submission import archive_submission, submission_dir, write_submission
 
 TINY = (1, 1, 1, 1)
 
@@ -394,8 +394,8 @@ def test_eval_crf_params_wire_each_config_key_to_its_crf_argument():
     import inspect
 
     from step.eval_deeplab import crf_params
-    from tool.config import DeepLabEvalConfig
-    from tool.crf import crf_inference_prob
+    from tool.engine.config import DeepLabEvalConfig
+    from tool.seg.crf import crf_inference_prob
 
     # the config's defaults are the CRF's own (deeplab-pytorch's DenseCRF settings) ...
     params = inspect.signature(crf_inference_prob).parameters
@@ -447,11 +447,11 @@ def test_layer4_dilation_follows_the_initial_weights(pretrained, dilation):
     read at every other position, is exactly the classifier's layer4 on the stride-16 features. ImageNet
     weights (layer4 at stride 2) need 4."""
     from net.resnet50 import ResNet50
-    from step.train_deeplab import build_model
-    from tool.config import load_config
+    from net.deeplab import build_model
+    from tool.engine.config import load_config
     cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
                       [f"deeplab.pretrained={pretrained}", "deeplab.blocks=[3,4,6,3]"])
-    layer4 = build_model(cfg, 21).base.backbone.layer4.eval()
+    layer4 = build_model(cfg.deeplab, 21).base.backbone.layer4.eval()
     assert {b.conv2.dilation for b in layer4} == {(dilation, dilation)}
     if pretrained != "cam_baseline":
         return

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 import run_sample
-import tool.train_loop
-from tool.io import read_json
-from tool.metrics import confusion, miou
-from tool.palette import load_label_png, save_label_png
-from tool.toy_world import generate_toy_world
-from tool.train_loop import fit
+import tool.engine.train_loop
+from tool.engine.io import read_json
+from tool.seg.metrics import confusion, miou
+from tool.data.palette import load_label_png, save_label_png
+from tool.toy.world import generate_toy_world
+from tool.engine.train_loop import fit
 from voc12.dataset import XML_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,12 +129,12 @@ def test_training_resumes_from_its_checkpoint(world, monkeypatch):
             raise Crash
 
     work = tmp / "crash"
-    monkeypatch.setattr(tool.train_loop, "_after_step", crash)
+    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
     with pytest.raises(Crash):
         run_sample.main(args_for(world, work, *extra))
     assert torch.load(work / "checkpoints" / "train_deeplab.pth", weights_only=False)["step"] == 2
     assert not (work / "deeplab" / "model.pth").exists()
-    monkeypatch.setattr(tool.train_loop, "_after_step", lambda step: None)
+    monkeypatch.setattr(tool.engine.train_loop, "_after_step", lambda step: None)
     out = run_sample.main(args_for(world, work, *extra))
     assert out["train_deeplab"]["steps"] == 4
     got = torch.load(work / "deeplab" / "model.pth", weights_only=True)

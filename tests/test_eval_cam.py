@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from step.eval_cam import evaluate
-from tool.config import load_config
-from tool.io import read_json, save_npz
+from tool.engine.config import load_config
+from tool.engine.io import read_json, save_npz
 
 # GT: 0 background, 1 cat, 2 dog, 255 ignore
 GT = {

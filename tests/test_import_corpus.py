@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tool.import_official_corpus import convert_official_corpus, main
-from tool.qape_text import DEFAULT_QUESTIONS, expand_questions
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions
 
 
 def official_entry(class_name: str, side: str, answers: list[str]) -> dict:

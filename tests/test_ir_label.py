@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.crf import crf_inference_label, crf_inference_prob
-from tool.ir_label import combine_confident, make_ir_label
+from tool.seg.crf import crf_inference_label, crf_inference_prob
+from tool.seg.ir_label import combine_confident, make_ir_label
 
 
 def _img(h: int, w: int) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_crf_settings_wire_each_config_key_to_its_crf_argument():
     import inspect
 
     from step.cam_to_ir_label import crf_settings
-    from tool.config import IrnConfig
+    from tool.engine.config import IrnConfig
 
     # the config's defaults are the CRF's own (IRN's cam_to_ir_label values) ...
     params = inspect.signature(crf_inference_label).parameters

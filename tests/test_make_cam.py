@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from step.make_cam import multiscale_cam
-from tool.data import pil_rescale, to_chw_tensor
+from tool.data.cam_data import pil_rescale, to_chw_tensor
 
 
 class ChannelCAM(torch.nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.metrics import ThresholdSweep, confusion, iou_from_confusion, miou, precision_recall
+from tool.seg.metrics import ThresholdSweep, confusion, iou_from_confusion, miou, precision_recall
 
 
 def chainercv_reference(preds, gts):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import run_sample
-import tool.train_loop
-from tool.io import read_json
+import tool.engine.train_loop
+from tool.engine.io import read_json
 
 BASELINE = ("--set", "make_cam.source=baseline")   # export the baseline's CAMs of train_aug, no RITC needed
 SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
@@ -79,7 +79,7 @@ def test_every_artefact_and_metric(smoke_run):
     assert metrics["eval_cam"]["baseline_miou"] == read_json(work / "cam_baseline" / "eval_cam.json")["miou"]
 
     # IRN: IR labels and pseudo masks for every train_aug image, IRN weights, pseudo-mask metrics
-    from tool.palette import load_label_png
+    from tool.data.palette import load_label_png
     for i in ids:
         ir = load_label_png(work / "ir_label" / f"{i}.png")
         sem = load_label_png(work / "sem_seg" / f"{i}.png")
@@ -126,14 +126,14 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         if step == 3:
             raise Crash
 
-    monkeypatch.setattr(tool.train_loop, "_after_step", crash)
+    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
     with pytest.raises(Crash):
         run_sample.main(args)
     work = tmp_path / "work"
     assert (work / "checkpoints" / "train_cam.pth").is_file()
     assert torch.load(work / "checkpoints" / "train_cam.pth", weights_only=False)["step"] == 2
     assert not (work / "cam_baseline" / "model.pth").exists() and not (work / "steps" / "train_cam.done.json").exists()
-    monkeypatch.setattr(tool.train_loop, "_after_step", lambda step: None)
+    monkeypatch.setattr(tool.engine.train_loop, "_after_step", lambda step: None)
     out = run_sample.main(args)
     assert out["train_cam"]["steps"] == 4
     got = torch.load(work / "cam_baseline" / "model.pth", weights_only=True)
@@ -153,7 +153,7 @@ def test_per_image_step_killed_midway_completes(tmp_path, monkeypatch):
         calls["n"] += 1
         if calls["n"] == 3:
             # the atomic writer's temp file exists at this moment; the crash must not leave it
-            from tool.io import atomic_path
+            from tool.engine.io import atomic_path
             with atomic_path(path) as tmp:
                 tmp.write_bytes(b"half")
                 raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""QAPE templates and answer post-processing (tool/qape_text.py), on hand-written cases."""
+"""QAPE templates and answer post-processing (net/qape_text.py), on hand-written cases."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tool.qape_text import (
+from net.qape_text import (
     BG_GROUPS,
     DEFAULT_QUESTIONS,
     FG_GROUPS,
@@ -100,7 +100,7 @@ def test_no_qape_and_prompt():
 
 def test_post_processing_does_not_depend_on_hash_seed():
     code = (
-        "import json; from tool.qape_text import bg_texts, fg_texts;"
+        "import json; from net.qape_text import bg_texts, fg_texts;"
         "a = ['water', 'boats', 'sky', 'boat', 'dock', 'waters', 'harbor', 'sea', 'sky', 'ocean', 'pier', 'dock'];"
         "print(json.dumps([bg_texts(a, 'boat'), fg_texts(a[:6], 'boat')]))"
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tool.random_walk import random_walk, random_walk_dense_reference, sem_seg_from_rw, transition_matrix
+from net.random_walk import random_walk, random_walk_dense_reference, sem_seg_from_rw, transition_matrix
 
 
 def _edge_map(h: int, w: int, seed: int) -> torch.Tensor:
@@ -156,7 +156,7 @@ def test_cpu_threads_knob_restores_the_setting():
 def test_infer_scale_two_walks_a_finer_map():
     """irn.infer_scale 2: IRNet sees the image ×2 (its map is stride 2 of the original), the stride-4 CAMs
     are resized onto that map, and the pseudo label is upsampled ×2 instead of ×4."""
-    from tool.random_walk import boundary_map, cams_to_edge_size
+    from net.random_walk import boundary_map, cams_to_edge_size
     seen = []
 
     def stub(x):                                           # records the input, returns a [1, h, w] map

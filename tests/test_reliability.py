@@ -14,7 +14,7 @@ import torch
 
 import run_sample
 from tests.test_pipeline import BASELINE, smoke_args
-from tool.io import read_json
+from tool.engine.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,11 +47,11 @@ def test_second_run_on_a_work_dir_refuses_and_nothing_is_lost(tmp_path, monkeypa
 
 
 def test_lock_held_by_another_process_and_stale_lock(tmp_path):
-    from tool.lock import WorkDirLocked, work_dir_lock
+    from tool.engine.lock import WorkDirLocked, work_dir_lock
 
     work = tmp_path / "work"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tool.lock import work_dir_lock\n"
+        [sys.executable, "-c", "import sys, time; from tool.engine.lock import work_dir_lock\n"
          f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -97,8 +97,8 @@ def test_step_rerun_alone_gives_the_weights_of_the_full_run(tmp_path):
 
 
 def test_step_seed_depends_on_seed_step_and_rank(monkeypatch):
-    from tool import dist
-    from tool.runtime import seed_step
+    from tool.engine import dist
+    from tool.engine.runtime import seed_step
 
     s = seed_step(0, "train_cam")
     x = torch.rand(3)
@@ -116,7 +116,7 @@ def _tear(path: Path) -> None:
 
 
 def test_torn_checkpoint_is_moved_aside_and_training_starts_over(tmp_path, caplog):
-    from tool.checkpoint import load_checkpoint, save_checkpoint
+    from tool.engine.checkpoint import load_checkpoint, save_checkpoint
 
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -133,8 +133,8 @@ def test_torn_cam_model_and_ir_label_are_named_and_redone(tmp_path, monkeypatch)
     file and the step that will redo it; the next plain run redoes exactly that. A crash in train_irn's
     mean-shift pass resumes from the finished checkpoint without retraining."""
     from net.resnet50_irn import AffinityDisplacementLoss
-    from tool import train_loop
-    from tool.io import DamagedFile
+    from tool.engine import train_loop
+    from tool.engine.io import DamagedFile
 
     work = tmp_path / "work"
     run_sample.main(smoke_args(tmp_path, "--steps", "train_cam,make_cam", *BASELINE))
@@ -189,7 +189,7 @@ def test_torn_cam_model_and_ir_label_are_named_and_redone(tmp_path, monkeypatch)
 def test_full_disk_names_the_file(tmp_path):
     """A write that hits the file-size limit (as a full disk would) says which file it was writing."""
     target = tmp_path / "checkpoints" / "train_cam.pth"
-    code = ("import resource, signal\nfrom tool.io import write_bytes\n"
+    code = ("import resource, signal\nfrom tool.engine.io import write_bytes\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nresource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
             f"write_bytes({str(target)!r}, b'x' * 100000)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -226,23 +226,23 @@ def test_cli_prints_one_line_and_the_log_for_a_dataset_error(tmp_path):
 
 
 def test_unexpected_errors_keep_their_traceback():
-    from tool.cli import run_cli, user_message
+    from tool.engine.cli import run_cli, user_message
 
     def bug(argv):
         return [][1]
 
     with pytest.raises(IndexError):
         run_cli(bug, [])
-    from tool.config import ConfigError, load_config
+    from tool.engine.config import ConfigError, load_config
     with pytest.raises(ConfigError) as e:
         load_config(str(ROOT / "no_such.yaml"), [])
     assert user_message(e.value) == str(e.value)
     # an error of ours re-raised from a DataLoader worker is judged by its original traceback
-    src = ROOT / "tool" / "imutils.py"
+    src = ROOT / "tool" / "data" / "imutils.py"
     line = 1 + next(n for n, t in enumerate(src.read_text().splitlines()) if t.strip().startswith("raise BadImage"))
     text = (f'Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n'
             f'  File "{src}", line {line}, in read_image\n    raise BadImageError(...)\n'
-            'tool.imutils.BadImageError: x.jpg: cannot decode image (broken)\n')
+            'tool.data.imutils.BadImageError: x.jpg: cannot decode image (broken)\n')
     assert user_message(RuntimeError(text)) == "x.jpg: cannot decode image (broken)"
     assert user_message(RuntimeError(text.replace(f"line {line}", f"line {line - 1}"))) is None   # not a raise
 
@@ -268,7 +268,7 @@ def test_pickle_payload_in_a_npy_cam_is_refused(tmp_path):
     for i in ids:
         np.save(cams / f"{i}.npy", {"keys": np.array([0]), "high_res": np.zeros((1, 2, 2)), "x": _Payload(ran)},
                 allow_pickle=True)
-    from tool.io import UnsafeFile
+    from tool.engine.io import UnsafeFile
     with pytest.raises(UnsafeFile, match=rf"{cams / ids[0]}.npy: an IRN-style .npy CAM is a Python pickle.*"
                                          "eval.allow_pickle_cams: true"):
         run_sample.main(smoke_args(tmp_path, "--steps", "eval_cam", "--set", f"eval.cam_dir={cams}"))
@@ -276,8 +276,8 @@ def test_pickle_payload_in_a_npy_cam_is_refused(tmp_path):
 
 
 def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
-    from tool.checkpoint import load_checkpoint
-    from tool.io import UnsafeFile
+    from tool.engine.checkpoint import load_checkpoint
+    from tool.engine.io import UnsafeFile
 
     ran = tmp_path / "payload_ran"
     model = torch.nn.Linear(3, 2)
@@ -288,7 +288,7 @@ def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint.*GLOBAL posix.system"):
         load_checkpoint(ck, model=model, optimizer=opt, digest="d")
     assert not ran.exists() and ck.is_file()
-    from tool.checkpoint import load_model_file         # a "model" file with a payload: refused the same way
+    from tool.engine.checkpoint import load_model_file         # a "model" file with a payload: refused the same way
     torch.save({"weight": torch.zeros(1), "x": _Payload(ran)}, tmp_path / "model.pth")
     with pytest.raises(UnsafeFile, match="ritc.init: .*model.pth is not a plain state dict.*posix.system"):
         load_model_file(tmp_path / "model.pth", "ritc.init")
@@ -330,7 +330,7 @@ def test_skipped_bad_image_is_left_out_by_every_step_and_reported(tmp_path):
 # ---- 4. temp files, modes, metrics.jsonl -----------------------------------------------------------
 
 def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch):
-    import tool.runner
+    import tool.engine.runner
 
     work = tmp_path / "work"
     run_sample.main(smoke_args(tmp_path, "--steps", "report"))
@@ -343,15 +343,15 @@ def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch)
     # a kill mid-append of metrics.jsonl, then one between the marker and its metrics line
     metrics = work / "metrics.jsonl"
     metrics.write_bytes(metrics.read_bytes() + b'{"step": "torn", "secon')
-    real_append = tool.runner.append_jsonl
+    real_append = tool.engine.runner.append_jsonl
 
     def killed(path, record):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tool.runner, "append_jsonl", killed)
+    monkeypatch.setattr(tool.engine.runner, "append_jsonl", killed)
     with pytest.raises(KeyboardInterrupt):
         run_sample.main(smoke_args(tmp_path, "--steps", "report", "--force"))
-    monkeypatch.setattr(tool.runner, "append_jsonl", real_append)
+    monkeypatch.setattr(tool.engine.runner, "append_jsonl", real_append)
     marker = read_json(work / "steps" / "report.done.json")
     assert not any(p.exists() for p in leaks)
     run_sample.main(smoke_args(tmp_path, "--steps", "report"))            # up to date: skipped
@@ -421,7 +421,7 @@ def test_coco_repeated_file_names_are_refused(tmp_path):
 def test_make_cam_of_an_image_without_classes_is_empty_and_evaluates_as_background():
     from net.resnet50_cam import CAMNet
     from step.make_cam import multiscale_cam
-    from tool.metrics import ThresholdSweep
+    from tool.seg.metrics import ThresholdSweep
 
     torch.manual_seed(0)
     model = CAMNet(20, pretrained=None).eval()
@@ -435,7 +435,7 @@ def test_make_cam_of_an_image_without_classes_is_empty_and_evaluates_as_backgrou
 
 def test_eval_deeplab_names_the_image_on_size_or_range_errors(tmp_path):
     from step.eval_deeplab import named_confusion
-    from tool.palette import save_label_png
+    from tool.data.palette import save_label_png
 
     gt = tmp_path / "gt.png"
     save_label_png(gt, np.full((4, 5), 30, np.uint8))
@@ -448,7 +448,7 @@ def test_eval_deeplab_names_the_image_on_size_or_range_errors(tmp_path):
 def test_exif_orientation_is_ignored_and_said_once(tmp_path, caplog):
     from PIL import Image
 
-    import tool.imutils as imutils
+    import tool.data.imutils as imutils
 
     caplog.set_level("INFO")
     imutils._EXIF_NOTED.clear()

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from step import report
-from tool.config import load_config
-from tool.imutils import read_image
-from tool.io import save_npz, write_json
-from tool.palette import load_label_png, save_label_png, voc_palette
-from tool.runtime import make_context
-from tool.toy_world import generate_toy_world
+from tool.engine.config import load_config
+from tool.data.imutils import read_image
+from tool.engine.io import save_npz, write_json
+from tool.data.palette import load_label_png, save_label_png, voc_palette
+from tool.engine.runtime import make_context
+from tool.toy.world import generate_toy_world
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 CLASSES = ["background", *(f"c{i}" for i in range(1, 21))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tool import ritc_study
-from tool.io import read_json
+from tool.engine.io import read_json
 
 
 def _m(miou, best, base, base_best):

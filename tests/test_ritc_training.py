@@ -9,8 +9,8 @@ from net.clip import load_clip
 from net.resnet50_cam import CAMNet
 from net.ritc import TextBank
 from step.train_ritc import RitcLoss, to_clip_pixels
-from tool.config import Config, build
-from tool.tiny_models import write_tiny_clip
+from tool.engine.config import Config, build
+from tool.toy.tiny_models import write_tiny_clip
 
 
 @pytest.fixture(scope="module")

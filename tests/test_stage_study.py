@@ -48,10 +48,10 @@ def test_ir_label_shares():
 
 
 def test_gt_label_dir_redraws_the_toy_masks_it_lacks(tmp_path):
-    from tool.config import load_config
-    from tool.palette import load_label_png
-    from tool.paths import WorkPaths
-    from tool.toy_world import generate_toy_world
+    from tool.engine.config import load_config
+    from tool.data.palette import load_label_png
+    from tool.engine.paths import WorkPaths
+    from tool.toy.world import generate_toy_world
     root = tmp_path / "toy" / "VOC2012"
     generate_toy_world(root, seed=3, num_train=3, num_val=1, num_extra_aug=2, image_size=(48, 64))
     seg = root / "SegmentationClass"

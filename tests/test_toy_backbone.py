@@ -1,4 +1,4 @@
-"""The toy-pretrained ResNet-50 (tool.toy_backbone): crop boxes by hand, the collection's labels and
+"""The toy-pretrained ResNet-50 (tool.toy.backbone): crop boxes by hand, the collection's labels and
 independence from the world, a tiny training run whose weights load as cam.pretrained, and caching."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from net.resnet50_cam import CAMNet
-from tool import toy_backbone
-from tool.config import load_config
-from tool.toy_backbone import ToyBackboneParams, accuracy, ensure_toy_backbone, object_crop_box, render_crops
-from tool.toy_world import render_image
+from tool.toy import backbone as toy_backbone
+from tool.engine.config import load_config
+from tool.toy.backbone import ToyBackboneParams, accuracy, ensure_toy_backbone, object_crop_box, render_crops
+from tool.toy.world import render_image
 from voc12.dataset import XML_NAMES
 
 TINY = ToyBackboneParams(seed=2, num_images=8, num_heldout=2, source_size=(64, 80), image_size=32, steps=2,
@@ -101,7 +101,7 @@ def test_heldout_must_leave_training_images():
 
 def test_runner_trains_the_backbone_with_the_world(tmp_path, monkeypatch):
     # toy.backbone: ensure_toy_world pretrains it (with the world's seed and image size) after the world
-    from tool.runner import ensure_toy_world
+    from tool.toy.ensure import ensure_toy_world
 
     calls = []
     monkeypatch.setattr(toy_backbone, "ensure_toy_backbone", lambda out, p: calls.append((out, p)))

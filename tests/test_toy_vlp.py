@@ -1,4 +1,4 @@
-"""The toy VLP (tool.toy_vlp): training answers and texts by hand, a tiny training run whose models load
+"""The toy VLP (tool.toy.vlp): training answers and texts by hand, a tiny training run whose models load
 through the real loaders, caching, and the VQA measurement on hand-made answers."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tool import toy_vlp
-from tool.qape_text import DEFAULT_QUESTIONS
-from tool.toy_vlp import ToyVlpParams, clip_texts, ensure_toy_vlp, evaluate_toy_vqa, toy_vqa_answers
-from tool.toy_world import generate_toy_world
+from tool.toy import vlp as toy_vlp
+from net.qape_text import DEFAULT_QUESTIONS
+from tool.toy.vlp import ToyVlpParams, clip_texts, ensure_toy_vlp, evaluate_toy_vqa, toy_vqa_answers
+from tool.toy.world import generate_toy_world
 
 META = {
     "scene": "railway",

@@ -1,4 +1,4 @@
-"""Tests of the toy-world generator (tool/toy_world.py): VOC layout, labels, XML, sidecars, determinism, safety."""
+"""Tests of the toy-world generator (tool/toy/world.py): VOC layout, labels, XML, sidecars, determinism, safety."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tool.palette import load_label_png, voc_palette
-from tool.toy_world import CLASS_SCENES, SCENE_THINGS, SCENES, SUBTYPES, generate_toy_world, main
+from tool.data.palette import load_label_png, voc_palette
+from tool.toy.world import CLASS_SCENES, SCENE_THINGS, SCENES, SUBTYPES, generate_toy_world, main
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 SMALL = {"seed": 0, "num_train": 8, "num_val": 6, "num_extra_aug": 6, "image_size": (128, 160)}

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
-from tool.checkpoint import CheckpointMismatch, load_checkpoint, load_state_dict_strict, save_checkpoint
-from tool.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
+from tool.engine.checkpoint import load_checkpoint, save_checkpoint
+from net.weights import CheckpointMismatch, load_state_dict_strict
+from tool.engine.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
 
 
 def test_poly_lr_values():
@@ -181,9 +182,9 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     # ids are not files and leave the digest alone
     import os
 
-    from tool.config import load_config
-    from tool.runner import file_identity, step_digest
-    from tool.runtime import make_context
+    from tool.engine.config import load_config
+    from tool.engine.runner import file_identity, step_digest
+    from tool.engine.runtime import make_context
 
     weights = tmp_path / "resnet50_toy.pth"
     weights.write_bytes(b"first")

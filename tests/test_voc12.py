@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.make_train_aug import build_train_aug
-from tool.palette import load_label_png, save_label_png, voc_palette
+from voc12.make_train_aug import build_train_aug
+from tool.data.palette import load_label_png, save_label_png, voc_palette
 from voc12.dataset import CLASS_NAMES, XML_NAMES, VOC12, DatasetError, labels_from_xml
 
 XML = """<annotation><filename>{id}.jpg</filename>

@@ -13,10 +13,10 @@ import torch
 import run_sample
 from net.deeplab import DeepLabV2MSC, optimizer_groups
 from net.wr38 import PARAMS_FILE, DeepLabV1, WideResNet38, load_wr38_pretrained
-from tool.checkpoint import CheckpointMismatch
-from tool.config import ConfigError, load_config
-from tool.io import read_json
-from tool.mxnet_params import load_params
+from net.weights import CheckpointMismatch
+from tool.engine.config import ConfigError, load_config
+from tool.engine.io import read_json
+from net.mxnet_params import load_params
 from tests.test_deeplab_steps import SMOKE, args_for, world  # noqa: F401  (module fixture reused)
 
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------
-# A writer of the NDArray list format, from its description (not from tool.mxnet_params)
+# A writer of the NDArray list format, from its description (not from net.mxnet_params)
 # ------------------------------------------------------------------------------------------------
 
 FLAGS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint8): 3,

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tool.io import write_text
-from tool.qape_text import DEFAULT_QUESTIONS, expand_questions
+from tool.engine.io import write_text
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def convert_official_corpus(
         unknown += sum(q not in known for q, _ in fg_pairs[image, c] + bg_pairs[image, c])
         records.append({"image": image, "class": name, "fg": fg_pairs[image, c], "bg": bg_pairs[image, c]})
     if unknown:
-        log.warning("%d imported questions are not among the default templates (tool.qape_text.DEFAULT_QUESTIONS)",
+        log.warning("%d imported questions are not among the default templates (net.qape_text.DEFAULT_QUESTIONS)",
                     unknown)
     return records
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import read_json, write_json
-from tool.runtime import setup_logging
+from tool.engine.io import read_json, write_json
+from tool.engine.runtime import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -40,17 +40,18 @@ import numpy as np
 import torch
 
 from net.resnet50_irn import EdgeDisplacement
-from tool.cam_io import find_cam, load_cam
-from tool.checkpoint import load_model_file, load_state_dict_strict
-from tool.config import Config, load_config
-from tool.datasets import build_dataset, class_names_with_bg
-from tool.imutils import normalize_on_device, read_image, to_chw_tensor
-from tool.io import read_json, write_json
-from tool.metrics import confusion, miou
-from tool.palette import load_label_png, save_label_png
-from tool.paths import WorkPaths
-from tool.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
-from tool.runtime import setup_logging
+from tool.data.cam_io import find_cam, load_cam
+from tool.engine.checkpoint import load_model_file
+from net.weights import load_state_dict_strict
+from tool.engine.config import Config, load_config
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.data.imutils import normalize_on_device, read_image, to_chw_tensor
+from tool.engine.io import read_json, write_json
+from tool.seg.metrics import confusion, miou
+from tool.data.palette import load_label_png, save_label_png
+from tool.engine.paths import WorkPaths
+from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
+from tool.engine.runtime import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path) -> Path:
     """A folder of GT masks for every ``dataset.train_split`` image: the dataset's own, and for toy-world
     images without one (the SBD-like extras) the generator's mask drawn again from the world's
     parameters. Fails naming the first image with neither."""
-    from tool.toy_world import render_image  # the demo's generator (only when masks are missing)
+    from tool.toy.world import render_image  # the demo's generator (only when masks are missing)
     ds = build_dataset(cfg.dataset, paths.cache_dir)
     ids = ds.ids(cfg.dataset.train_split)
     world = Path(cfg.dataset.root) / "toy_world.json"

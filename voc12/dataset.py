@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import read_id_list, read_json, write_json
-from tool.palette import load_label_png
+from tool.data.base import DatasetError
+from tool.engine.io import read_id_list, read_json, write_json
+from tool.data.palette import load_label_png
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ CLASS_NAMES: tuple[str, ...] = tuple(
     for n in XML_NAMES
 )
 _XML_INDEX = {n: i for i, n in enumerate(XML_NAMES)}
-
-
-class DatasetError(RuntimeError):
-    """A dataset file or folder is missing or malformed; the message names it."""
 
 
 def labels_from_xml(path: Path) -> np.ndarray:
@@ -89,7 +86,7 @@ class VOC12:
         path = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not path.is_file():
             have = sorted(p.stem for p in path.parent.glob("*.txt"))
-            hint = " (build it with: python -m tool.make_train_aug --voc-root ROOT --sbd-root SBD)" \
+            hint = " (build it with: python -m voc12.make_train_aug --voc-root ROOT --sbd-root SBD)" \
                 if split == "train_aug" else ""
             raise DatasetError(f"split {split!r}: list {path} does not exist; available: {have}{hint}")
         try:

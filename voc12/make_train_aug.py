@@ -1,6 +1,6 @@
 """Build VOC's ``train_aug`` list: (SBD train ∪ SBD val ∪ VOC train) − VOC val (10,582 images).
 
-    python -m tool.make_train_aug --voc-root data/VOCdevkit/VOC2012 --sbd-root data/benchmark_RELEASE
+    python -m voc12.make_train_aug --voc-root data/VOCdevkit/VOC2012 --sbd-root data/benchmark_RELEASE
 
 SBD lists are read from ``<sbd-root>/dataset/{train,val}.txt``; ids without a JPEG in the VOC
 folder are dropped (with a count). The list goes to ``ImageSets/Segmentation/train_aug.txt`` of the
@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from tool.io import write_text
+from tool.engine.io import write_text
 
 log = logging.getLogger(__name__)
 

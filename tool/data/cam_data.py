@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tool.imutils import (BadImageError, crop_image, crop_with_box, pil_rescale, random_crop_box,
+from tool.data.imutils import (BadImageError, crop_image, crop_with_box, pil_rescale, random_crop_box,
                           random_resize_long, read_image, to_chw_tensor)
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
     """Read an image; a bad one raises, or (``skip_bad`` truthy) is logged by name and returns None.
 
-    ``skip_bad`` is a bool or the run's ``tool.skipped.SkipList``, which also records the image so that
+    ``skip_bad`` is a bool or the run's ``tool.engine.skipped.SkipList``, which also records the image so that
     every later step leaves it out."""
     try:
         return read_image(ds.image_path(image_id))
@@ -122,7 +122,7 @@ class AffinityCrops(Dataset):
 
     def __getitem__(self, i: int) -> dict | None:
         from net.path_index import affinity_labels, reduce_label
-        from tool.palette import load_label_png
+        from tool.data.palette import load_label_png
 
         img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
         if img is None:

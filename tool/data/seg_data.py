@@ -3,7 +3,7 @@
 ``SegCrops`` is deeplab-pytorch's augmentation (``libs/datasets/base.py``) on uint8 arrays: a random
 scale from a list (image bilinear with OpenCV, labels PIL nearest), padding on the bottom/right up
 to the crop size with the mean pixel and label 255, a random crop, a random horizontal flip. Like
-``tool.data.ClassificationCrops`` it returns the uint8 crop and a validity mask; the step normalises
+``tool.data.cam_data.ClassificationCrops`` it returns the uint8 crop and a validity mask; the step normalises
 on the device and zeroes the padding, which *is* the mean pixel after mean subtraction.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tool.data import load_or_skip
-from tool.imutils import pil_resize
-from tool.io import DamagedFile, png_complete
-from tool.palette import load_label_png
+from tool.data.cam_data import load_or_skip
+from tool.data.imutils import pil_resize
+from tool.engine.io import DamagedFile, png_complete
+from tool.data.palette import load_label_png
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tool import dist
-from tool.io import DamagedFile, UnsafeFile, write_bytes
+from net.weights import load_state_dict_strict
+from tool.engine import dist
+from tool.engine.io import DamagedFile, UnsafeFile, write_bytes
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMismatch(RuntimeError):
-    """A state dict's keys do not match the model; the message lists missing and unexpected keys."""
 
 
 def _save(obj: Any, path: str | os.PathLike) -> None:
@@ -136,22 +133,6 @@ def move_aside(path: Path) -> Path:
     aside = path.with_name(path.name + ".damaged")
     os.replace(path, aside)
     return aside
-
-
-def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Strict ``load_state_dict`` whose error lists the missing and unexpected keys and the source."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointMismatch(
-            f"{source} does not match {type(module).__name__}: "
-            f"{len(missing)} missing key(s) {missing[:10]}, {len(unexpected)} unexpected key(s) {unexpected[:10]}")
-    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
-              if tuple(state[k].shape) != tuple(v.shape)]
-    if shapes:
-        raise CheckpointMismatch(f"{source}: shape mismatch (key, file, model): {shapes[:10]}")
-    module.load_state_dict(state, strict=True)
 
 
 def load_model_file(path: str | os.PathLike, key: str, producer: str | None = None) -> dict[str, torch.Tensor]:

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from tool import dist
-from tool.checkpoint import load_checkpoint, save_checkpoint, save_model
-from tool.lr import set_poly_lr
+from tool.engine import dist
+from tool.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
+from tool.engine.lr import set_poly_lr
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tool import dist
+from tool.engine import dist
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ The ``ToyMeta`` sidecars hold the answers a toy VQA model is trained on (sub-typ
 ``write_coco_layout`` (``--layout coco``) writes the same drawings in MS COCO 2014 layout instead:
 ``train2014/``, ``val2014/`` JPEGs, ``annotations/instances_{train,val}2014.json`` (polygon / RLE
 segmentations with the COCO category ids of the VOC classes, a crowd annotation and images without
-annotations in each split) and ``mask/`` rendered from that JSON by ``tool.make_coco_masks``.
+annotations in each split) and ``mask/`` rendered from that JSON by ``coco14.make_coco_masks``.
 
 Everything is a pure function of the seed and the parameters: image ``i`` draws from its own
 ``numpy.random.Generator`` seeded with ``(seed, i)``, so two runs write byte-identical files.
@@ -47,8 +47,8 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from tool.io import read_json, write_bytes, write_json, write_text
-from tool.palette import save_label_png
+from tool.engine.io import read_json, write_bytes, write_json, write_text
+from tool.data.palette import save_label_png
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -1353,7 +1353,7 @@ def generate_toy_world(root: str | os.PathLike, *, seed: int = 0, num_train: int
     write_text(seg_dir / "val.txt", "".join(f"{i}\n" for i in val))
     write_text(seg_dir / "train_aug.txt", "".join(f"{i}\n" for i in sorted(train + extra)))
     summary = {
-        "generator": "tool.toy_world", "params": params,
+        "generator": "tool.toy.world", "params": params,
         "counts": {"train": len(train), "val": len(val), "extra_aug": len(extra), "train_aug": len(train) + len(extra),
                    "images": total, "objects": n_objects},
         "class_images": class_images, "scenes": scenes,
@@ -1413,7 +1413,7 @@ def mask_segmentation(mask: np.ndarray) -> list[list[float]] | dict:
     """
     from pycocotools import mask as mask_utils
 
-    from tool.make_coco_masks import ann_to_mask
+    from coco14.make_coco_masks import ann_to_mask
 
     H, W = mask.shape
     up = cv2.resize(mask.astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
@@ -1428,7 +1428,7 @@ def mask_segmentation(mask: np.ndarray) -> list[list[float]] | dict:
 def _coco_annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, crowd: bool) -> dict:
     from pycocotools import mask as mask_utils
 
-    from tool.make_coco_masks import ann_to_rle
+    from coco14.make_coco_masks import ann_to_rle
 
     H, W = mask.shape
     seg = uncompressed_rle(mask) if crowd else mask_segmentation(mask)
@@ -1452,7 +1452,7 @@ def write_coco_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int 
         annotations/instances_{train,val}2014.json   all 80 COCO categories; one annotation per visible
                                                      object (COCO category id of its VOC class, ``VOC_TO_COCO``),
                                                      polygons (RLE when a polygon cannot be exact)
-        mask/{train2014,val2014}/<id>.png            GT rendered from the JSON by tool.make_coco_masks (``masks``)
+        mask/{train2014,val2014}/<id>.png            GT rendered from the JSON by coco14.make_coco_masks (``masks``)
         ToyMeta/<stem>.json                          as in the VOC layout; objects' ``class_name`` is the COCO
                                                      name, plus their ``category_id``
         toy_world.json                               parameters and counts, written last
@@ -1525,19 +1525,19 @@ def write_coco_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int 
     categories = [{"supercategory": sup, "id": cid, "name": name} for cid, name, sup in CATEGORIES]
     for base, f in files.items():
         write_json(root / "annotations" / f"instances_{base}.json",
-                   {"info": {"description": "QA-CLIMS toy world in COCO 2014 layout (tool.toy_world)",
+                   {"info": {"description": "QA-CLIMS toy world in COCO 2014 layout (tool.toy.world)",
                              "version": str(GENERATOR_VERSION), "year": 2014},
                     "licenses": [], "images": f["images"], "annotations": f["annotations"],
                     "categories": categories}, indent=None)
     if params["masks"]:
-        from tool.make_coco_masks import make_masks
+        from coco14.make_coco_masks import make_masks
         make_masks(root, progress=False)
 
     def annotated(base: str) -> int:
         return len({a["image_id"] for a in files[base]["annotations"]})
 
     summary = {
-        "generator": "tool.toy_world", "params": params,
+        "generator": "tool.toy.world", "params": params,
         "counts": {"train": annotated("train2014"), "val": annotated("val2014"),
                    "train_all": len(files["train2014"]["images"]), "val_all": len(files["val2014"]["images"]),
                    "images": len(plan), "objects": n_objects, "annotations": ann_id,
@@ -1556,14 +1556,14 @@ def read_toy_meta(root: str | os.PathLike, image_id: str) -> dict:
     """The ``ToyMeta/<id>.json`` sidecar of one image: scene, objects (class, sub-type, bbox, colour), things."""
     path = Path(root) / "ToyMeta" / f"{image_id}.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no toy-world sidecar; is {root} a toy world (tool.toy_world)?")
+        raise FileNotFoundError(f"{path}: no toy-world sidecar; is {root} a toy world (tool.toy.world)?")
     return read_json(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m tool.toy_world --out DIR --seed 0 --num-train N --num-val N --num-extra-aug N --size H W
+    """CLI: ``python -m tool.toy.world --out DIR --seed 0 --num-train N --num-val N --num-extra-aug N --size H W
     [--layout voc|coco] [--num-empty N]``."""
-    ap = argparse.ArgumentParser(prog="python -m tool.toy_world", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tool.toy.world", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="the VOC2012-like (or COCO-like, --layout coco) folder to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-train", type=int, default=80)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tool.io import DamagedFile, atomic_path
+from tool.engine.io import DamagedFile, atomic_path
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

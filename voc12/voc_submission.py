@@ -5,7 +5,7 @@ one VOC-paletted PNG per image, the image's size, class indices 0..20 (no 255). 
 methods trained on VOC data only, ``comp6`` for those using outside data (ImageNet or COCO
 pre-training counts as outside data).
 
-    python -m tool.voc_submission --pred-dir work/voc12/deeplab_pred_test --voc-root data/VOCdevkit/VOC2012 \
+    python -m voc12.voc_submission --pred-dir work/voc12/deeplab_pred_test --voc-root data/VOCdevkit/VOC2012 \
         --split test --out work/voc12/results
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tool.io import atomic_path
-from tool.palette import load_label_png, save_label_png
+from tool.engine.io import atomic_path
+from tool.data.palette import load_label_png, save_label_png
 
 log = logging.getLogger(__name__)
 

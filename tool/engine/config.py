@@ -14,13 +14,18 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the file and the key."""
+
+
+# Allowed values, checked when the config loads (a wrong one names its key and the choices).
+Precision = Literal["float32", "bfloat16"]           # bfloat16 = autocast, CUDA only
+BnMode = Literal["fixed", "batch"]                   # fixed: frozen statistics, not optimised | batch: trainable
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,11 +51,16 @@ class StepsConfig:
     report: bool = True
 
 
+# The ordered step table (docs/design.md §3), stated once: the toggles above in their order. Each name is
+# a module ``step.<name>`` that the runner imports when it runs.
+STEPS: tuple[str, ...] = tuple(StepsConfig.__dataclass_fields__)
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Which dataset and which of its splits each stage uses."""
 
-    name: str = "voc12"                 # voc12 | coco14
+    name: Literal["voc12", "coco14"] = "voc12"
     root: str = "data/VOCdevkit/VOC2012"
     train_split: str = "train_aug"      # classifier / RITC / IRN training, CAM export
     eval_split: str = "train"           # CAM and pseudo-mask quality (1,464 images on VOC)
@@ -64,7 +74,7 @@ class CamConfig:
     """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (docs/design.md §5)."""
 
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
-    bn: str = "fixed"                          # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
+    bn: BnMode = "fixed"                       # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
     batch_size: int = 16
     epochs: int = 5
@@ -87,13 +97,13 @@ class CamConfig:
 class MakeCamConfig:
     """``make_cam``: multi-scale, flip-summed CAM export (docs/design.md §3 item 5)."""
 
-    source: str = "ritc"                         # ritc (ritc/model.pth) | baseline (cam_baseline/model.pth)
+    source: Literal["ritc", "baseline"] = "ritc"   # ritc (ritc/model.pth) | baseline (cam_baseline/model.pth)
     # Also export the baseline classifier's CAMs of dataset.eval_split (to cam_baseline/cam/) so that
     # eval_cam reports baseline and RITC side by side.
     compare_baseline: bool = True
     split: str | None = None               # null = dataset.train_split
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
-    dtype: str = "float16"                       # float16 | float32 in the npz files
+    dtype: Literal["float16", "float32"] = "float16"   # of the maps in the npz files
 
 
 @dataclass(frozen=True)
@@ -119,12 +129,12 @@ class QapeConfig:
     num_beams: int = 3
     max_length: int = 10
     min_length: int = 1
-    precision: str = "float32"                 # float32 | bfloat16 (CUDA only)
+    precision: Precision = "float32"           # float32 | bfloat16 (CUDA only)
     image_batch: int = 8                       # images decoded and encoded together
     prompt_batch: int = 64                     # equal-length prompts per generate call
     skip_bad_images: bool = False
     # Question templates per group, "{}" = the class name as spelled for questions (paper Table 6).
-    # Empty = the built-in defaults of tool.qape_text.DEFAULT_QUESTIONS.
+    # Empty = the built-in defaults of net.qape_text.DEFAULT_QUESTIONS.
     questions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")   # Table 5 ablations
     no_qape: bool = False                      # Table 5 "no QAPE": FG = class name, BG = "no {class}"
@@ -141,7 +151,7 @@ class ClipConfig:
     pretrained: str | None = "openai"          # tag or checkpoint path
     mask_prompt_checkpoint: str | None = None  # ovseg_swinbase_vitL14_ft_mpt.pth: mask-adapted CLIP (§4.5)
     mask_prompt_depth: int = 3
-    normalization: str = "imagenet"            # imagenet (official: CLIP sees the CAM net's input) | clip
+    normalization: Literal["imagenet", "clip"] = "imagenet"   # imagenet (official: CLIP sees the CAM net's input)
     text_batch_size: int = 256
     grad_checkpointing: bool = False           # recompute CLIP activations in backward (less memory)
 
@@ -151,7 +161,7 @@ class RitcConfig:
     """``train_ritc``: region image-text contrastive training (paper §3.3, Eq. 1–11; docs/design.md §4–5)."""
 
     init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
-    bn: str = "batch"                          # trainable BN (official; SyncBN under CUDA DDP) | fixed
+    bn: BnMode = "batch"                       # trainable BN (official; SyncBN under CUDA DDP) | fixed
     batch_size: int = 8
     epochs: int = 15
     max_steps: int | None = None
@@ -163,8 +173,8 @@ class RitcConfig:
     crop_size: int = 512
     resize_long: tuple[int, int] = (320, 640)
     hflip: bool = True
-    variant: str = "official"                  # official | paper (docs/design.md §4 items 1, 2, 5)
-    reduction: str = "sum"                     # sum (official) | mean over positive pairs
+    variant: Literal["official", "paper"] = "official"   # docs/design.md §4 items 1, 2, 5
+    reduction: Literal["sum", "mean"] = "sum"  # sum (official) | mean over positive pairs
     omega: float = 0.1                         # FAT ratio ω (Eq. 9)
     fat: bool = True                           # FAT on/off
     tau: float = 0.7
@@ -174,7 +184,7 @@ class RitcConfig:
     frc: bool = True                           # Table 4 switches
     brc: bool = True
     reg: bool = True
-    precision: str = "float32"                 # float32 | bfloat16 (autocast, CUDA only)
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
     checkpoint_every: int = 500
     log_every: int = 50
 
@@ -189,15 +199,15 @@ class DeepLabConfig:
 
     # v2_resnet101: DeepLabV2-ResNet-101 (MSC, ASPP); v1_wr38: DeepLabV1-LargeFOV on the wide ResNet-38
     # (docs/deeplab-wr38.md), trained at one scale; deeplab.blocks / atrous_rates do not apply to it
-    arch: str = field(default="v2_resnet101", metadata={"choices": ("v2_resnet101", "v1_wr38")})
+    arch: Literal["v2_resnet101", "v1_wr38"] = "v2_resnet101"
     width_div: int = 1                         # v1_wr38 only: channels / this (1 = the published model; tests)
     bn_momentum: float = 0.1                   # running-statistics momentum of trainable BN (v1_wr38; torch's 0.1)
     pretrained: str | None = "imagenet"        # imagenet (torchvision ResNet-101) | path to a state dict | null
-    pretrained_format: str = "torchvision"     # torchvision (RGB, ImageNet mean/std) | caffe (deeplab-pytorch, BGR)
+    pretrained_format: Literal["torchvision", "caffe"] = "torchvision"   # RGB ImageNet mean/std | BGR (deeplab-pytorch)
     blocks: tuple[int, ...] = (3, 4, 23, 3)    # bottlenecks per stage: ResNet-101
     atrous_rates: tuple[int, ...] = (6, 12, 18, 24)
     msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max
-    bn: str = "fixed"                          # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
+    bn: BnMode = "fixed"                       # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
     label_dir: str | None = None               # pseudo masks; null = <work_dir>/sem_seg
     batch_size: int = 5
     accum_steps: int = 1
@@ -211,7 +221,7 @@ class DeepLabConfig:
     crop_size: int = 321
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     hflip: bool = True
-    precision: str = "float32"                 # float32 | bfloat16 (autocast, CUDA only)
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
     channels_last: bool = False                # CUDA only
     checkpoint_every: int = 1000
     log_every: int = 50
@@ -233,7 +243,7 @@ class DeepLabEvalConfig:
     crf_bilateral_rgb: float = 3.0
     crf_workers: int = 4                       # CRF processes; 0 = in the main process
     submission: bool = False                   # also write the VOC server tree (always for a split without GT)
-    voc_comp: str = "comp6"                    # comp5 (VOC data only) | comp6 (outside data, e.g. ImageNet)
+    voc_comp: Literal["comp5", "comp6"] = "comp6"   # comp5 (VOC data only) | comp6 (outside data, e.g. ImageNet)
     model: str | None = None                   # evaluate this file, not deeplab/model.pth (ours or deeplab-pytorch)
 
 
@@ -301,15 +311,15 @@ class ToyConfig:
     scene_correlation: float = 0.85
     max_objects: int = 3
     classes: tuple[str, ...] | None = None       # XML class names; null = all 20
-    layout: str = "voc"                          # voc (VOC2012 folder) | coco (COCO 2014 folder, dataset.name coco14)
+    layout: Literal["voc", "coco"] = "voc"      # VOC2012 folder | COCO 2014 folder (dataset.name coco14)
     # Write tiny randomly initialised BLIP (<dir>/blip) and CLIP (<dir>/clip) models here when absent:
     # the smoke run exercises the real loading code with them (their answers are noise).
     random_models_dir: str | None = None
     # Train tiny BLIP VQA (<dir>/blip) and CLIP (<dir>/clip) models on the world's train images here
-    # (tool.toy_vlp; cached): the demo's QAPE and RITC then see sensible answers and region features.
+    # (tool.toy.vlp; cached): the demo's QAPE and RITC then see sensible answers and region features.
     vlp_dir: str | None = None
     # Pretrain a ResNet-50 on object crops of a separately drawn toy collection and save its state dict
-    # at this .pth path (tool.toy_backbone; cached): the offline stand-in for ImageNet weights, for
+    # at this .pth path (tool.toy.backbone; cached): the offline stand-in for ImageNet weights, for
     # cam.pretrained. Made with the world (toy.generate).
     backbone: str | None = None
 
@@ -388,14 +398,16 @@ def build(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in raw.items():
         kwargs[name] = _coerce(hints[name], value, source, f"{prefix}{name}")
-        choices = fields[name].metadata.get("choices")
-        if choices is not None and kwargs[name] not in choices:
-            raise ConfigError(f"{source}: key '{prefix}{name}' must be one of {', '.join(choices)}, got {value!r}")
     return cls(**kwargs)
 
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{source}: key '{key}' must be one of {', '.join(map(str, typing.get_args(tp)))}, "
+                          f"got {value!r}")
     if dataclasses.is_dataclass(tp):
         return build(tp, value if value is not None else {}, source, key + ".")
     if origin in (Union, types.UnionType):

@@ -20,7 +20,7 @@ with the same parameters does not retrain.
 
 CLI::
 
-    python -m tool.toy_backbone --out work/demo-vlp/resnet50_toy.pth      # train (cached); logs the held-out accuracy
+    python -m tool.toy.backbone --out work/demo-vlp/resnet50_toy.pth      # train (cached); logs the held-out accuracy
 """
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.resnet50 import ResNet50
-from tool.imutils import normalize_on_device
-from tool.io import atomic_path, read_json, write_json
-from tool.lr import sgd, warmup_poly_lr
-from tool.runtime import setup_logging
-from tool.toy_world import render_image
-from tool.train_loop import optimizer_step
+from tool.data.imutils import normalize_on_device
+from tool.engine.io import atomic_path, read_json, write_json
+from tool.engine.lr import sgd, warmup_poly_lr
+from tool.engine.runtime import setup_logging
+from tool.toy.world import render_image
+from tool.engine.train_loop import optimizer_step
 from voc12.dataset import XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def json_params(p: ToyBackboneParams) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tool.toy_backbone", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tool.toy.backbone", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="the .pth file to write (its .json marker goes next to it)")
     ap.add_argument("--seed", type=int, default=0, help="the toy world's seed (toy.seed)")
     ap.add_argument("--steps", type=int, default=ToyBackboneParams.steps)

@@ -1,8 +1,8 @@
 """Tiny vision-language models trained on the toy world, so the offline demo's QAPE and RITC see sense.
 
 Real BLIP / CLIP weights cannot be downloaded offline and randomly initialised tiny models
-(``tool.tiny_models``) answer noise, so ``make demo`` trains its own pair on the toy world
-(``tool.toy_world``) from the generator's ``ToyMeta`` sidecars, on the ``train_aug`` images only
+(``tool.toy.tiny_models``) answer noise, so ``make demo`` trains its own pair on the toy world
+(``tool.toy.world``) from the generator's ``ToyMeta`` sidecars, on the ``train_aug`` images only
 (train + extra; never val):
 
 - a tiny open_clip **CLIP**, trained contrastively on region images as RITC builds them (the image
@@ -12,7 +12,7 @@ Real BLIP / CLIP weights cannot be downloaded offline and randomly initialised t
   {scene}." and the surrounding things ("a photo of rails.", "a photo of rail.");
 - a tiny HF **BlipForQuestionAnswering** with its own small WordPiece vocabulary, trained with the
   decoder's LM loss on (image, question, answer) triples from the paper's templates
-  (``tool.qape_text.DEFAULT_QUESTIONS``): FG questions answered with the sub-type ("what kind") or
+  (``net.qape_text.DEFAULT_QUESTIONS``): FG questions answered with the sub-type ("what kind") or
   an alias, BG questions with the scene and the things drawn around (:func:`toy_vqa_answers`).
 
 Both are saved in the real on-disk formats (``<out>/blip``: ``save_pretrained`` folder;
@@ -23,8 +23,8 @@ parameters; :func:`ensure_toy_vlp` with the same ones does not retrain. Determin
 
 CLI::
 
-    python -m tool.toy_vlp --root work/demo-data/VOC2012 --out work/demo-vlp            # train (cached)
-    python -m tool.toy_vlp --root ... --out ... --eval-vqa --eval-clip [--split val]    # measure
+    python -m tool.toy.vlp --root work/demo-data/VOC2012 --out work/demo-vlp            # train (cached)
+    python -m tool.toy.vlp --root ... --out ... --eval-vqa --eval-clip [--split val]    # measure
 
 Using the world's pixel masks to train the "pretrained" models is a demo shortcut: a real CLIP /
 BLIP never saw VOC's masks. They only learn what words go with which pixels; the WSSS pipeline
@@ -49,13 +49,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tool.io import read_json, write_json
-from tool.lr import warmup_poly_lr
-from tool.palette import load_label_png
-from tool.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
-from tool.tiny_models import save_open_clip
-from tool.train_loop import optimizer_step
-from tool.toy_world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
+from tool.engine.io import read_json, write_json
+from tool.engine.lr import warmup_poly_lr
+from tool.data.palette import load_label_png
+from net.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
+from tool.toy.tiny_models import save_open_clip
+from tool.engine.train_loop import optimizer_step
+from tool.toy.world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -271,15 +271,15 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
     """Image ids of ``ImageSets/Segmentation/<split>.txt`` of a VOC-layout toy world."""
     path = Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is {root} a VOC-layout toy world (tool.toy_world, "
+        raise FileNotFoundError(f"{path} does not exist: is {root} a VOC-layout toy world (tool.toy.world, "
                                 "toy.layout: voc)?")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_records(root: str | os.PathLike, ids: Sequence[str]) -> list[ToyRecord]:
     """Read images, ``ToyMeta`` sidecars and (where present) ``SegmentationClass`` PNGs of ``ids``."""
-    from tool.imutils import read_image
-    from tool.toy_world import read_toy_meta
+    from tool.data.imutils import read_image
+    from tool.toy.world import read_toy_meta
 
     root = Path(root)
     out = []
@@ -663,7 +663,7 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
 def _world_params(root: Path) -> dict:
     marker = root / "toy_world.json"
     if not marker.is_file():
-        raise FileNotFoundError(f"{marker} does not exist: generate the toy world first (tool.toy_world, or "
+        raise FileNotFoundError(f"{marker} does not exist: generate the toy world first (tool.toy.world, or "
                                 "toy.generate: true)")
     params = read_json(marker).get("params", {})
     if params.get("layout", "voc") != "voc":
@@ -840,7 +840,7 @@ def clip_zero_shot(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: s
     class text), each a share of the ``regions`` objects; ``ring_over_fg``: the same for the object's
     context ring (the background within ~0.1 H of it), the region a spilling CAM adds.
     ``no_qape_ring_over_fg``: the same for the ring with the no-QAPE BG text "a photo of no {class}."
-    (Table 5's corpus, ``tool.qape_text.no_qape_texts``) in place of the scene / things; ``no_text_cos``:
+    (Table 5's corpus, ``net.qape_text.no_qape_texts``) in place of the scene / things; ``no_text_cos``:
     the mean cosine between "a photo of no {class}." and "a photo of {class}." over the 20 classes.
     """
     from net.clip import encode_texts, load_clip
@@ -892,7 +892,7 @@ def clip_zero_shot(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: train the toy VLP (cached) and optionally measure it; prints nothing, logs the results."""
-    ap = argparse.ArgumentParser(prog="python -m tool.toy_vlp", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tool.toy.vlp", description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="the toy world (VOC layout), e.g. work/demo-data/VOC2012")
     ap.add_argument("--out", required=True, help="folder for blip/, clip/ and toy_vlp.json")
     ap.add_argument("--seed", type=int, default=0)

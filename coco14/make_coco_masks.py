@@ -1,6 +1,6 @@
 """Render the COCO 2014 ground-truth semantic masks from the instances JSON with pycocotools, once.
 
-    python -m tool.make_coco_masks --root data/COCO [--splits train2014 val2014] [--crowd background|ignore]
+    python -m coco14.make_coco_masks --root data/COCO [--splits train2014 val2014] [--crowd background|ignore]
                                    [--only LIST] [--workers N] [--force] [--out DIR]
 
 Writes ``<root>/mask/<train2014|val2014>/<COCO id>.png`` (greyscale uint8, the naming and the values the
@@ -34,8 +34,8 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from coco14.dataset import BASE_SPLITS, category_index, read_list_file
-from tool.io import atomic_path, read_json, write_json
-from voc12.dataset import DatasetError
+from tool.engine.io import atomic_path, read_json, write_json
+from tool.data.base import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def save_gray_png(path: str | os.PathLike, label: np.ndarray) -> None:
     """Write a uint8 [H, W] label map as a greyscale (L) PNG, atomically.
 
     Greyscale rather than VOC-paletted: the official COCO loaders read masks with ``imageio``, which
-    turns a paletted PNG into RGB; ``tool.palette.load_label_png`` reads both.
+    turns a paletted PNG into RGB; ``tool.data.palette.load_label_png`` reads both.
     """
     if label.dtype != np.uint8 or label.ndim != 2:
         raise ValueError(f"{path}: label must be a uint8 [H, W] array, got {label.dtype} {label.shape}")
@@ -188,7 +188,7 @@ def make_masks(root: str | os.PathLike, *, splits: Sequence[str] = BASE_SPLITS, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI; returns the exit status (2 on a user error, with the message logged)."""
-    ap = argparse.ArgumentParser(prog="python -m tool.make_coco_masks", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m coco14.make_coco_masks", description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="the COCO 2014 folder (annotations/ inside)")
     ap.add_argument("--splits", nargs="+", default=list(BASE_SPLITS), choices=BASE_SPLITS)
     ap.add_argument("--crowd", default="background", choices=CROWD_MODES,

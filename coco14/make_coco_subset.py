@@ -1,7 +1,7 @@
 """Make a named COCO image subset (a list file) deterministically, so every stage uses the same images.
 
-    python -m tool.make_coco_subset --root data/COCO --split train --first 10000 --name train_first10k
-    python -m tool.make_coco_subset --root data/COCO --split val --random 1000 --seed 0 --name val_rand1k
+    python -m coco14.make_coco_subset --root data/COCO --split train --first 10000 --name train_first10k
+    python -m coco14.make_coco_subset --root data/COCO --split val --random 1000 --seed 0 --name val_rand1k
 
 Writes ``<root>/lists/<name>.txt`` (or ``--out PATH``): one image stem per line, after a ``#`` comment
 line saying how it was made; ``dataset.*_split: <name>`` (or the path) then selects it.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from coco14.dataset import COCO14, read_list_file
-from tool.io import write_text
-from voc12.dataset import DatasetError
+from tool.engine.io import write_text
+from tool.data.base import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def write_subset(path: str | Path, ids: Sequence[str], how: str, force: bool = F
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI; returns the exit status (2 on a user error, with the message logged)."""
-    ap = argparse.ArgumentParser(prog="python -m tool.make_coco_subset", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m coco14.make_coco_subset", description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="the COCO 2014 folder")
     ap.add_argument("--split", required=True, help="the split to draw from: train | val | train_all | val_all | a list")
     how = ap.add_mutually_exclusive_group(required=True)
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids = select_subset(ds.ids(args.split), first=args.first, random=args.random, seed=args.seed)
         sel = f"--first {args.first}" if args.first is not None else f"--random {args.random} --seed {args.seed}"
         path = Path(args.out) if args.out else Path(args.root) / "lists" / f"{args.name}.txt"
-        wrote = write_subset(path, ids, f"python -m tool.make_coco_subset --split {args.split} {sel}", args.force)
+        wrote = write_subset(path, ids, f"python -m coco14.make_coco_subset --split {args.split} {sel}", args.force)
     except (DatasetError, FileExistsError, ValueError) as e:
         log.error("%s", e)
         return 2

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
 _LAST_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<type>\w+(?:Error|Exception|File|Locked|Mismatch|Loss)): (?P<msg>.*)$")
 

@@ -1,6 +1,7 @@
 """Run-time context of a step: device, rank, seeding, logging, ``meta.json``."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -16,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tool import dist
-from tool.config import Config, dump_yaml
-from tool.io import write_json, write_text
-from tool.paths import WorkPaths
+from tool.engine import dist
+from tool.engine.config import Config, dump_yaml
+from tool.engine.io import write_json, write_text
+from tool.engine.paths import WorkPaths
+from tool.engine.skipped import SkipList, skip_list
 
 log = logging.getLogger("qa_clims")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -34,12 +36,25 @@ class Context:
     rank: int
     world_size: int
     seed: int            # the step's seed (``seed_step``), shared by all ranks; the run's seed until a step starts
-    force: bool = False
+    force: bool = False  # the running step was forced (``--force``): its outputs are remade, not resumed
     run_seed: int = 0    # ``cfg.seed`` (or the one drawn for ``-1``)
+    skip_bad_images: bool = False   # ``dataset.skip_bad_images``
+    # Set by the runner for the step it runs, so that a step never asks the runner about itself:
+    step: str = ""       # the step's name
+    digest: str = ""     # the digest its done marker will hold (its config sections, inputs, weight files)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def checkpoint(self) -> Path:
+        """The running step's resumable training checkpoint."""
+        return self.paths.checkpoint(self.step)
+
+    def skips(self, enabled: bool | None = None) -> SkipList:
+        """The run's skip list as the running step uses it (on with ``dataset.skip_bad_images``, or ``enabled``)."""
+        return skip_list(self.paths.root, self.skip_bad_images if enabled is None else enabled, self.step)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +111,7 @@ def seed_step(seed: int, step: str) -> int:
     step's seed (from (seed, step) alone, the same on every rank: samplers and augmentations use it).
 
     Called by the runner before each step, so a step draws the same numbers however it is started:
-    inside a full run, with ``--steps`` alone, or as ``python -m step.<name>`` in a new process.
+    inside a full run, with ``--steps`` alone, or as ``python -m step <name>`` in a new process.
     """
     seed_everything(_mix(seed, step, dist.rank()))
     return _mix(seed, step)
@@ -120,7 +135,19 @@ def make_context(cfg: Config, force: bool = False) -> Context:
     log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the rank)",
              paths.root, device, dist.rank(), dist.world_size(), seed)
     return Context(paths=paths, device=device, rank=dist.rank(), world_size=dist.world_size(), seed=seed,
-                   force=force, run_seed=seed)
+                   force=force, run_seed=seed, skip_bad_images=cfg.dataset.skip_bad_images)
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(precision: str, device: torch.device, key: str = "precision") -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``precision`` (config ``key``) asks for it; a no-op otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{key}: unknown value {precision!r}; expected one of {PRECISIONS}")
+    if precision == "bfloat16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:

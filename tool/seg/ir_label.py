@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from tool.crf import crf_inference_label
+from tool.seg.crf import crf_inference_label
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def make_ir_label(img: np.ndarray, keys: np.ndarray, high_res_cams: np.ndarray, 
         high_res_cams: [K, H, W] max-normalised CAMs (the ``high_res`` array of a CAM file; fp16 is
             compared in fp32).
         fg_thres, bg_thres: the background plane's value for the confident-fg and confident-bg maps.
-        crf: keyword arguments of ``tool.crf.crf_inference_label`` (``t``, ``gt_prob``, ``gaussian_sxy``,
+        crf: keyword arguments of ``tool.seg.crf.crf_inference_label`` (``t``, ``gt_prob``, ``gaussian_sxy``,
             ``gaussian_compat``, ``bilateral_sxy``, ``bilateral_srgb``, ``bilateral_compat``; ``{}`` for
             IRN's defaults), or None for no CRF.
 

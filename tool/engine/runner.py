@@ -1,13 +1,15 @@
-"""Running steps: done markers, config digests, per-image output folders, single-step entry points.
+"""Running steps: done markers, config digests, the work-dir session around a run.
 
 A step module exposes ``run(cfg, ctx) -> dict``, ``SECTIONS`` (the config sections its result
 depends on) and ``INPUTS`` (the steps whose artefacts it reads). Its marker
 ``steps/<step>.done.json`` holds a digest of those sections and of the upstream markers' run ids:
-an unchanged step is skipped, a changed one (or one whose input was re-made) reruns.
+an unchanged step is skipped, a changed one (or one whose input was re-made) reruns. The runner
+hands the step its digest, name and force flag in the context (``ctx.digest``, ``ctx.step``,
+``ctx.force``), so steps never import the runner. Steps are imported by name, when they run.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -16,18 +18,15 @@ import time
 import uuid
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
-from tool import dist
-from tool.config import Config, load_config, section_digest
-from tool.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
-from tool.lock import work_dir_lock
-from tool.runtime import Context, make_context, seed_step, write_run_files
-from tool.skipped import SkipList, skip_list
+from tool.engine import dist
+from tool.engine.config import Config, section_digest
+from tool.engine.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
+from tool.engine.lock import work_dir_lock
+from tool.engine.runtime import Context, seed_step, write_run_files
 
 log = logging.getLogger(__name__)
-
-DIGEST_FILE = ".step_digest.json"
-
 
 def step_module(name: str) -> ModuleType:
     """Import ``step.<name>`` lazily (steps are only imported when they run)."""
@@ -99,7 +98,7 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     ctx.seed = seed_step(ctx.run_seed, name)     # the same numbers however the step was started
     log.info("step %s: start (seed %d)", name, ctx.seed)
     t0 = time.time()
-    ctx.force = force
+    ctx.step, ctx.digest, ctx.force = name, digest, force   # what the step needs to know of its own run
     try:
         metrics = step_module(name).run(cfg, ctx) or {}
     except DamagedFile as e:
@@ -154,7 +153,7 @@ def clean_temp_files(root: Path) -> int:
 def invalidate(e: DamagedFile, ctx: Context) -> str:
     """Move ``e``'s damaged files aside and delete the marker of the step that wrote them, so the next
     plain run reruns that step (which redoes exactly what is missing). Returns what was done, for the message."""
-    from tool.checkpoint import move_aside
+    from tool.engine.checkpoint import move_aside
 
     moved = [str(move_aside(p)) for p in e.paths if p.is_file()]
     ctx.paths.done_marker(e.producer).unlink(missing_ok=True)
@@ -164,116 +163,21 @@ def invalidate(e: DamagedFile, ctx: Context) -> str:
     return f"{where}step {e.producer} will redo it: run again"
 
 
-def resume_plan(items: list, path_of, is_valid) -> tuple[list, int, int]:
-    """Per-image resume: (items still to make, outputs reused, damaged outputs removed to be redone).
-
-    An output that exists but fails ``is_valid(path)`` (torn by a crash: per-image files are not
-    fsynced) is deleted, logged by name, and made again.
-    """
-    todo, reused, redone = [], 0, 0
-    for item in items:
-        p = path_of(item)
-        if p.is_file():
-            if is_valid(p):
-                reused += 1
-                continue
-            log.warning("%s does not load (torn by a crash?): removing it, it will be made again", p)
-            p.unlink()
-            redone += 1
-        todo.append(item)
-    return todo, reused, redone
-
-
-def skips_of(name: str, cfg: Config, ctx: Context, enabled: bool | None = None) -> SkipList:
-    """The run's skip list as step ``name`` uses it (on when ``dataset.skip_bad_images``, or ``enabled``)."""
-    return skip_list(ctx.paths.root, cfg.dataset.skip_bad_images if enabled is None else enabled, name)
+@contextlib.contextmanager
+def run_session(cfg: Config, ctx: Context, command: list[str]) -> Iterator[None]:
+    """Around one run of steps: hold the work-dir lock (one run per work_dir), remove what killed runs left,
+    write ``config.yaml`` and ``meta.json``; tear the process group down at the end."""
+    try:
+        with work_dir_lock(ctx.paths.root, [sys.executable, *command]):
+            if ctx.is_main:
+                clean_temp_files(ctx.paths.root)    # anywhere in the work dir
+            write_run_files(cfg, ctx, command)
+            yield
+    finally:
+        dist.cleanup()
 
 
 def _short(metrics: dict) -> str:
     keep = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items()
             if isinstance(v, (int, float, str))}
     return str(keep) if keep else ""
-
-
-def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Path:
-    """Make a per-image output folder ready for a resumable run under config ``digest``.
-
-    Files matching ``pattern`` that were made under another digest (or any, with ``force``) are
-    stale and removed, so per-image resume never mixes outputs of two configurations. Temp files
-    left by a killed run are removed too. Rank 0 does the cleaning; everyone waits.
-    """
-    if dist.is_main():
-        path.mkdir(parents=True, exist_ok=True)
-        for tmp in path.iterdir():
-            if is_temp_file(tmp.name):
-                tmp.unlink(missing_ok=True)
-        stamp = path / DIGEST_FILE
-        old = read_json(stamp).get("digest") if stamp.is_file() else None
-        if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
-            stale = list(path.glob(pattern))
-            if stale:
-                log.info("removing %d stale output(s) in %s (%s)", len(stale), path,
-                         "--force" if force else "made under another configuration")
-            for f in stale:
-                f.unlink()
-        write_json(stamp, {"digest": digest})
-    dist.barrier()
-    return path
-
-
-def ensure_toy_world(cfg: Config) -> None:
-    """Generate the toy world at ``dataset.root`` when ``toy.generate`` is set (idempotent; rank 0)."""
-    t = cfg.toy
-    if not t.generate:
-        return
-    if dist.is_main():
-        from tool.toy_world import generate_toy_world
-        generate_toy_world(Path(cfg.dataset.root), seed=t.seed, num_train=t.num_train, num_val=t.num_val,
-                           num_extra_aug=t.num_extra_aug, image_size=t.image_size, classes=t.classes,
-                           scene_correlation=t.scene_correlation, max_objects=t.max_objects, layout=t.layout)
-        if t.random_models_dir is not None:
-            from tool.tiny_models import write_tiny_blip, write_tiny_clip
-            models = Path(t.random_models_dir)
-            if not (models / "blip").is_dir():
-                write_tiny_blip(models / "blip", seed=t.seed)
-            if not (models / "clip" / "open_clip_config.json").is_file():   # written last
-                write_tiny_clip(models / "clip", seed=t.seed)
-        if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
-            from tool.toy_vlp import ToyVlpParams, ensure_toy_vlp
-            ensure_toy_vlp(Path(cfg.dataset.root), Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
-        if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
-            from tool.toy_backbone import ToyBackboneParams, ensure_toy_backbone
-            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=tuple(t.image_size)))
-    dist.barrier()
-
-
-def step_main(name: str, argv: list[str] | None = None) -> dict:
-    """``python -m step.<name> --config X [--set k=v ...] [--force]``: one step, same runner.
-
-    With ``argv`` None (the command line) a project error prints one line and exits non-zero
-    (``tool.cli``); with ``argv`` given (tests, scripts) errors propagate.
-    """
-    if argv is None:
-        from tool.cli import run_cli
-        sys.exit(run_cli(lambda a: _step_main(name, sys.argv[1:])))
-    return _step_main(name, argv)
-
-
-def _step_main(name: str, argv: list[str]) -> dict:
-    p = argparse.ArgumentParser(prog=f"python -m step.{name}", description=f"Run the {name} step alone.")
-    p.add_argument("--config", required=True, help="YAML config, e.g. configs/voc12.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--force", action="store_true", help="rerun even if the step is up to date")
-    args = p.parse_args(argv)
-    cfg = load_config(args.config, args.set)
-    ctx = make_context(cfg, force=args.force)
-    command = [f"-m step.{name}", *argv]
-    try:
-        with work_dir_lock(ctx.paths.root, [sys.executable, *command]):   # one run per work_dir
-            if ctx.is_main:
-                clean_temp_files(ctx.paths.root)
-            write_run_files(cfg, ctx, command)
-            ensure_toy_world(cfg)
-            return run_step(name, cfg, ctx, force=args.force)
-    finally:
-        dist.cleanup()

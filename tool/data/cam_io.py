@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.io import DamagedFile, UnsafeFile
+from tool.engine.io import DamagedFile, UnsafeFile
 
 log = logging.getLogger(__name__)
 _WARNED: set[Path] = set()

@@ -1,0 +1,1 @@
+"""Data: the dataset interface and registry, torch Datasets, image utilities, palette, CAM files."""

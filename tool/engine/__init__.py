@@ -1,0 +1,1 @@
+"""The engine: config, runner, runtime (device, seed, logging, dist), I/O, checkpoints, the training loop."""

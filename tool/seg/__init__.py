@@ -1,0 +1,1 @@
+"""Scoring and post-processing of segmentations: dense CRF, IR labels, confusion-matrix metrics."""

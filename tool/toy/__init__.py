@@ -1,0 +1,1 @@
+"""The offline demo: the generated toy world, the toy VLP models and backbone, tiny real-class models."""

@@ -1,0 +1,33 @@
+"""Make what the demo configs name before their steps run: the toy world, its random or trained tiny models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tool.engine import dist
+from tool.engine.config import Config
+
+
+def ensure_toy_world(cfg: Config) -> None:
+    """Generate the toy world at ``dataset.root`` when ``toy.generate`` is set (idempotent; rank 0)."""
+    t = cfg.toy
+    if not t.generate:
+        return
+    if dist.is_main():
+        from tool.toy.world import generate_toy_world
+        generate_toy_world(Path(cfg.dataset.root), seed=t.seed, num_train=t.num_train, num_val=t.num_val,
+                           num_extra_aug=t.num_extra_aug, image_size=t.image_size, classes=t.classes,
+                           scene_correlation=t.scene_correlation, max_objects=t.max_objects, layout=t.layout)
+        if t.random_models_dir is not None:
+            from tool.toy.tiny_models import write_tiny_blip, write_tiny_clip
+            models = Path(t.random_models_dir)
+            if not (models / "blip").is_dir():
+                write_tiny_blip(models / "blip", seed=t.seed)
+            if not (models / "clip" / "open_clip_config.json").is_file():   # written last
+                write_tiny_clip(models / "clip", seed=t.seed)
+        if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
+            from tool.toy.vlp import ToyVlpParams, ensure_toy_vlp
+            ensure_toy_vlp(Path(cfg.dataset.root), Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
+        if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
+            from tool.toy.backbone import ToyBackboneParams, ensure_toy_backbone
+            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=tuple(t.image_size)))
+    dist.barrier()
