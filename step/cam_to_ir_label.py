@@ -18,9 +18,10 @@ from pathlib import Path
 
 
 from tool.data.cam_io import find_cam, load_cam
-from tool.engine.config import Config, IrnConfig
+from tool.engine.config import Config
 from tool.data.registry import build_dataset
 from tool.data.imutils import BadImageError, read_image
+from tool.seg.crf import crf_kwargs
 from tool.seg.ir_label import make_ir_label
 from tool.engine.io import png_complete
 from tool.data.palette import save_label_png
@@ -31,15 +32,6 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn")
 INPUTS = ("make_cam",)
-
-
-def crf_settings(c: IrnConfig) -> dict | None:
-    """The CRF keyword arguments of ``tool.seg.crf.crf_inference_label`` from the config, or None (CRF off)."""
-    if not c.crf:
-        return None
-    return {"t": c.crf_t, "gt_prob": c.crf_gt_prob, "gaussian_sxy": c.crf_gaussian_sxy,
-            "gaussian_compat": c.crf_gaussian_compat, "bilateral_sxy": c.crf_bilateral_sxy,
-            "bilateral_srgb": c.crf_bilateral_srgb, "bilateral_compat": c.crf_bilateral_compat}
 
 
 def _work(job: tuple) -> tuple[str, str | None]:
@@ -73,7 +65,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     ids = skips.filter(ds.ids(split), ds)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
     images = PerImage(ctx, ctx.paths.ir_label_dir, "*.png")
-    crf = crf_settings(c)
+    crf = crf_kwargs(c.crf, labels=True)
     skip_bad = skips.enabled
     todo = images.plan(ids, lambda i: images.out_dir / f"{i}.png", png_complete)
     jobs = [(i, str(ds.image_path(i)), str(find_cam(cam_dir, i)), str(images.out_dir / f"{i}.png"), c.conf_fg_thres,

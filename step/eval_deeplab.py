@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 
 from net.deeplab import build_model, load_trained, normalize_input, predict_logits
 from tool.engine import dist
-from tool.engine.config import Config, DeepLabEvalConfig
-from tool.seg.crf import crf_inference_prob
+from tool.engine.config import Config
+from tool.seg.crf import crf_inference_prob, crf_kwargs
 from tool.data.cam_data import first_item
 from tool.data.registry import build_dataset, class_names_with_bg
 from tool.engine.io import png_complete, write_json
@@ -45,13 +45,6 @@ SECTIONS = ("dataset", "deeplab", "deeplab_eval")
 INPUTS = ("train_deeplab",)
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab_eval.model",)
-
-
-def crf_params(e: DeepLabEvalConfig) -> dict:
-    """Keyword arguments of ``tool.seg.crf.crf_inference_prob`` from the config."""
-    return {"t": e.crf_iterations, "gaussian_w": e.crf_gaussian_w, "gaussian_xy": e.crf_gaussian_xy,
-            "bilateral_w": e.crf_bilateral_w, "bilateral_xy": e.crf_bilateral_xy,
-            "bilateral_rgb": e.crf_bilateral_rgb}
 
 
 def finish_image(job: dict) -> np.ndarray | None:
@@ -121,10 +114,10 @@ def run(cfg: Config, ctx: Context) -> dict:
                                     out_dir / f"{i}.png")
     log.info("eval_deeplab: %d images of %s (%d left for rank %d), %s%s, CRF %s -> %s", len(ids), split, len(todo),
              ctx.rank, "MSC" if e.msc else "single scale", " + flip" if e.flip else "",
-             f"on ({e.crf_workers} workers)" if e.crf else "off", out_dir)
+             f"on ({e.crf_workers} workers)" if e.crf.enabled else "off", out_dir)
     loader = DataLoader(SegImages(ds, todo, skip_bad=skips), batch_size=1, shuffle=False,
                         num_workers=cfg.num_workers, collate_fn=first_item)
-    crf = crf_params(e) if e.crf else None
+    crf = crf_kwargs(e.crf, labels=False)
     # spawn: the workers only run numpy/pydensecrf; never fork a process that may hold CUDA or OpenMP state
     pool = multiprocessing.get_context("spawn").Pool(e.crf_workers) if crf and e.crf_workers > 0 else None
     pending: deque = deque()
@@ -172,7 +165,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     else:
         record = {"split": split, "num_images": len(ids) - skipped_all, "classes": classes, "miou": None, "iou": None,
                   "note": f"split {split!r} has no GT: predictions only"}
-    record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf, "pred_dir": str(out_dir),
+    record.update({"model": str(model_path), "msc": e.msc, "flip": e.flip, "crf": e.crf.enabled,
+                   "pred_dir": str(out_dir),
                    "skipped_bad": skipped_all})
     out = {"split": split, "num_images": record["num_images"], "predicted": counts["made"],
            "reused": counts["reused"], "redone": counts["redone"], "skipped_bad": skipped_all,

@@ -401,6 +401,7 @@ def test_toy_world_coco_cli_and_rerun(tmp_path):
 
 # ---- the existing steps on a COCO-layout toy world ---------------------------------------------------
 
+@pytest.mark.slow
 def test_pipeline_on_coco_layout(tmp_path):
     root = tmp_path / "COCO"
     common = ["--config", SMOKE, "--set", f"work_dir={tmp_path / 'work'}", "--set", f"dataset.root={root}",
@@ -429,6 +430,7 @@ def test_pipeline_on_coco_layout(tmp_path):
     assert (tmp_path / "work" / "cache" / "coco14_train2014.npz").is_file()
 
 
+@pytest.mark.slow
 def test_every_step_on_coco_layout(tmp_path):
     """The whole smoke pipeline (QAPE through DeepLab and the report) on the COCO-layout toy world."""
     root, models, work = tmp_path / "COCO", tmp_path / "models", tmp_path / "work"

@@ -7,6 +7,8 @@ import pytest
 
 from tool.engine.config import Config, ConfigError, dump_yaml, load_config, section_digest
 
+ROOT = Path(__file__).resolve().parents[1]
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
 
@@ -116,3 +118,89 @@ def test_coco14_has_the_paper_settings():
     voc = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc12.yaml")
     assert (voc.ritc.alpha, voc.ritc.beta, voc.ritc.gamma) == (10.0, 8.0, 0.2)
     assert (voc.deeplab.batch_size, voc.deeplab.iterations, voc.deeplab.crop_size) == (5, 30000, 321)
+
+
+# ---- inheritance, renamed keys, allowed values, the generated reference ---------------------------
+
+def _file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_base_merges_sections_key_by_key_and_replaces_other_values(tmp_path):
+    _file(tmp_path / "a.yaml", "seed: 3\ncam:\n  lr: 0.5\n  epochs: 7\n"
+           "qape:\n  aliases: {dog: [puppy]}\n  image_size: 64\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    _file(sub / "b.yaml", "base: ../a.yaml\ncam:\n  epochs: 2\nqape:\n  aliases: {cat: [kitty]}\n")
+    _file(sub / "c.yaml", "base: b.yaml\nseed: 9\n")
+    cfg = load_config(sub / "c.yaml")
+    assert (cfg.seed, cfg.cam.lr, cfg.cam.epochs, cfg.qape.image_size) == (9, 0.5, 2, 64)
+    assert dict(cfg.qape.aliases) == {"cat": ("kitty",)}          # a mapping value is replaced whole
+    assert cfg.cam.batch_size == Config().cam.batch_size           # untouched keys keep the defaults
+
+
+def test_base_errors_name_the_file(tmp_path):
+    _file(tmp_path / "a.yaml", "base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: key 'base': .*missing\.yaml does not exist"):
+        load_config(tmp_path / "a.yaml")
+    _file(tmp_path / "x.yaml", "base: y.yaml\n")
+    _file(tmp_path / "y.yaml", "base: x.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_config(tmp_path / "x.yaml")
+    _file(tmp_path / "n.yaml", "base: 3\n")
+    with pytest.raises(ConfigError, match="key 'base' must be the file name"):
+        load_config(tmp_path / "n.yaml")
+
+
+def test_shipped_configs_inherit_the_paper_settings():
+    voc, coco = load_config(ROOT / "configs/voc12.yaml"), load_config(ROOT / "configs/coco14.yaml")
+    assert (coco.ritc.alpha, coco.ritc.beta, coco.deeplab.iterations, coco.deeplab.batch_size) == (30.0, 24.0,
+                                                                                                  100000, 10)
+    assert (coco.qape.image_batch, coco.irn.workers, coco.ritc.gamma) == (16, 8, 0.2)     # from voc12.yaml
+    assert (voc.deeplab_eval.crf.bilateral_sxy, voc.irn.crf.bilateral_sxy) == (67.0, 50.0)
+    demo = load_config(ROOT / "configs/demo.yaml")
+    assert (demo.irn.exp_times, demo.irn.radius_train, demo.deeplab.atrous_rates) == (4, 5, (2, 4, 6, 8))
+
+
+def test_renamed_keys_load_with_a_warning_naming_the_new_key(tmp_path, caplog):
+    old = _file(tmp_path / "old.yaml", "irn:\n  crf: false\n  crf_t: 4\n  crf_bilateral_srgb: 7.0\n"
+                 "deeplab_eval:\n  crf_gaussian_w: 2.0\n  crf_bilateral_xy: 50.0\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old)
+    assert (cfg.irn.crf.enabled, cfg.irn.crf.iterations, cfg.irn.crf.bilateral_srgb) == (False, 4, 7.0)
+    assert (cfg.deeplab_eval.crf.gaussian_compat, cfg.deeplab_eval.crf.bilateral_sxy) == (2.0, 50.0)
+    assert cfg.deeplab_eval.crf.bilateral_srgb == 3.0          # the section's own default stays
+    assert "key 'irn.crf_t' is now 'irn.crf.iterations'" in caplog.text
+    assert "key 'deeplab_eval.crf_gaussian_w' is now 'deeplab_eval.crf.gaussian_compat'" in caplog.text
+    both = _file(tmp_path / "both.yaml", "irn:\n  crf_t: 4\n  crf:\n    iterations: 5\n")
+    with pytest.raises(ConfigError, match="both 'irn.crf_t' and its new name 'irn.crf.iterations'"):
+        load_config(both)
+
+
+def test_old_switch_override_keeps_the_section(tmp_path):
+    path = _file(tmp_path / "c.yaml", "irn:\n  crf:\n    iterations: 3\n")
+    cfg = load_config(path, ["irn.crf=false", "irn.crf_gt_prob=0.9"])
+    assert (cfg.irn.crf.enabled, cfg.irn.crf.iterations, cfg.irn.crf.gt_prob) == (False, 3, 0.9)
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("make_cam.dtype", "float64", "float16, float32"),
+    ("deeplab.arch", "v3", "v2_resnet101, v1_wr38"),
+    ("qape.precision", "fp16", "float32, bfloat16"),
+    ("cam.bn", "sync", "fixed, batch"),
+])
+def test_allowed_values_are_checked_when_the_config_loads(tmp_path, key, value, choices):
+    path = _file(tmp_path / "c.yaml", "seed: 0\n")
+    with pytest.raises(ConfigError, match=rf"key '{key}' must be one of {choices}, got '{value}'"):
+        load_config(path, [f"{key}={value}"])
+
+
+def test_configuration_reference_is_generated_from_the_dataclasses():
+    from tool.engine.config_doc import DOC, reference_markdown
+    text = reference_markdown()
+    assert DOC.read_text(encoding="utf-8") == text, "run: python -m tool.engine.config_doc --write"
+    # the default and the comment come from the field
+    assert "| `irn.exp_times` | int | `8` | the walk runs 2 ^ exp_times steps |" in text
+    assert "| `deeplab_eval.crf.bilateral_sxy` | float | `67.0` | appearance kernel: spatial std (px) |" in text
+    assert "| `make_cam.dtype` | `float16` \\| `float32` | `float16` |" in text

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import pytest
 import torch.multiprocessing as mp
 
 from tool.engine.io import read_json
+
+pytestmark = pytest.mark.slow   # end-to-end runs (pyproject.toml: make test-fast leaves them out)
 
 ROOT = Path(__file__).resolve().parents[1]
 

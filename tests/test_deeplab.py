@@ -380,7 +380,8 @@ def test_crf_moves_a_blurred_boundary_onto_the_image_edge(tmp_path):
     before = (probs.argmax(0) == truth).mean()
     gt = tmp_path / "gt.png"
     save_label_png(gt, truth.copy())
-    crf = {"t": 10, "gaussian_w": 3, "gaussian_xy": 1, "bilateral_w": 4, "bilateral_xy": 67, "bilateral_rgb": 3}
+    crf = {"t": 10, "gaussian_sxy": 1, "gaussian_compat": 3, "bilateral_sxy": 67, "bilateral_srgb": 3,
+           "bilateral_compat": 4}
     conf = finish_image({"out": str(tmp_path / "pred.png"), "gt": str(gt), "num_classes": 2, "img": img,
                          "probs": probs, "crf": crf})
     after = np.trace(conf) / conf.sum()
@@ -389,22 +390,22 @@ def test_crf_moves_a_blurred_boundary_onto_the_image_edge(tmp_path):
     assert np.array_equal(np.diag(conf).sum(), (pred == truth).sum())
 
 
-def test_eval_crf_params_wire_each_config_key_to_its_crf_argument():
+def test_eval_crf_section_wires_each_key_to_its_crf_argument():
     import dataclasses
     import inspect
 
-    from step.eval_deeplab import crf_params
     from tool.engine.config import DeepLabEvalConfig
-    from tool.seg.crf import crf_inference_prob
+    from tool.seg.crf import crf_inference_prob, crf_kwargs
 
     # the config's defaults are the CRF's own (deeplab-pytorch's DenseCRF settings) ...
     params = inspect.signature(crf_inference_prob).parameters
     defaults = {k: params[k].default for k in params if k not in ("img", "probs")}
-    assert crf_params(DeepLabEvalConfig()) == defaults
+    assert crf_kwargs(DeepLabEvalConfig().crf, labels=False) == defaults
     # ... and every key reaches its own argument (distinct values, so a crossed wire shows)
-    keys = {"t": "crf_iterations", **{k: f"crf_{k}" for k in defaults if k != "t"}}
-    c = dataclasses.replace(DeepLabEvalConfig(), **{keys[k]: i + 1 for i, k in enumerate(sorted(keys))})
-    assert crf_params(c) == {k: i + 1 for i, k in enumerate(sorted(keys))}
+    keys = {"t": "iterations", **{k: k for k in defaults if k != "t"}}
+    c = dataclasses.replace(DeepLabEvalConfig().crf, **{keys[k]: i + 1 for i, k in enumerate(sorted(keys))})
+    assert crf_kwargs(c, labels=False) == {k: i + 1 for i, k in enumerate(sorted(keys))}
+    assert crf_kwargs(dataclasses.replace(c, enabled=False), labels=False) is None
 
 
 def test_voc_submission_tree(tmp_path):

@@ -33,7 +33,7 @@ SMOKE = str(ROOT / "configs" / "smoke.yaml")
 STEPS = ("--steps", "train_deeplab,eval_deeplab")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]   # end-to-end; tests/conftest.py
 
 
 def write_pseudo_masks(voc: Path, out: Path) -> list[str]:
@@ -212,7 +212,7 @@ def test_eval_scores_an_oracle_network_100(world, smoke_run, monkeypatch, crf):
     shutil.copy(work / "deeplab" / "model.pth", fresh / "deeplab" / "model.pth")
     shutil.copy(work / "steps" / "train_deeplab.done.json", fresh / "steps" / "train_deeplab.done.json")
     monkeypatch.setattr(eval_deeplab, "predict_logits", oracle)
-    out = run_sample.main(args_for(world, fresh, "--steps", "eval_deeplab", "--set", f"deeplab_eval.crf={crf}"))
+    out = run_sample.main(args_for(world, fresh, "--steps", "eval_deeplab", "--set", f"deeplab_eval.crf.enabled={crf}"))
     assert out["eval_deeplab"]["miou"] == pytest.approx(100.0)
     for i, gt in zip(val, gts):
         pred = load_label_png(fresh / "deeplab_pred" / f"{i}.png")
@@ -237,7 +237,7 @@ def test_split_without_gt_writes_the_voc_server_tree(world, smoke_run):
     assert len(extra) == 4
     (voc / "ImageSets" / "Segmentation" / "test.txt").write_text("\n".join(extra) + "\n")
     out = run_sample.main(args_for(world, work, "--steps", "eval_deeplab", "--set", "deeplab_eval.split=test",
-                                   "--set", "deeplab_eval.crf=false"))["eval_deeplab"]
+                                   "--set", "deeplab_eval.crf.enabled=false"))["eval_deeplab"]
     assert "miou" not in out and out["num_images"] == 4
     ev = read_json(work / "eval_deeplab_test.json")
     assert ev["split"] == "test" and ev["miou"] is None

@@ -80,22 +80,22 @@ def test_crf_closes_the_hole_and_the_spill_that_thresholding_leaves():
         np.testing.assert_array_equal(out, expected)
 
 
-def test_crf_settings_wire_each_config_key_to_its_crf_argument():
+def test_ir_crf_section_wires_each_key_to_its_crf_argument():
     import dataclasses
     import inspect
 
-    from step.cam_to_ir_label import crf_settings
     from tool.engine.config import IrnConfig
+    from tool.seg.crf import crf_kwargs
 
     # the config's defaults are the CRF's own (IRN's cam_to_ir_label values) ...
     params = inspect.signature(crf_inference_label).parameters
     irn_defaults = {k: params[k].default for k in params if k not in ("img", "labels", "n_labels")}
-    assert crf_settings(IrnConfig()) == irn_defaults
+    assert crf_kwargs(IrnConfig().crf, labels=True) == irn_defaults
     # ... and every key reaches its own argument (distinct values, so a crossed wire shows)
-    names = sorted(irn_defaults)
-    c = dataclasses.replace(IrnConfig(), **{f"crf_{k}": i + 1 for i, k in enumerate(names)})
-    assert crf_settings(c) == {k: i + 1 for i, k in enumerate(names)}
-    assert crf_settings(dataclasses.replace(IrnConfig(), crf=False)) is None
+    keys = {"t": "iterations", **{k: k for k in irn_defaults if k != "t"}}
+    c = dataclasses.replace(IrnConfig().crf, **{keys[k]: i + 1 for i, k in enumerate(sorted(keys))})
+    assert crf_kwargs(c, labels=True) == {k: i + 1 for i, k in enumerate(sorted(keys))}
+    assert crf_kwargs(dataclasses.replace(c, enabled=False), labels=True) is None
 
 
 def test_crf_label_smooths_an_outlier_and_checks_dtype():

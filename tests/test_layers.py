@@ -1,6 +1,6 @@
 """Imports go one way: a module may import its own layer or lower ones, never a higher one.
 
-    net  <  tool.engine  <  tool.data, tool.seg  <  voc12, coco14  <  tool.toy  <  step  <  tool (CLIs), bench, run_sample
+    net < tool.engine < tool.data, tool.seg < voc12, coco14 < tool.toy < step < tool/*.py (CLIs), bench, run_sample
 
 Every ``import`` statement counts, inside functions too. Modules found by name at run time (the runner's
 ``step.<name>``, the dataset registry's table) are the only way down-to-up, by design.
@@ -76,7 +76,8 @@ def test_every_module_has_a_layer():
 
 
 @pytest.mark.parametrize("source, module, expected", [
-    ("from step.report import run\n", "tool/engine/x.py", ["tool/engine/x.py:1 (tool.engine) imports step.report (step)"]),
+    ("from step.report import run\n", "tool/engine/x.py",
+     ["tool/engine/x.py:1 (tool.engine) imports step.report (step)"]),
     ("from tool.toy.world import generate_toy_world\n", "tool/engine/x.py",
      ["tool/engine/x.py:1 (tool.engine) imports tool.toy.world (tool.toy)"]),
     ("def f():\n    from step.train_cam import run\n", "net/x.py", ["net/x.py:2 (net) imports step.train_cam (step)"]),

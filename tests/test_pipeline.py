@@ -12,6 +12,8 @@ import run_sample
 import tool.engine.train_loop
 from tool.engine.io import read_json
 
+pytestmark = pytest.mark.slow   # end-to-end runs (pyproject.toml: make test-fast leaves them out)
+
 BASELINE = ("--set", "make_cam.source=baseline")   # export the baseline's CAMs of train_aug, no RITC needed
 SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 

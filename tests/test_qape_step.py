@@ -15,6 +15,7 @@ from net.qape_text import DEFAULT_QUESTIONS, expand_questions
 from voc12.dataset import VOC12
 
 
+@pytest.mark.slow
 def test_qape_resumes_and_matches_single_questions(tmp_path, monkeypatch):
     import step.qape as qape
 

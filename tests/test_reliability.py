@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---- 1. two runs on one work directory ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_second_run_on_a_work_dir_refuses_and_nothing_is_lost(tmp_path, monkeypatch):
     """While run A is about to merge its QAPE shard, run B starts on the same work dir: B refuses, naming
     A's pid and host, and A's corpus holds every pair (before the lock, B merged and deleted A's shard
@@ -79,6 +80,7 @@ def test_empty_corpus_is_refused_by_text_feats(tmp_path):
 
 # ---- 2. a step restarted alone draws the same numbers ---------------------------------------------
 
+@pytest.mark.slow
 def test_step_rerun_alone_gives_the_weights_of_the_full_run(tmp_path):
     """train_cam after qape and text_feats in one process (a full run) and train_cam alone in a fresh work
     dir (``--steps train_cam``, as after a restart) end with the same weights: each step seeds itself
@@ -128,6 +130,7 @@ def test_torn_checkpoint_is_moved_aside_and_training_starts_over(tmp_path, caplo
     assert f"{ck} cannot be read" in caplog.text and "training starts over" in caplog.text
 
 
+@pytest.mark.slow
 def test_torn_cam_model_and_ir_label_are_named_and_redone(tmp_path, monkeypatch):
     """Torn per-image outputs and a torn model, as a user meets them: the reading step fails naming the
     file and the step that will redo it; the next plain run redoes exactly that. A crash in train_irn's
@@ -297,6 +300,7 @@ def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
 
 # ---- 5. a skipped bad image, carried through every step ----------------------------------------------
 
+@pytest.mark.slow
 def test_skipped_bad_image_is_left_out_by_every_step_and_reported(tmp_path):
     """With dataset.skip_bad_images: true, an unreadable training image that is also in the eval split is
     skipped by qape (the first step to read it), recorded once in skipped_images.jsonl, left out by every

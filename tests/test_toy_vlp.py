@@ -167,6 +167,7 @@ def test_cached_second_call_does_not_retrain(trained, monkeypatch, tmp_path):
     assert not (copy / toy_vlp.MARKER).exists()     # a half-redone cache is never taken for a complete one
 
 
+@pytest.mark.slow
 def test_deterministic_and_parallel(trained, tmp_path):
     """BLIP trained in a second process while this one trains CLIP: the same bytes as one after the other."""
     root, out, summary = trained

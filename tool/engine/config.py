@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import types
 import typing
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -60,13 +64,31 @@ STEPS: tuple[str, ...] = tuple(StepsConfig.__dataclass_fields__)
 class DatasetConfig:
     """Which dataset and which of its splits each stage uses."""
 
-    name: Literal["voc12", "coco14"] = "voc12"
-    root: str = "data/VOCdevkit/VOC2012"
+    name: Literal["voc12", "coco14"] = "voc12" # the dataset description (voc12/, coco14/)
+    root: str = "data/VOCdevkit/VOC2012"       # dataset folder
     train_split: str = "train_aug"      # classifier / RITC / IRN training, CAM export
     eval_split: str = "train"           # CAM and pseudo-mask quality (1,464 images on VOC)
     val_split: str = "val"              # DeepLab evaluation
     skip_bad_images: bool = False       # unreadable images: false = stop with the file named
     label_cache: bool = True            # cache XML-derived labels under <work_dir>/cache/
+
+
+@dataclass(frozen=True)
+class CrfConfig:
+    """A dense CRF (pydensecrf): a smoothness (Gaussian) and an appearance (bilateral) kernel.
+
+    One section type for both uses: ``irn.crf`` refines the confident IR labels (unary from labels,
+    ``gt_prob``; IRN's settings) and ``deeplab_eval.crf`` the DeepLab probabilities (deeplab-pytorch's
+    settings; ``gt_prob`` unused)."""
+
+    enabled: bool = True                       # off: the step uses its input unrefined
+    iterations: int = 10                       # mean-field iterations
+    gaussian_sxy: float = 3.0                  # smoothness kernel: spatial std (px)
+    gaussian_compat: float = 3.0               # smoothness kernel: weight
+    bilateral_sxy: float = 50.0                # appearance kernel: spatial std (px)
+    bilateral_srgb: float = 5.0                # appearance kernel: colour std
+    bilateral_compat: float = 10.0             # appearance kernel: weight
+    gt_prob: float = 0.7                       # confidence of a label in the unary (labels only)
 
 
 @dataclass(frozen=True)
@@ -76,21 +98,21 @@ class CamConfig:
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
     bn: BnMode = "fixed"                       # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
-    batch_size: int = 16
-    epochs: int = 5
+    batch_size: int = 16                       # images per optimiser step per rank
+    epochs: int = 5                            # passes over dataset.train_split
     max_steps: int | None = None           # cap on optimiser steps (smoke runs); null = epochs decide
-    lr: float = 0.1
-    classifier_lr_mult: float = 10.0
-    weight_decay: float = 1.0e-4
+    lr: float = 0.1                            # SGD lr of the backbone (poly decay)
+    classifier_lr_mult: float = 10.0           # lr multiplier of the 1x1 classifier
+    weight_decay: float = 1.0e-4               # SGD weight decay
     # IRN's PolyOptimizer passes weight_decay into SGD's momentum slot: the official runs used
     # momentum 1e-4 (docs/design.md §4 item 8). 0.9 is the fix.
     momentum: float = 1.0e-4
-    poly_power: float = 0.9
-    crop_size: int = 512
-    resize_long: tuple[int, int] = (320, 640)
-    hflip: bool = True
+    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
+    crop_size: int = 512                       # square random crop (padded)
+    resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
+    hflip: bool = True                         # random horizontal flip
     checkpoint_every: int = 500                  # optimiser steps between resumable checkpoints
-    log_every: int = 50
+    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,7 @@ class MakeCamConfig:
     # eval_cam reports baseline and RITC side by side.
     compare_baseline: bool = True
     split: str | None = None               # null = dataset.train_split
-    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)   # input scales whose (flip-summed) CAMs are added (IRN's four)
     dtype: Literal["float16", "float32"] = "float16"   # of the maps in the npz files
 
 
@@ -111,9 +133,9 @@ class EvalConfig:
     """``eval_cam`` (and later pseudo-mask evaluation)."""
 
     cam_threshold: float = 0.15                  # the configured background threshold
-    sweep_start: float = 0.0
+    sweep_start: float = 0.0                   # the threshold sweep's first value
     sweep_stop: float = 0.60                     # inclusive
-    sweep_step: float = 0.01
+    sweep_step: float = 0.01                   # its step
     cam_dir: str | None = None             # evaluate CAMs from another folder (.npz ours or .npy IRN/official)
     # IRN/official .npy CAMs are pickles (loading one can run code): read them only with this set
     allow_pickle_cams: bool = False
@@ -125,20 +147,20 @@ class QapeConfig:
 
     vqa_model: str = "Salesforce/blip-vqa-capfilt-large"   # HF hub id or a local folder
     split: str | None = None                   # images asked about; null = dataset.train_split
-    image_size: int = 480
-    num_beams: int = 3
-    max_length: int = 10
-    min_length: int = 1
+    image_size: int = 480                      # BLIP's input side (official 480)
+    num_beams: int = 3                         # beam search width (official BLIP VQA settings)
+    max_length: int = 10                       # answer tokens, at most
+    min_length: int = 1                        # answer tokens, at least
     precision: Precision = "float32"           # float32 | bfloat16 (CUDA only)
     image_batch: int = 8                       # images decoded and encoded together
     prompt_batch: int = 64                     # equal-length prompts per generate call
-    skip_bad_images: bool = False
+    skip_bad_images: bool = False              # skip unreadable images here even if dataset.skip_bad_images is off
     # Question templates per group, "{}" = the class name as spelled for questions (paper Table 6).
     # Empty = the built-in defaults of net.qape_text.DEFAULT_QUESTIONS.
     questions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")   # Table 5 ablations
     no_qape: bool = False                      # Table 5 "no QAPE": FG = class name, BG = "no {class}"
-    prompt: str = "a photo of {}."
+    prompt: str = "a photo of {}."             # the CLIP prompt around each corpus text, {} = the text
     # FG answers that already name an alias of the class get no class name appended.
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -150,9 +172,9 @@ class ClipConfig:
     model: str = "ViT-L-14"                    # open_clip name, a model folder, or a .json architecture
     pretrained: str | None = "openai"          # tag or checkpoint path
     mask_prompt_checkpoint: str | None = None  # ovseg_swinbase_vitL14_ft_mpt.pth: mask-adapted CLIP (§4.5)
-    mask_prompt_depth: int = 3
+    mask_prompt_depth: int = 3                 # transformer blocks that get the mask prompt (ovseg: 3)
     normalization: Literal["imagenet", "clip"] = "imagenet"   # imagenet (official: CLIP sees the CAM net's input)
-    text_batch_size: int = 256
+    text_batch_size: int = 256                 # texts encoded together by text_feats
     grad_checkpointing: bool = False           # recompute CLIP activations in backward (less memory)
 
 
@@ -162,31 +184,31 @@ class RitcConfig:
 
     init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
     bn: BnMode = "batch"                       # trainable BN (official; SyncBN under CUDA DDP) | fixed
-    batch_size: int = 8
-    epochs: int = 15
-    max_steps: int | None = None
-    lr: float = 3.5e-4
-    classifier_lr_mult: float = 10.0
-    weight_decay: float = 1.0e-4
+    batch_size: int = 8                        # images per optimiser step per rank
+    epochs: int = 15                           # passes over dataset.train_split
+    max_steps: int | None = None               # cap on optimiser steps; null = epochs decide
+    lr: float = 3.5e-4                         # SGD lr of the backbone (poly decay)
+    classifier_lr_mult: float = 10.0           # lr multiplier of the classifier
+    weight_decay: float = 1.0e-4               # SGD weight decay
     momentum: float = 1.0e-4                   # official PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
-    poly_power: float = 0.9
-    crop_size: int = 512
-    resize_long: tuple[int, int] = (320, 640)
-    hflip: bool = True
+    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
+    crop_size: int = 512                       # square random crop (padded)
+    resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
+    hflip: bool = True                         # random horizontal flip
     variant: Literal["official", "paper"] = "official"   # docs/design.md §4 items 1, 2, 5
     reduction: Literal["sum", "mean"] = "sum"  # sum (official) | mean over positive pairs
     omega: float = 0.1                         # FAT ratio ω (Eq. 9)
     fat: bool = True                           # FAT on/off
-    tau: float = 0.7
+    tau: float = 0.7                           # temperature of the region-text similarities (Eq. 4, 7)
     alpha: float = 10.0                        # FRC weight
     beta: float = 8.0                          # BRC weight
     gamma: float = 0.2                         # REG weight
     frc: bool = True                           # Table 4 switches
-    brc: bool = True
-    reg: bool = True
+    brc: bool = True                           # BRC on/off
+    reg: bool = True                           # REG on/off
     precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
-    checkpoint_every: int = 500
-    log_every: int = 50
+    checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
+    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
@@ -205,26 +227,26 @@ class DeepLabConfig:
     pretrained: str | None = "imagenet"        # imagenet (torchvision ResNet-101) | path to a state dict | null
     pretrained_format: Literal["torchvision", "caffe"] = "torchvision"   # RGB ImageNet mean/std | BGR (deeplab-pytorch)
     blocks: tuple[int, ...] = (3, 4, 23, 3)    # bottlenecks per stage: ResNet-101
-    atrous_rates: tuple[int, ...] = (6, 12, 18, 24)
+    atrous_rates: tuple[int, ...] = (6, 12, 18, 24)   # ASPP dilation rates (DeepLabV2)
     msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max
     bn: BnMode = "fixed"                       # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
     label_dir: str | None = None               # pseudo masks; null = <work_dir>/sem_seg
-    batch_size: int = 5
-    accum_steps: int = 1
-    iterations: int = 30000
-    lr: float = 2.5e-4
-    aspp_weight_lr_mult: float = 10.0
+    batch_size: int = 5                        # images per optimiser step per rank
+    accum_steps: int = 1                       # micro-batches per step (same step, less memory)
+    iterations: int = 30000                    # optimiser steps
+    lr: float = 2.5e-4                         # SGD lr of the backbone (poly decay)
+    aspp_weight_lr_mult: float = 10.0          # lr multiplier of the ASPP weights
     aspp_bias_lr_mult: float = 20.0            # ASPP biases also get no weight decay
-    weight_decay: float = 5.0e-4
-    momentum: float = 0.9
-    poly_power: float = 0.9
-    crop_size: int = 321
-    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
-    hflip: bool = True
+    weight_decay: float = 5.0e-4               # SGD weight decay
+    momentum: float = 0.9                      # SGD momentum
+    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
+    crop_size: int = 321                       # square random crop (padded with ignore)
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)   # random rescale choices before the crop
+    hflip: bool = True                         # random horizontal flip
     precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
     channels_last: bool = False                # CUDA only
-    checkpoint_every: int = 1000
-    log_every: int = 50
+    checkpoint_every: int = 1000               # optimiser steps between resumable checkpoints
+    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
@@ -234,13 +256,10 @@ class DeepLabEvalConfig:
     split: str | None = None                   # null = dataset.val_split; a split without GT (VOC test) gets no metrics
     msc: bool = False                          # fuse deeplab.msc_scales by max, as in training
     flip: bool = False                         # average the logits of the image and its mirror
-    crf: bool = True
-    crf_iterations: int = 10
-    crf_gaussian_w: float = 3.0
-    crf_gaussian_xy: float = 1.0
-    crf_bilateral_w: float = 4.0
-    crf_bilateral_xy: float = 67.0
-    crf_bilateral_rgb: float = 3.0
+    # deeplab-pytorch's CRF: 10 iterations, Gaussian sxy 1 weight 3, bilateral sxy 67 srgb 3 weight 4
+    crf: CrfConfig = field(default_factory=lambda: CrfConfig(gaussian_sxy=1.0, gaussian_compat=3.0,
+                                                             bilateral_sxy=67.0, bilateral_srgb=3.0,
+                                                             bilateral_compat=4.0))
     crf_workers: int = 4                       # CRF processes; 0 = in the main process
     submission: bool = False                   # also write the VOC server tree (always for a split without GT)
     voc_comp: Literal["comp5", "comp6"] = "comp6"   # comp5 (VOC data only) | comp6 (outside data, e.g. ImageNet)
@@ -263,36 +282,29 @@ class IrnConfig:
 
     # cam_to_ir_label: confident foreground / background, each refined by a dense CRF
     conf_fg_thres: float = 0.30
-    conf_bg_thres: float = 0.10
-    crf: bool = True
-    crf_t: int = 10
-    crf_gt_prob: float = 0.7
-    crf_gaussian_sxy: float = 3.0
-    crf_gaussian_compat: float = 3.0
-    crf_bilateral_sxy: float = 50.0
-    crf_bilateral_srgb: float = 5.0
-    crf_bilateral_compat: float = 10.0
+    conf_bg_thres: float = 0.10                # confident background below this CAM score (after the CRF)
+    crf: CrfConfig = field(default_factory=CrfConfig)
     workers: int = 4                           # CRF processes (0 = in the main process)
     # train_irn
     pretrained: str | None = "imagenet"        # imagenet | cam_baseline (the CAM classifier's backbone) | path | null
-    batch_size: int = 32
-    epochs: int = 3
-    max_steps: int | None = None
+    batch_size: int = 32                       # crops per optimiser step per rank
+    epochs: int = 3                            # passes over dataset.train_split
+    max_steps: int | None = None               # cap on optimiser steps; null = epochs decide
     lr: float = 0.1                            # edge branch; the displacement branch gets 10×
-    weight_decay: float = 1.0e-4
+    weight_decay: float = 1.0e-4               # SGD weight decay
     momentum: float = 1.0e-4                   # IRN's PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
-    poly_power: float = 0.9
-    crop_size: int = 512
-    rescale: tuple[float, float] = (0.5, 1.5)
-    hflip: bool = True
-    radius_train: int = 10
-    checkpoint_every: int = 500
-    log_every: int = 50
+    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
+    crop_size: int = 512                       # square random crop (padded)
+    rescale: tuple[float, float] = (0.5, 1.5)  # random rescale range before the crop
+    hflip: bool = True                         # random horizontal flip
+    radius_train: int = 10                     # affinity radius of the training pairs (stride-4 cells)
+    checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
+    log_every: int = 50                        # optimiser steps between log lines
     # make_sem_seg: random walk from the stride-4 CAMs over the boundary map
     radius_infer: int = 5
-    beta: float = 10.0
-    exp_times: int = 8
-    sem_seg_bg_thres: float = 0.20
+    beta: float = 10.0                         # the walk's transition sharpness: affinity ^ beta
+    exp_times: int = 8                         # the walk runs 2 ^ exp_times steps
+    sem_seg_bg_thres: float = 0.20             # the background plane of the walked CAMs
     walk_threads: int | None = None            # torch CPU threads for the walk (1 suits shared CPUs)
     infer_scale: int = 1                       # IRNet sees the image ×this (1, 2 or 4); the walk runs on its
     #                                            finer boundary map (CAMs resized to it). 1 = IRN.
@@ -302,14 +314,15 @@ class IrnConfig:
 class ToyConfig:
     """The generated toy world (docs/design.md §6): made at ``dataset.root`` before the steps when ``generate``."""
 
-    generate: bool = False
-    seed: int = 0
-    num_train: int = 200
-    num_val: int = 60
-    num_extra_aug: int = 0
+    generate: bool = False                     # generate the toy world at dataset.root before the steps (idempotent)
+    seed: int = 0                              # the world's seed (its drawings, and the toy models trained on it)
+    num_train: int = 200                       # images of `train` (the eval split)
+    num_val: int = 60                          # images of `val`
+    num_extra_aug: int = 0                     # extra images in `train_aug` only (as SBD adds to VOC)
     image_size: tuple[int, int] = (128, 160)     # H, W
+    # how often an object appears in its class's usual scene (the context QAPE exploits)
     scene_correlation: float = 0.85
-    max_objects: int = 3
+    max_objects: int = 3                       # objects per image, at most
     classes: tuple[str, ...] | None = None       # XML class names; null = all 20
     layout: Literal["voc", "coco"] = "voc"      # VOC2012 folder | COCO 2014 folder (dataset.name coco14)
     # Write tiny randomly initialised BLIP (<dir>/blip) and CLIP (<dir>/clip) models here when absent:
@@ -328,10 +341,10 @@ class ToyConfig:
 class Config:
     """The whole run. Paths are relative to the current working directory unless absolute."""
 
-    work_dir: str = "work/voc12"
+    work_dir: str = "work/voc12"               # every artefact of the run goes here
     device: str = "auto"                         # auto | cpu | cuda | cuda:N
     seed: int = 0                                # -1 = a random seed (logged)
-    num_workers: int = 4
+    num_workers: int = 4                       # data-loader processes
     toy: ToyConfig = field(default_factory=ToyConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -352,8 +365,17 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read ``path``, apply ``--set`` style overrides (``"cam.lr=0.05"``) and build the Config."""
-    path = Path(path)
+    """Read ``path`` (and the files it inherits from with ``base:``), apply ``--set`` style overrides
+    (``"cam.lr=0.05"``) and build the Config."""
+    raw = read_config_tree(Path(path))
+    for item in overrides:
+        _apply_override(raw, item, Path(path))
+    return build(Config, raw, source=str(path))
+
+
+def read_config_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The raw mapping of ``path`` merged over its ``base:`` file (a path relative to ``path``'s folder),
+    recursively: a section merges key by key, any other value replaces the inherited one."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -362,16 +384,91 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    for item in overrides:
-        _apply_override(raw, item, path)
-    return build(Config, raw, source=str(path))
+    _rename_keys(raw, str(path))
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: key 'base' must be the file name of the config it inherits from, got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: key 'base': {base_path} does not exist")
+    if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: key 'base': {base_path} inherits from itself")
+    return merge_sections(Config, read_config_tree(base_path, (*_seen, path.resolve())), raw)
+
+
+def merge_sections(cls: type, base: dict, child: dict) -> dict:
+    """``child`` over ``base``: mappings of config sections merge recursively, other values are replaced
+    (a mapping-valued key such as ``qape.questions`` is replaced whole, as written)."""
+    hints = typing.get_type_hints(cls)
+    out = dict(base)
+    for k, v in child.items():
+        tp = hints.get(k)
+        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_sections(tp, out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# Keys that moved: old dotted key -> new dotted key. A config that still uses an old key loads, with a
+# warning naming the new one; one that sets both fails naming both.
+RENAMED: dict[str, str] = {
+    **{f"irn.crf_{a}": f"irn.crf.{b}" for a, b in (
+        ("t", "iterations"), ("gt_prob", "gt_prob"), ("gaussian_sxy", "gaussian_sxy"),
+        ("gaussian_compat", "gaussian_compat"), ("bilateral_sxy", "bilateral_sxy"),
+        ("bilateral_srgb", "bilateral_srgb"), ("bilateral_compat", "bilateral_compat"))},
+    **{f"deeplab_eval.crf_{a}": f"deeplab_eval.crf.{b}" for a, b in (
+        ("iterations", "iterations"), ("gaussian_w", "gaussian_compat"), ("gaussian_xy", "gaussian_sxy"),
+        ("bilateral_w", "bilateral_compat"), ("bilateral_xy", "bilateral_sxy"), ("bilateral_rgb", "bilateral_srgb"))},
+}
+SWITCH_SECTIONS = ("irn.crf", "deeplab_eval.crf")   # were on/off keys; now sections with ``enabled``
+
+
+def _rename_keys(raw: dict, source: str) -> None:
+    """Move old keys (RENAMED, and ``true``/``false`` at a SWITCH_SECTIONS key) to their new place, in place."""
+    def node_of(dotted: str, create: bool) -> tuple[dict | None, str]:
+        *parents, last = dotted.split(".")
+        node = raw
+        for k in parents:
+            if not isinstance(node.get(k), dict):
+                if not create or k in node:
+                    return None, last
+                node[k] = {}
+            node = node[k]
+        return node, last
+
+    for key in SWITCH_SECTIONS:
+        node, last = node_of(key, create=False)
+        if node is not None and isinstance(node.get(last), bool):
+            log.warning("%s: key '%s: %s' is now '%s.enabled: %s'", source, key, node[last], key, node[last])
+            node[last] = {"enabled": node[last]}
+    for old, new in RENAMED.items():
+        node, last = node_of(old, create=False)
+        if node is None or last not in node:
+            continue
+        value = node.pop(last)
+        target, new_last = node_of(new, create=True)
+        if target is None:
+            raise ConfigError(f"{source}: key '{old}' is now '{new}', but '{new.rsplit('.', 1)[0]}' is not a section")
+        if new_last in target:
+            raise ConfigError(f"{source}: both '{old}' and its new name '{new}' are set; keep '{new}'")
+        log.warning("%s: key '%s' is now '%s'; please rename it", source, old, new)
+        target[new_last] = value
 
 
 def _apply_override(raw: dict, item: str, path: Path) -> None:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected section.key=value")
     dotted, _, text = item.partition("=")
-    keys = dotted.strip().split(".")
+    dotted = dotted.strip()
+    new = RENAMED.get(dotted) or (f"{dotted}.enabled" if dotted in SWITCH_SECTIONS and text.strip() in
+                                  ("true", "false", "True", "False") else None)
+    if new is not None:
+        log.warning("--set %s: key '%s' is now '%s'; please rename it", item, dotted, new)
+        dotted = new
+    keys = dotted.split(".")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError as e:
@@ -384,8 +481,9 @@ def _apply_override(raw: dict, item: str, path: Path) -> None:
     node[keys[-1]] = value
 
 
-def build(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, checking every key and value type."""
+def build(cls: type, raw: Any, source: str, prefix: str = "", default: Any = None) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and value type; keys the mapping leaves out
+    keep their values in ``default`` (the instance the parent section starts from), else the class defaults."""
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
@@ -397,8 +495,13 @@ def build(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
                           f"{', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in raw.items():
-        kwargs[name] = _coerce(hints[name], value, source, f"{prefix}{name}")
-    return cls(**kwargs)
+        tp, f = hints[name], fields[name]
+        if dataclasses.is_dataclass(tp):   # a section: partial mappings start from the field's own default
+            start = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            kwargs[name] = build(tp, value if value is not None else {}, source, f"{prefix}{name}.", start)
+        else:
+            kwargs[name] = _coerce(tp, value, source, f"{prefix}{name}")
+    return dataclasses.replace(default, **kwargs) if default is not None else cls(**kwargs)
 
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:

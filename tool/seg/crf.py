@@ -5,7 +5,11 @@ Two uses:
 - ``crf_inference_label``: refine a hard label map, as IRN's ``misc/imutils.crf_inference_label``
   (cam_to_ir_label: t 10, gt_prob 0.7, Gaussian sxy 3 compat 3, bilateral sxy 50 srgb 5 compat 10).
 - ``crf_inference_prob``: refine class probabilities, as deeplab-pytorch's ``DenseCRF`` post-processing
-  at DeepLab evaluation (10 iterations, Gaussian w 3 xy 1, bilateral w 4 xy 67 rgb 3).
+  at DeepLab evaluation (10 iterations, Gaussian sxy 1 compat 3, bilateral sxy 67 srgb 3 compat 4).
+
+Both name the kernels' settings the same way (pydensecrf's: ``sxy``, ``srgb``, ``compat``), as the one
+config section type both come from (``irn.crf``, ``deeplab_eval.crf``: ``CrfConfig``); ``crf_kwargs``
+turns such a section into the keyword arguments.
 
 Both take the raw uint8 RGB image [H, W, 3]; a normalised float image would make the bilateral term
 meaningless, so any other dtype is an error.
@@ -16,7 +20,20 @@ import logging
 
 import numpy as np
 
+from tool.engine.config import CrfConfig
+
 log = logging.getLogger(__name__)
+
+
+def crf_kwargs(section: CrfConfig, labels: bool) -> dict | None:
+    """Keyword arguments of ``crf_inference_label`` (``labels``) or ``crf_inference_prob`` from a CRF config
+    section, or None when it is off."""
+    if not section.enabled:
+        return None
+    kw = {"t": section.iterations, "gaussian_sxy": section.gaussian_sxy, "gaussian_compat": section.gaussian_compat,
+          "bilateral_sxy": section.bilateral_sxy, "bilateral_srgb": section.bilateral_srgb,
+          "bilateral_compat": section.bilateral_compat}
+    return {**kw, "gt_prob": section.gt_prob} if labels else kw
 
 
 def _check_image(img: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -61,9 +78,9 @@ def crf_inference_label(img: np.ndarray, labels: np.ndarray, n_labels: int, t: i
     return np.argmax(q, axis=0)
 
 
-def crf_inference_prob(img: np.ndarray, probs: np.ndarray, t: int = 10, gaussian_w: float = 3,
-                       gaussian_xy: float = 1, bilateral_w: float = 4, bilateral_xy: float = 67,
-                       bilateral_rgb: float = 3) -> np.ndarray:
+def crf_inference_prob(img: np.ndarray, probs: np.ndarray, t: int = 10, gaussian_sxy: float = 1,
+                       gaussian_compat: float = 3, bilateral_sxy: float = 67, bilateral_srgb: float = 3,
+                       bilateral_compat: float = 4) -> np.ndarray:
     """Refine class probabilities with a dense CRF (deeplab-pytorch's ``DenseCRF``).
 
     Args:
@@ -82,6 +99,6 @@ def crf_inference_prob(img: np.ndarray, probs: np.ndarray, t: int = 10, gaussian
     img = _check_image(img, (h, w))
     d = dcrf.DenseCRF2D(w, h, c)
     d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
-    d.addPairwiseGaussian(sxy=gaussian_xy, compat=gaussian_w)
-    d.addPairwiseBilateral(sxy=bilateral_xy, srgb=bilateral_rgb, rgbim=img, compat=bilateral_w)
+    d.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+    d.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=img, compat=bilateral_compat)
     return np.array(d.inference(t), dtype=np.float32).reshape(c, h, w)  # [C, H, W] marginals
