@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p.add_argument("--from", dest="start", help="first step to run")
     p.add_argument("--until", help="last step to run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set cam.epochs=3 (repeatable)")
+                   help="override a config value, e.g. --set cam.train.epochs=3 (repeatable)")
     p.add_argument("--force", action="store_true", help="rerun the selected steps even if up to date")
     p.add_argument("--list", action="store_true", help="list the steps and whether each is done, then exit")
     args = p.parse_args(argv)

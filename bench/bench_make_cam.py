@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from step.make_cam import fuse_scales
 from tool.data.imutils import strided_size, strided_up_size
 
 SCALES = (1.0, 0.5, 1.5, 2.0)
@@ -38,18 +39,9 @@ def official(outputs: list[torch.Tensor], label: torch.Tensor, size: tuple[int, 
 
 
 def ours(outputs: list[torch.Tensor], label: torch.Tensor, size: tuple[int, int]):
-    """step.make_cam.multiscale_cam's upsampling: the present classes first."""
-    s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
+    """``step.make_cam.fuse_scales``, the step's own upsampling (the present classes first)."""
     keys = torch.nonzero(label)[:, 0]
-    strided = high = None
-    for o in outputs:
-        cam = o[keys].unsqueeze(0)
-        a = F.interpolate(cam, s4, mode="bilinear", align_corners=False)[0]
-        b = F.interpolate(cam, up16, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
-        strided = a if strided is None else strided + a
-        high = b if high is None else high + b
-    strided /= F.adaptive_max_pool2d(strided, (1, 1)) + 1e-5
-    high /= F.adaptive_max_pool2d(high, (1, 1)) + 1e-5
+    strided, high = fuse_scales(outputs, keys, size)
     return keys, strided, high
 
 

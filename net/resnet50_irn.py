@@ -145,7 +145,7 @@ class IRNet(nn.Module):
     def estimate_mean_shift(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
         """Set ``mean_shift.running_mean`` to the mean displacement over ``batches`` and return it.
 
-        batches: images [N, 3, H, W] (IRN: the training list, top-left crops, batch ``irn.batch_size``,
+        batches: images [N, 3, H, W] (IRN: the training list, top-left crops, batch ``irn.train.batch_size``,
         last incomplete batch dropped). As IRN, the result is the mean of the per-batch means over
         (N, h, w). The raw (unshifted) displacement is used, so calling this twice gives the same value.
         """

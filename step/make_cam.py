@@ -14,6 +14,7 @@ upsampling (per-channel, so the maps are identical) — the expensive part shrin
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -45,15 +46,28 @@ def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, 
 
     Returns (strided [K', ceil(H/4), ceil(W/4)], high_res [K', H, W]), both max-normalised per class.
     """
-    s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
     if len(keys) == 0:     # no present class (an unlabelled image in a custom list): empty maps, not a crash
-        return torch.zeros(0, *s4, device=device), torch.zeros(0, *size, device=device)
+        return torch.zeros(0, *strided_size(size, 4), device=device), torch.zeros(0, *size, device=device)
+
+    def per_scale():
+        for img in imgs:
+            x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]
+            x = torch.cat([x, x.flip(-1)], dim=0)                          # [2, 3, h, w]: image and its flip
+            cam = model.cams(x)                                            # [2, K, h/16, w/16]
+            yield cam[0] + cam[1].flip(-1)                                 # [K, h/16, w/16]
+
+    return fuse_scales(per_scale(), keys, size)
+
+
+def fuse_scales(cams: Iterable[torch.Tensor], keys: torch.Tensor, size: tuple[int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over scales of the CAMs ``cams`` ([K, h_s, w_s] each) of the present classes ``keys``, upsampled to
+    stride 4 and to the image ``size``; max-normalised. Only the K' present maps are upsampled (IRN upsamples
+    all K, then keeps K'): the same maps for a fraction of the work (``bench/bench_make_cam.py``)."""
+    s4, up16 = strided_size(size, 4), strided_up_size(size, 16)
     strided, high = None, None
-    for img in imgs:
-        x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]
-        x = torch.cat([x, x.flip(-1)], dim=0)                          # [2, 3, h, w]: image and its flip
-        cam = model.cams(x)                                            # [2, K, h/16, w/16]
-        cam = (cam[0] + cam[1].flip(-1))[keys].unsqueeze(0)            # [1, K', h/16, w/16] present only
+    for cam in cams:
+        cam = cam[keys].unsqueeze(0)                                       # [1, K', h_s, w_s] present only
         a = F.interpolate(cam, s4, mode="bilinear", align_corners=False)[0]
         b = F.interpolate(cam, up16, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
         strided = a if strided is None else strided + a

@@ -38,7 +38,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     labels = ds.labels(ids)
-    data = ClassificationCrops(ds, ids, labels, crop=c.crop_size, resize_long=c.resize_long, hflip=c.hflip,
+    data = ClassificationCrops(ds, ids, labels, crop=c.train.crop_size, resize_long=c.resize_long, hflip=c.train.hflip,
                                seed=ctx.seed, skip_bad=skips)
 
     model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None, bn=c.bn)
@@ -49,8 +49,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, c.bn == "batch")
     backbone, head = net.param_groups()
     model = dist.wrap_ddp(net, ctx.device)
-    optimizer = sgd([{"params": backbone, "lr": c.lr}, {"params": head, "lr": c.lr * c.classifier_lr_mult}],
-                    momentum=c.momentum, weight_decay=c.weight_decay)
+    optimizer = sgd([{"params": backbone, "lr": c.train.lr},
+                     {"params": head, "lr": c.train.lr * c.classifier_lr_mult}],
+                    momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
@@ -60,12 +61,9 @@ def run(cfg: Config, ctx: Context) -> dict:
         return {"loss": loss}
 
     log.info("train_cam: %d images of %s, batch %d, %d epoch(s)", len(ids), cfg.dataset.train_split,
-             c.batch_size, c.epochs)
-    metrics = fit(name="train_cam", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
-                  ckpt_path=ctx.paths.checkpoint("train_cam"), final_path=ctx.paths.cam_baseline_model,
-                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
+             c.train.batch_size, c.train.epochs)
+    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+                  final_path=ctx.paths.cam_baseline_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none)
     metrics["num_images"] = len(ids)
     return metrics
 

@@ -13,7 +13,6 @@ configs/voc12_wr38.yaml): the same data, loss (one term, ``ce_1.0``), lr groups,
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
@@ -65,9 +64,9 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.deeplab
     autocast(c.precision, ctx.device, key="deeplab.precision")      # checks deeplab.precision before any work
-    if c.accum_steps < 1 or c.batch_size % c.accum_steps:
-        raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.batch_size "
-                         f"{c.batch_size}")
+    if c.accum_steps < 1 or c.train.batch_size % c.accum_steps:
+        raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.train.batch_size "
+                         f"{c.train.batch_size}")
     if c.precision == "bfloat16" and ctx.device.type != "cuda":
         log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
@@ -75,7 +74,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
     label_dir = c.label_dir or ctx.paths.sem_seg_dir
     check_labels(label_dir, ids, "deeplab.label_dir", "make_sem_seg", ours=c.label_dir is None)
-    data = SegCrops(ds, ids, label_dir, crop=c.crop_size, scales=c.scales, hflip=c.hflip, seed=ctx.seed,
+    data = SegCrops(ds, ids, label_dir, crop=c.train.crop_size, scales=c.scales, hflip=c.train.hflip, seed=ctx.seed,
                     skip_bad=skips)
 
     model = build_model(c, ds.num_classes + 1)
@@ -93,9 +92,10 @@ def run(cfg: Config, ctx: Context) -> dict:
     channels_last = c.channels_last and ctx.device.type == "cuda"
     model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
-    groups = optimizer_groups(model.base, c.lr, c.weight_decay, c.aspp_weight_lr_mult, c.aspp_bias_lr_mult)
+    groups = optimizer_groups(model.base, c.train.lr, c.train.weight_decay, c.aspp_weight_lr_mult,
+                              c.aspp_bias_lr_mult)
     model = dist.wrap_ddp(model, ctx.device)
-    optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
+    optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
     seen = [0]                                    # images trained in this session (for images/s)
 
@@ -113,20 +113,11 @@ def run(cfg: Config, ctx: Context) -> dict:
                  for n, o in zip(names, outs)}
         return {"loss": sum(terms.values()), **terms}
 
-    per_step = c.batch_size * dist.world_size()
-    steps_per_epoch = len(ids) // per_step
-    if steps_per_epoch == 0:
-        raise ValueError(f"deeplab.batch_size: {len(ids)} training images are fewer than one batch of {c.batch_size} "
-                         f"per rank × {dist.world_size()} rank(s)")
-    epochs = math.ceil(c.iterations / steps_per_epoch)
     log.info("train_deeplab: %d images of %s with labels from %s, batch %d (%d micro-batch(es)) per rank, "
-             "%d iterations (%d epoch(s))", len(ids), cfg.dataset.train_split, label_dir, c.batch_size,
-             c.accum_steps, c.iterations, epochs)
-    metrics = fit(name="train_deeplab", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  batch_size=c.batch_size, epochs=epochs, max_steps=c.iterations, poly_power=c.poly_power,
-                  ckpt_path=ctx.paths.checkpoint("train_deeplab"), final_path=ctx.paths.deeplab_model,
-                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
+             "%s iterations", len(ids), cfg.dataset.train_split, label_dir, c.train.batch_size, c.accum_steps,
+             c.train.max_steps)
+    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+                  final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   accum_steps=c.accum_steps)
     rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
     log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)

@@ -76,8 +76,8 @@ class _TopLeft(torch.utils.data.Dataset):
 
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
-    if c.crop_size % 4:
-        raise ValueError(f"irn.crop_size: {c.crop_size} must be a multiple of 4 (the output stride)")
+    if c.train.crop_size % 4:
+        raise ValueError(f"irn.train.crop_size: {c.train.crop_size} must be a multiple of 4 (the output stride)")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.make_cam.split or cfg.dataset.train_split), ds)
@@ -90,14 +90,14 @@ def run(cfg: Config, ctx: Context) -> dict:
     if torn:
         raise DamagedFile(f"{len(torn)} IR label(s) in {label_dir} are torn (no PNG end), e.g. {torn[0]}", torn,
                           producer="cam_to_ir_label")
-    path_index = PathIndex(c.radius_train, (c.crop_size // 4, c.crop_size // 4))
-    data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.crop_size, rescale=c.rescale, hflip=c.hflip,
+    path_index = PathIndex(c.radius_train, (c.train.crop_size // 4, c.train.crop_size // 4))
+    data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.train.crop_size, rescale=c.rescale, hflip=c.train.hflip,
                          seed=ctx.seed, skip_bad=skips)
     model = AffinityDisplacementLoss(path_index)
     log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
     model.to(ctx.device)
-    groups = model.param_groups(c.lr, c.weight_decay)      # boundary lr, displacement 10× lr
-    optimizer = sgd(groups, momentum=c.momentum, weight_decay=c.weight_decay)
+    groups = model.param_groups(c.train.lr, c.train.weight_decay)      # boundary lr, displacement 10× lr
+    optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
     model = dist.wrap_ddp(model, ctx.device)
 
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
@@ -106,19 +106,17 @@ def run(cfg: Config, ctx: Context) -> dict:
         terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos", "neg")))
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 
-    log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids), c.batch_size,
-             c.epochs, c.crop_size, c.radius_train)
+    log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids),
+             c.train.batch_size, c.train.epochs, c.train.crop_size, c.radius_train)
     final = ctx.paths.irn_model
-    metrics = fit(name="train_irn", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
-                  ckpt_path=ctx.paths.checkpoint("train_irn"), final_path=final,
-                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
+    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn, final_path=final,
+                  num_workers=cfg.num_workers, collate_fn=collate_skip_none)
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     net = unwrap(model)
-    loader = DataLoader(_TopLeft(ds, ids, c.crop_size, skips), batch_size=c.batch_size,
-                        num_workers=cfg.num_workers, drop_last=len(ids) >= c.batch_size, collate_fn=collate_skip_none)
+    batch = c.train.batch_size
+    loader = DataLoader(_TopLeft(ds, ids, c.train.crop_size, skips), batch_size=batch,
+                        num_workers=cfg.num_workers, drop_last=len(ids) >= batch, collate_fn=collate_skip_none)
     batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
     shift = net.estimate_mean_shift(batches)
     save_model(net, final)

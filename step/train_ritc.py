@@ -165,7 +165,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)     # images qape skipped have no texts
     labels = ds.labels(ids)
-    data = ClassificationCrops(ds, ids, labels, crop=r.crop_size, resize_long=r.resize_long, hflip=r.hflip,
+    data = ClassificationCrops(ds, ids, labels, crop=r.train.crop_size, resize_long=r.resize_long, hflip=r.train.hflip,
                                seed=ctx.seed, skip_bad=skips)
 
     # The CAM net, initialised from the baseline classifier (official: strict load of res50_cam.pth).
@@ -177,21 +177,19 @@ def run(cfg: Config, ctx: Context) -> dict:
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, r.bn == "batch")   # official DDP uses SyncBN
     backbone, head = net.param_groups()
     model = dist.wrap_ddp(net, ctx.device)
-    optimizer = sgd([{"params": backbone, "lr": r.lr}, {"params": head, "lr": r.lr * r.classifier_lr_mult}],
-                    momentum=r.momentum, weight_decay=r.weight_decay)
+    optimizer = sgd([{"params": backbone, "lr": r.train.lr},
+                     {"params": head, "lr": r.train.lr * r.classifier_lr_mult}],
+                    momentum=r.train.momentum, weight_decay=r.train.weight_decay)
 
     clip, encode, mask_clip = load_region_clip(cfg.clip, ctx.device)
     bank = load_text_bank(cfg, ctx, clip, ids, ds.class_names, labels)
     loss_fn = RitcLoss(model, clip, encode, mask_clip, bank, cfg, ctx.device)
 
     log.info("train_ritc: %d images of %s, batch %d, %d epoch(s), CLIP %s (%s, %s pixels), variant %s",
-             len(ids), cfg.dataset.train_split, r.batch_size, r.epochs, clip.id,
+             len(ids), cfg.dataset.train_split, r.train.batch_size, r.train.epochs, clip.id,
              "mask-prompt" if mask_clip else "plain", cfg.clip.normalization, r.variant)
-    metrics = fit(name="train_ritc", model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  batch_size=r.batch_size, epochs=r.epochs, max_steps=r.max_steps, poly_power=r.poly_power,
-                  ckpt_path=ctx.paths.checkpoint("train_ritc"), final_path=ctx.paths.ritc_model,
-                  digest=ctx.digest, seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=r.checkpoint_every, log_every=r.log_every)
+    metrics = fit(ctx, r.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+                  final_path=ctx.paths.ritc_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none)
     metrics["num_images"] = len(ids)
     return metrics
 

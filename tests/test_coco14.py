@@ -20,7 +20,8 @@ from coco14.make_coco_masks import make_masks, render_semantic_mask
 from coco14.make_coco_subset import main as subset_main
 from coco14.make_coco_subset import select_subset
 from tool.data.palette import load_label_png
-from tool.toy.world import generate_toy_world, uncompressed_rle, write_coco_layout
+from tool.toy.coco_layout import uncompressed_rle, write_coco_layout
+from tool.toy.world import generate_toy_world
 from voc12.dataset import XML_NAMES, DatasetError
 
 # pycocotools' Cython masks predate numpy 2's __array__(copy=...): a harmless warning of the reference COCO API
@@ -408,7 +409,7 @@ def test_pipeline_on_coco_layout(tmp_path):
               "--set", "dataset.name=coco14", "--set", "toy.layout=coco", "--set", "dataset.train_split=train",
               "--set", "dataset.eval_split=first3", "--set", "dataset.val_split=val",
               "--set", "toy.num_train=4", "--set", "toy.num_val=2", "--set", "toy.num_extra_aug=0",
-              "--set", "cam.max_steps=1", "--set", "cam.batch_size=2", "--set", "make_cam.scales=[1.0]",
+              "--set", "cam.train.max_steps=1", "--set", "cam.train.batch_size=2", "--set", "make_cam.scales=[1.0]",
               "--set", "make_cam.source=baseline", "--set", "toy.random_models_dir=null"]
     out = run_sample.main([*common, "--steps", "train_cam"])            # generates the COCO-layout world
     assert out["train_cam"]["num_images"] == 4

@@ -27,8 +27,9 @@ def test_shipped_configs_exist():
 
 def test_voc12_has_the_paper_settings():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc12.yaml")
-    assert (cfg.cam.batch_size, cfg.cam.epochs, cfg.cam.lr, cfg.cam.weight_decay) == (16, 5, 0.1, 1e-4)
-    assert cfg.cam.crop_size == 512 and cfg.cam.resize_long == (320, 640)
+    t = cfg.cam.train
+    assert (t.batch_size, t.epochs, t.lr, t.weight_decay) == (16, 5, 0.1, 1e-4)
+    assert cfg.cam.train.crop_size == 512 and cfg.cam.resize_long == (320, 640)
     assert cfg.make_cam.scales == (1.0, 0.5, 1.5, 2.0)
     assert cfg.dataset.train_split == "train_aug" and cfg.dataset.eval_split == "train"
 
@@ -51,9 +52,9 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_bad_type_names_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"'cam\.batch_size' expects int, got 'sixteen'"):
+    with pytest.raises(ConfigError, match=r"'cam\.train\.batch_size' expects int, got 'sixteen'"):
         load_config(_write(tmp_path, "cam:\n  batch_size: sixteen\n"))
-    with pytest.raises(ConfigError, match=r"'cam\.epochs' expects int"):
+    with pytest.raises(ConfigError, match=r"'cam\.train\.epochs' expects int"):
         load_config(_write(tmp_path, "cam:\n  epochs: 2.5\n"))
     with pytest.raises(ConfigError, match=r"'steps\.eval_cam' expects bool"):
         load_config(_write(tmp_path, "steps:\n  eval_cam: 1\n"))
@@ -63,37 +64,37 @@ def test_bad_type_names_key(tmp_path):
 
 def test_int_is_accepted_for_float_and_null_for_optional(tmp_path):
     cfg = load_config(_write(tmp_path, "cam:\n  lr: 1\n  pretrained: null\n"))
-    assert cfg.cam.lr == 1.0 and isinstance(cfg.cam.lr, float)
+    assert cfg.cam.train.lr == 1.0 and isinstance(cfg.cam.train.lr, float)
     assert cfg.cam.pretrained is None
 
 
 def test_exponent_without_dot_is_a_float(tmp_path):
     # YAML 1.1 (PyYAML) reads 1e-2 as the string "1e-2"; a float key takes it as 0.01, a str key keeps it
     cfg = load_config(_write(tmp_path, "cam:\n  lr: 1e-2\n"),
-                      ["ritc.lr=3.5E-4", "deeplab.lr=.5", "cam.pretrained=1e-2"])
-    assert cfg.cam.lr == 0.01 and cfg.ritc.lr == 3.5e-4 and cfg.deeplab.lr == 0.5
+                      ["ritc.train.lr=3.5E-4", "deeplab.train.lr=.5", "cam.pretrained=1e-2"])
+    assert cfg.cam.train.lr == 0.01 and cfg.ritc.train.lr == 3.5e-4 and cfg.deeplab.train.lr == 0.5
     assert cfg.cam.pretrained == "1e-2"
-    with pytest.raises(ConfigError, match=r"'cam\.lr' expects float, got '1e-2x'"):
+    with pytest.raises(ConfigError, match=r"'cam\.train\.lr' expects float, got '1e-2x'"):
         load_config(_write(tmp_path, "cam:\n  lr: 1e-2x\n"))
 
 
 def test_overrides_are_type_checked(tmp_path):
     p = _write(tmp_path, "cam:\n  lr: 0.1\n")
-    cfg = load_config(p, ["cam.lr=0.05", "make_cam.scales=[1.0, 0.5]", "work_dir=/tmp/x", "cam.pretrained=null"])
-    assert cfg.cam.lr == 0.05 and cfg.make_cam.scales == (1.0, 0.5) and cfg.work_dir == "/tmp/x"
+    cfg = load_config(p, ["cam.train.lr=0.05", "make_cam.scales=[1.0, 0.5]", "work_dir=/tmp/x", "cam.pretrained=null"])
+    assert cfg.cam.train.lr == 0.05 and cfg.make_cam.scales == (1.0, 0.5) and cfg.work_dir == "/tmp/x"
     assert cfg.cam.pretrained is None
-    with pytest.raises(ConfigError, match=r"'cam\.epochs' expects int"):
-        load_config(p, ["cam.epochs=many"])
+    with pytest.raises(ConfigError, match=r"'cam\.train\.epochs' expects int"):
+        load_config(p, ["cam.train.epochs=many"])
     with pytest.raises(ConfigError, match=r"'cam\.nope'"):
         load_config(p, ["cam.nope=1"])
     with pytest.raises(ConfigError, match="section.key=value"):
-        load_config(p, ["cam.lr"])
+        load_config(p, ["cam.train.lr"])
 
 
 def test_config_is_frozen(tmp_path):
     cfg = load_config(_write(tmp_path, "{}\n"))
     with pytest.raises(AttributeError):
-        cfg.cam.lr = 3  # type: ignore[misc]
+        cfg.cam.train.lr = 3  # type: ignore[misc]
 
 
 def test_digest_depends_only_on_named_sections(tmp_path):
@@ -113,11 +114,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_coco14_has_the_paper_settings():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "coco14.yaml")
     assert cfg.dataset.name == "coco14" and cfg.dataset.train_split == "train" and cfg.dataset.val_split == "val"
-    assert (cfg.ritc.alpha, cfg.ritc.beta, cfg.ritc.gamma, cfg.ritc.lr) == (30.0, 24.0, 0.2, 3.5e-4)
-    assert (cfg.deeplab.batch_size, cfg.deeplab.iterations) == (10, 100000)
+    assert (cfg.ritc.alpha, cfg.ritc.beta, cfg.ritc.gamma, cfg.ritc.train.lr) == (30.0, 24.0, 0.2, 3.5e-4)
+    assert (cfg.deeplab.train.batch_size, cfg.deeplab.train.max_steps) == (10, 100000)
     voc = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc12.yaml")
     assert (voc.ritc.alpha, voc.ritc.beta, voc.ritc.gamma) == (10.0, 8.0, 0.2)
-    assert (voc.deeplab.batch_size, voc.deeplab.iterations, voc.deeplab.crop_size) == (5, 30000, 321)
+    assert (voc.deeplab.train.batch_size, voc.deeplab.train.max_steps, voc.deeplab.train.crop_size) == (5, 30000, 321)
 
 
 # ---- inheritance, renamed keys, allowed values, the generated reference ---------------------------
@@ -135,9 +136,9 @@ def test_base_merges_sections_key_by_key_and_replaces_other_values(tmp_path):
     _file(sub / "b.yaml", "base: ../a.yaml\ncam:\n  epochs: 2\nqape:\n  aliases: {cat: [kitty]}\n")
     _file(sub / "c.yaml", "base: b.yaml\nseed: 9\n")
     cfg = load_config(sub / "c.yaml")
-    assert (cfg.seed, cfg.cam.lr, cfg.cam.epochs, cfg.qape.image_size) == (9, 0.5, 2, 64)
+    assert (cfg.seed, cfg.cam.train.lr, cfg.cam.train.epochs, cfg.qape.image_size) == (9, 0.5, 2, 64)
     assert dict(cfg.qape.aliases) == {"cat": ("kitty",)}          # a mapping value is replaced whole
-    assert cfg.cam.batch_size == Config().cam.batch_size           # untouched keys keep the defaults
+    assert cfg.cam.train.batch_size == Config().cam.train.batch_size           # untouched keys keep the defaults
 
 
 def test_base_errors_name_the_file(tmp_path):
@@ -155,8 +156,8 @@ def test_base_errors_name_the_file(tmp_path):
 
 def test_shipped_configs_inherit_the_paper_settings():
     voc, coco = load_config(ROOT / "configs/voc12.yaml"), load_config(ROOT / "configs/coco14.yaml")
-    assert (coco.ritc.alpha, coco.ritc.beta, coco.deeplab.iterations, coco.deeplab.batch_size) == (30.0, 24.0,
-                                                                                                  100000, 10)
+    assert (coco.ritc.alpha, coco.ritc.beta) == (30.0, 24.0)
+    assert (coco.deeplab.train.max_steps, coco.deeplab.train.batch_size) == (100000, 10)
     assert (coco.qape.image_batch, coco.irn.workers, coco.ritc.gamma) == (16, 8, 0.2)     # from voc12.yaml
     assert (voc.deeplab_eval.crf.bilateral_sxy, voc.irn.crf.bilateral_sxy) == (67.0, 50.0)
     demo = load_config(ROOT / "configs/demo.yaml")
@@ -176,6 +177,17 @@ def test_renamed_keys_load_with_a_warning_naming_the_new_key(tmp_path, caplog):
     both = _file(tmp_path / "both.yaml", "irn:\n  crf_t: 4\n  crf:\n    iterations: 5\n")
     with pytest.raises(ConfigError, match="both 'irn.crf_t' and its new name 'irn.crf.iterations'"):
         load_config(both)
+
+
+def test_training_keys_moved_into_the_recipe_section(tmp_path, caplog):
+    old = _file(tmp_path / "old.yaml", "cam:\n  batch_size: 4\n  momentum: 0.9\ndeeplab:\n  iterations: 77\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old, ["ritc.epochs=2"])
+    assert (cfg.cam.train.batch_size, cfg.cam.train.momentum, cfg.cam.train.epochs) == (4, 0.9, 5)
+    assert (cfg.deeplab.train.max_steps, cfg.deeplab.train.epochs, cfg.deeplab.train.crop_size) == (77, None, 321)
+    assert (cfg.ritc.train.epochs, cfg.ritc.train.batch_size) == (2, 8)      # the section's own defaults stay
+    assert "key 'deeplab.iterations' is now 'deeplab.train.max_steps'" in caplog.text
+    assert "key 'ritc.epochs' is now 'ritc.train.epochs'" in caplog.text
 
 
 def test_old_switch_override_keeps_the_section(tmp_path):

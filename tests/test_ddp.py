@@ -31,8 +31,9 @@ def test_torchrun_two_ranks(tmp_path):
            "--master_port", str(free_port()), "run_sample.py", "--config", "configs/smoke.yaml",
            "--set", f"work_dir={tmp_path / 'work'}", "--set", f"dataset.root={tmp_path / 'toy' / 'VOC2012'}",
            "--set", f"toy.random_models_dir={models}", "--set", f"qape.vqa_model={models / 'blip'}",
-           "--set", f"clip.model={models / 'clip'}", "--set", "cam.batch_size=2", "--set", "ritc.batch_size=2",
-           "--set", "irn.batch_size=2", "--set", "deeplab.batch_size=1"]
+           "--set", f"clip.model={models / 'clip'}", "--set", "cam.train.batch_size=2",
+           "--set", "ritc.train.batch_size=2",
+           "--set", "irn.train.batch_size=2", "--set", "deeplab.train.batch_size=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert out.returncode == 0, out.stderr[-3000:]

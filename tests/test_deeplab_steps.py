@@ -25,6 +25,9 @@ from tool.engine.io import read_json
 from tool.seg.metrics import confusion, miou
 from tool.data.palette import load_label_png, save_label_png
 from tool.toy.world import generate_toy_world
+from tool.engine.config import TrainRecipe
+from tool.engine.paths import WorkPaths
+from tool.engine.runtime import Context
 from tool.engine.train_loop import fit
 from voc12.dataset import XML_NAMES
 
@@ -117,7 +120,8 @@ def test_training_resumes_from_its_checkpoint(world, monkeypatch):
     """A crash after iteration 3 of 4 resumes from the iteration-2 checkpoint and ends with the weights of
     an uninterrupted run."""
     tmp, _ = world
-    extra = ("--steps", "train_deeplab", "--set", "deeplab.iterations=4", "--set", "deeplab.checkpoint_every=2")
+    extra = ("--steps", "train_deeplab", "--set", "deeplab.train.max_steps=4",
+             "--set", "deeplab.train.checkpoint_every=2")
     run_sample.main(args_for(world, tmp / "ref", *extra))
     ref = torch.load(tmp / "ref" / "deeplab" / "model.pth", weights_only=True)
 
@@ -276,9 +280,10 @@ def test_fit_accumulation_matches_the_full_batch(tmp_path):
         def loss_fn(batch):
             return {"loss": ((model(batch["x"]) - batch["y"]) ** 2).mean()}
 
-        fit(name=name, model=model, dataset=Data(), optimizer=opt, loss_fn=loss_fn, batch_size=4, epochs=2,
-            max_steps=3, poly_power=0.9, ckpt_path=tmp_path / f"{name}.ckpt", final_path=tmp_path / f"{name}.pth",
-            digest="d", seed=0, num_workers=0, accum_steps=accum)
+        ctx = Context(paths=WorkPaths(tmp_path), device=torch.device("cpu"), rank=0, world_size=1, seed=0,
+                      step=name, digest="d")
+        fit(ctx, TrainRecipe(batch_size=4, epochs=2, max_steps=3), model=model, dataset=Data(), optimizer=opt,
+            loss_fn=loss_fn, final_path=tmp_path / f"{name}.pth", num_workers=0, accum_steps=accum)
         return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
     full, accumulated = train(1, "full"), train(2, "accum")

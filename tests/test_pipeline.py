@@ -117,7 +117,7 @@ def test_finished_steps_are_skipped_and_changes_rerun(smoke_run):
 def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """A crash after step 3 of 4 resumes from the step-2 checkpoint and ends with the same weights
     as an uninterrupted run."""
-    args = smoke_args(tmp_path, "--steps", "train_cam", "--set", "cam.max_steps=4", "--set", "cam.epochs=2")
+    args = smoke_args(tmp_path, "--steps", "train_cam", "--set", "cam.train.max_steps=4", "--set", "cam.train.epochs=2")
     run_sample.main(args + ["--set", f"work_dir={tmp_path / 'ref'}"])
     ref = torch.load(tmp_path / "ref" / "cam_baseline" / "model.pth", weights_only=True)
 

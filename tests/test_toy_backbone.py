@@ -11,7 +11,7 @@ from net.resnet50_cam import CAMNet
 from tool.toy import backbone as toy_backbone
 from tool.engine.config import load_config
 from tool.toy.backbone import ToyBackboneParams, accuracy, ensure_toy_backbone, object_crop_box, render_crops
-from tool.toy.world import render_image
+from tool.toy.render import render_image
 from voc12.dataset import XML_NAMES
 
 TINY = ToyBackboneParams(seed=2, num_images=8, num_heldout=2, source_size=(64, 80), image_size=32, steps=2,

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from tool.data.palette import load_label_png, voc_palette
-from tool.toy.world import CLASS_SCENES, SCENE_THINGS, SCENES, SUBTYPES, generate_toy_world, main
+from tool.toy.vocab import CLASS_SCENES, SCENE_THINGS, SCENES, SUBTYPES
+from tool.toy.world import generate_toy_world, main
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 SMALL = {"seed": 0, "num_train": 8, "num_val": 6, "num_extra_aug": 6, "image_size": (128, 160)}

@@ -14,7 +14,7 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
   IRNet's boundaries (what ``make_sem_seg`` does), and the walk on the GT boundaries (an oracle: what a
   perfect boundary branch would give); plus the CAM's and the trivial floors;
 - ``deeplab``: DeepLab trained on the GT masks of ``dataset.train_split`` (toy extras' masks drawn
-  again by the generator) in the run's budget (``deeplab.iterations``) and in ``--budgets`` × it, and on
+  again by the generator) in the run's budget (``deeplab.train.max_steps``) and in ``--budgets`` × it, and on
   the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
   ``eval_deeplab`` does. Each is a ``run_sample.py`` sub-run (``train_deeplab,eval_deeplab``) in
   ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks.
@@ -134,7 +134,7 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device)
     ids = ds.ids(cfg.dataset.eval_split)
     n_cls = len(class_names_with_bg(ds))
     cam_dir = paths.cam_dir(cfg.make_cam.source)
-    model = EdgeDisplacement(crop_size=c.crop_size)
+    model = EdgeDisplacement(crop_size=c.train.crop_size)
     load_state_dict_strict(model, load_model_file(paths.irn_model, "stage_study (step train_irn)"),
                            source=str(paths.irn_model))
     model.to(device).eval()
@@ -197,7 +197,7 @@ def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path) -> Path:
     """A folder of GT masks for every ``dataset.train_split`` image: the dataset's own, and for toy-world
     images without one (the SBD-like extras) the generator's mask drawn again from the world's
     parameters. Fails naming the first image with neither."""
-    from tool.toy.world import render_image  # the demo's generator (only when masks are missing)
+    from tool.toy.render import render_image  # the demo's generator (only when masks are missing)
     ds = build_dataset(cfg.dataset, paths.cache_dir)
     ids = ds.ids(cfg.dataset.train_split)
     world = Path(cfg.dataset.root) / "toy_world.json"
@@ -227,7 +227,7 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
     if run_paths.cam_baseline_model.is_file() and not baseline.is_file():
         baseline.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run_paths.cam_baseline_model, baseline)
-    every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={label_dir}", f"deeplab.iterations={iterations}",
+    every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={label_dir}", f"deeplab.train.max_steps={iterations}",
              "steps.report=false"]
     cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", "train_deeplab,eval_deeplab"]
     for s in every:
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--root", default="work/stage-study", help="study.json and the DeepLab sub-runs go here")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     ap.add_argument("--budgets", type=int, nargs="+", default=[1, 5],
-                    help="DeepLab runs at these multiples of deeplab.iterations")
+                    help="DeepLab runs at these multiples of deeplab.train.max_steps")
     ap.add_argument("--deeplab-labels", nargs="+", default=["gt", "pseudo"], choices=["gt", "pseudo"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the run's config")
     ap.add_argument("--device", default="auto")
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if name in runs:
                         continue
                     runs[name] = run_deeplab(args.config, args.set, (root / f"deeplab_{name}").resolve(), paths,
-                                             label_dir.resolve(), k * cfg.deeplab.iterations)
+                                             label_dir.resolve(), k * cfg.deeplab.train.max_steps)
                     write_json(out, study)
         write_json(out, study)
     log.info("stage study of %s (%s):\n%s", cfg.work_dir, out, format_report(study))

@@ -92,27 +92,36 @@ class CrfConfig:
 
 
 @dataclass(frozen=True)
+class TrainRecipe:
+    """How a training step trains (``cam.train``, ``ritc.train``, ``irn.train``, ``deeplab.train``): the SGD
+    optimiser and its poly schedule, the crop and flip, and the checkpoint and log intervals. The whole recipe
+    goes to the one training loop (``tool.engine.train_loop.fit``); each section's defaults are its paper settings."""
+
+    batch_size: int = 16                       # images (crops) per optimiser step per rank
+    epochs: int | None = 5                     # passes over dataset.train_split; null = as many as max_steps needs
+    max_steps: int | None = None               # cap on optimiser steps (DeepLab: its iterations); null = epochs decide
+    lr: float = 0.1                            # base lr of the backbone (heads: the section's multipliers)
+    weight_decay: float = 1.0e-4               # SGD weight decay
+    # IRN's PolyOptimizer passes weight_decay into SGD's momentum slot: the official CAM, RITC and IRN runs
+    # used momentum 1e-4 (docs/design.md §4 item 8). 0.9 is the fix.
+    momentum: float = 1.0e-4
+    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
+    crop_size: int = 512                       # square random crop (padded)
+    hflip: bool = True                         # random horizontal flip
+    checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
+    log_every: int = 50                        # optimiser steps between log lines (and training events)
+
+
+@dataclass(frozen=True)
 class CamConfig:
     """``train_cam``: the baseline ResNet-50 CAM classifier, IRN recipe (docs/design.md §5)."""
 
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
     bn: BnMode = "fixed"                       # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
-    batch_size: int = 16                       # images per optimiser step per rank
-    epochs: int = 5                            # passes over dataset.train_split
-    max_steps: int | None = None           # cap on optimiser steps (smoke runs); null = epochs decide
-    lr: float = 0.1                            # SGD lr of the backbone (poly decay)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
     classifier_lr_mult: float = 10.0           # lr multiplier of the 1x1 classifier
-    weight_decay: float = 1.0e-4               # SGD weight decay
-    # IRN's PolyOptimizer passes weight_decay into SGD's momentum slot: the official runs used
-    # momentum 1e-4 (docs/design.md §4 item 8). 0.9 is the fix.
-    momentum: float = 1.0e-4
-    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
-    crop_size: int = 512                       # square random crop (padded)
     resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
-    hflip: bool = True                         # random horizontal flip
-    checkpoint_every: int = 500                  # optimiser steps between resumable checkpoints
-    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
@@ -184,17 +193,9 @@ class RitcConfig:
 
     init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
     bn: BnMode = "batch"                       # trainable BN (official; SyncBN under CUDA DDP) | fixed
-    batch_size: int = 8                        # images per optimiser step per rank
-    epochs: int = 15                           # passes over dataset.train_split
-    max_steps: int | None = None               # cap on optimiser steps; null = epochs decide
-    lr: float = 3.5e-4                         # SGD lr of the backbone (poly decay)
+    train: TrainRecipe = field(default_factory=lambda: TrainRecipe(batch_size=8, epochs=15, lr=3.5e-4))
     classifier_lr_mult: float = 10.0           # lr multiplier of the classifier
-    weight_decay: float = 1.0e-4               # SGD weight decay
-    momentum: float = 1.0e-4                   # official PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
-    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
-    crop_size: int = 512                       # square random crop (padded)
     resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
-    hflip: bool = True                         # random horizontal flip
     variant: Literal["official", "paper"] = "official"   # docs/design.md §4 items 1, 2, 5
     reduction: Literal["sum", "mean"] = "sum"  # sum (official) | mean over positive pairs
     omega: float = 0.1                         # FAT ratio ω (Eq. 9)
@@ -203,19 +204,17 @@ class RitcConfig:
     alpha: float = 10.0                        # FRC weight
     beta: float = 8.0                          # BRC weight
     gamma: float = 0.2                         # REG weight
-    frc: bool = True                           # Table 4 switches
+    frc: bool = True                           # FRC on/off (the Table 4 switches: frc, brc, reg)
     brc: bool = True                           # BRC on/off
     reg: bool = True                           # REG on/off
     precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
-    checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
-    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
 class DeepLabConfig:
     """``train_deeplab``: DeepLabV2-ResNet-101 (MSC) trained on the pseudo masks (docs/design.md §5).
 
-    ``batch_size`` is images per optimiser step per rank; ``accum_steps`` cuts it into micro-batches
+    ``train.batch_size`` is images per optimiser step per rank; ``accum_steps`` cuts it into micro-batches
     (same step, less memory; BN is frozen, so only the per-micro-batch loss averaging differs).
     """
 
@@ -231,22 +230,15 @@ class DeepLabConfig:
     msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max
     bn: BnMode = "fixed"                       # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
     label_dir: str | None = None               # pseudo masks; null = <work_dir>/sem_seg
-    batch_size: int = 5                        # images per optimiser step per rank
+    train: TrainRecipe = field(default_factory=lambda: TrainRecipe(
+        batch_size=5, epochs=None, max_steps=30000, lr=2.5e-4, weight_decay=5.0e-4, momentum=0.9, crop_size=321,
+        checkpoint_every=1000))
     accum_steps: int = 1                       # micro-batches per step (same step, less memory)
-    iterations: int = 30000                    # optimiser steps
-    lr: float = 2.5e-4                         # SGD lr of the backbone (poly decay)
     aspp_weight_lr_mult: float = 10.0          # lr multiplier of the ASPP weights
     aspp_bias_lr_mult: float = 20.0            # ASPP biases also get no weight decay
-    weight_decay: float = 5.0e-4               # SGD weight decay
-    momentum: float = 0.9                      # SGD momentum
-    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
-    crop_size: int = 321                       # square random crop (padded with ignore)
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)   # random rescale choices before the crop
-    hflip: bool = True                         # random horizontal flip
     precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
     channels_last: bool = False                # CUDA only
-    checkpoint_every: int = 1000               # optimiser steps between resumable checkpoints
-    log_every: int = 50                        # optimiser steps between log lines
 
 
 @dataclass(frozen=True)
@@ -287,19 +279,9 @@ class IrnConfig:
     workers: int = 4                           # CRF processes (0 = in the main process)
     # train_irn
     pretrained: str | None = "imagenet"        # imagenet | cam_baseline (the CAM classifier's backbone) | path | null
-    batch_size: int = 32                       # crops per optimiser step per rank
-    epochs: int = 3                            # passes over dataset.train_split
-    max_steps: int | None = None               # cap on optimiser steps; null = epochs decide
-    lr: float = 0.1                            # edge branch; the displacement branch gets 10×
-    weight_decay: float = 1.0e-4               # SGD weight decay
-    momentum: float = 1.0e-4                   # IRN's PolyOptimizer quirk (docs/design.md §4.8); 0.9 = fix
-    poly_power: float = 0.9                    # lr = base * (1 - step / max_step) ^ power
-    crop_size: int = 512                       # square random crop (padded)
+    train: TrainRecipe = field(default_factory=lambda: TrainRecipe(batch_size=32, epochs=3, lr=0.1))
     rescale: tuple[float, float] = (0.5, 1.5)  # random rescale range before the crop
-    hflip: bool = True                         # random horizontal flip
     radius_train: int = 10                     # affinity radius of the training pairs (stride-4 cells)
-    checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
-    log_every: int = 50                        # optimiser steps between log lines
     # make_sem_seg: random walk from the stride-4 CAMs over the boundary map
     radius_infer: int = 5
     beta: float = 10.0                         # the walk's transition sharpness: affinity ^ beta
@@ -366,7 +348,7 @@ class Config:
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read ``path`` (and the files it inherits from with ``base:``), apply ``--set`` style overrides
-    (``"cam.lr=0.05"``) and build the Config."""
+    (``"cam.train.lr=0.05"``) and build the Config."""
     raw = read_config_tree(Path(path))
     for item in overrides:
         _apply_override(raw, item, Path(path))
@@ -415,6 +397,10 @@ def merge_sections(cls: type, base: dict, child: dict) -> dict:
 # Keys that moved: old dotted key -> new dotted key. A config that still uses an old key loads, with a
 # warning naming the new one; one that sets both fails naming both.
 RENAMED: dict[str, str] = {
+    **{f"{sec}.{k}": f"{sec}.train.{k}" for sec in ("cam", "ritc", "irn", "deeplab") for k in (
+        "batch_size", "epochs", "max_steps", "lr", "weight_decay", "momentum", "poly_power", "crop_size", "hflip",
+        "checkpoint_every", "log_every")},
+    "deeplab.iterations": "deeplab.train.max_steps",
     **{f"irn.crf_{a}": f"irn.crf.{b}" for a, b in (
         ("t", "iterations"), ("gt_prob", "gt_prob"), ("gaussian_sxy", "gaussian_sxy"),
         ("gaussian_compat", "gaussian_compat"), ("bilateral_sxy", "bilateral_sxy"),

@@ -1,9 +1,11 @@
 """The one training loop shared by every training step.
 
-``fit`` owns what all training steps have in common: the resumable, rank-sharded sampler, the
-poly lr set from the step counter, the backward/step, the non-finite-loss stop, logging, tqdm,
-periodic atomic checkpoints and resuming from them. A step supplies the model, the dataset, the
-optimizer and ``loss_fn(batch) -> {"loss": total, <named terms>...}``.
+``fit`` owns what all training steps have in common, in two visible parts: ``setup`` (the resumable,
+rank-sharded sampler, the loader, the step count, resuming from the checkpoint) and ``train_step`` (the
+poly lr set from the step counter, micro-batches, backward and step, the non-finite-loss stop); around
+them, logging, tqdm and periodic atomic checkpoints. A step supplies its recipe (the ``train`` section of
+its config: ``TrainRecipe``), the model, the dataset, the optimizer and
+``loss_fn(batch) -> {"loss": total, <named terms>...}``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,7 +26,9 @@ from tqdm import tqdm
 
 from tool.engine import dist
 from tool.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
+from tool.engine.config import TrainRecipe
 from tool.engine.lr import set_poly_lr
+from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
 
@@ -85,107 +90,150 @@ def _micro_batches(batch: dict, n: int) -> list[dict]:
     return [{k: v[a:b] for k, v in batch.items()} for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[dict], dict[str, torch.Tensor]], batch_size: int, epochs: int,
-        max_steps: int | None, poly_power: float, ckpt_path: Path, final_path: Path, digest: str,
-        seed: int, num_workers: int, collate_fn: Callable | None = None, checkpoint_every: int = 500,
-        log_every: int = 50, scaler: torch.amp.GradScaler | None = None, accum_steps: int = 1) -> dict:
-    """Train ``model`` and save its state dict to ``final_path``; resume from ``ckpt_path`` if present.
+@dataclass
+class Training:
+    """One training run's state: what :func:`setup` made and :func:`train_step` advances."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    recipe: TrainRecipe
+    sampler: ResumableSampler
+    loader: DataLoader
+    steps_per_epoch: int
+    max_step: int
+    ckpt_path: Path
+    digest: str
+    scaler: torch.amp.GradScaler | None = None
+    accum_steps: int = 1
+    step: int = 0
+    summary: dict | None = None     # set when a checkpoint of the finished run was found (nothing left to train)
+
+
+def setup(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
+          optimizer: torch.optim.Optimizer, num_workers: int, collate_fn: Callable | None = None,
+          scaler: torch.amp.GradScaler | None = None, accum_steps: int = 1) -> Training:
+    """The sampler, loader and step count of ``recipe`` on ``dataset``, resumed from the step's checkpoint
+    (``ctx.checkpoint``, kept under ``ctx.digest``) if there is one.
 
     The number of optimiser steps is (len(dataset) // (batch_size · world_size)) · epochs, capped by
-    ``max_steps``; the lr of every param group follows ``poly_lr`` of the global step.
-    ``accum_steps`` > 1 splits each batch of ``batch_size`` into that many micro-batches whose
-    gradients (of loss / accum_steps) are accumulated before the one optimiser step: the same step
-    with less memory. The logged terms are the mean over the micro-batches.
-    Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds"}.
-    """
-    if accum_steps < 1 or batch_size % accum_steps:
-        raise ValueError(f"{name}: accum_steps {accum_steps} must be >= 1 and divide the batch size {batch_size}")
-    sampler = ResumableSampler(len(dataset), batch_size, seed)
-    steps_per_epoch = sampler.per_rank // batch_size
+    ``max_steps`` (``epochs`` null: ``max_steps`` alone)."""
+    name, r = ctx.step, recipe
+    if accum_steps < 1 or r.batch_size % accum_steps:
+        raise ValueError(f"{name}: accum_steps {accum_steps} must be >= 1 and divide the batch size {r.batch_size}")
+    sampler = ResumableSampler(len(dataset), r.batch_size, ctx.seed)
+    steps_per_epoch = sampler.per_rank // r.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{name}: {len(dataset)} training images are fewer than one batch of {batch_size} "
+        raise ValueError(f"{name}: {len(dataset)} training images are fewer than one batch of {r.batch_size} "
                          f"per rank × {dist.world_size()} rank(s); lower the batch size")
-    max_step = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+    if r.epochs is None and r.max_steps is None:
+        raise ValueError(f"{name}: the recipe needs epochs or max_steps (both are null)")
+    by_epochs = steps_per_epoch * r.epochs if r.epochs is not None else None
+    max_step = min(s for s in (by_epochs, r.max_steps) if s is not None)
+    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=num_workers,
                         collate_fn=collate_fn, drop_last=True, pin_memory=torch.cuda.is_available(),
                         persistent_workers=False)
-
-    step = 0
-    ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, digest=digest, scaler=scaler)
+    t = Training(name, model, optimizer, r, sampler, loader, steps_per_epoch, max_step, ctx.checkpoint, ctx.digest,
+                 scaler, accum_steps)
+    ckpt = load_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, digest=t.digest, scaler=scaler)
     if ckpt is not None:
-        step = int(ckpt["step"])
-        log.info("%s: resumed from %s at step %d/%d", name, ckpt_path, step, max_step)
-        if step >= max_step and ckpt.get("extra", {}).get("summary"):
-            # Training had finished; the crash came after (a step's post-processing, the marker).
-            model.train()
-            save_model(model, final_path)
-            dist.barrier()
-            return dict(ckpt["extra"]["summary"])
+        t.step = int(ckpt["step"])
+        log.info("%s: resumed from %s at step %d/%d", name, t.ckpt_path, t.step, max_step)
+        if t.step >= max_step and ckpt.get("extra", {}).get("summary"):
+            t.summary = dict(ckpt["extra"]["summary"])
     model.train()
+    return t
+
+
+def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``batch``: the poly lr of the step, the loss (cut into ``accum_steps``
+    micro-batches whose gradients of loss / accum_steps add up to the step's), backward, the step.
+
+    Stops on a non-finite loss, naming the term and the step. Returns the terms (detached; the mean over the
+    micro-batches)."""
+    set_poly_lr(t.optimizer, t.step, t.max_step, t.recipe.poly_power)
+    t.optimizer.zero_grad(set_to_none=True)
+    losses: dict[str, torch.Tensor] = {}
+    parts = _micro_batches(batch, t.accum_steps)
+    for i, part in enumerate(parts):
+        # DDP: reduce gradients once, on the last micro-batch
+        sync = i == len(parts) - 1 or not isinstance(t.model, torch.nn.parallel.DistributedDataParallel)
+        with contextlib.nullcontext() if sync else t.model.no_sync():
+            terms = loss_fn(part)
+            loss = terms["loss"]
+            if not torch.isfinite(loss.detach()):
+                bad = {k: float(v) for k, v in terms.items()}
+                raise NonFiniteLoss(f"{t.name}: non-finite loss at step {t.step} (terms {bad}); lower the lr or "
+                                    f"check the inputs; the last checkpoint is {t.ckpt_path}")
+            if len(parts) > 1:
+                loss = loss / len(parts)
+            (t.scaler.scale(loss) if t.scaler is not None else loss).backward()
+        for k, v in terms.items():
+            losses[k] = losses.get(k, 0.0) + v.detach() / len(parts)
+    if t.scaler is not None:
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+    else:
+        t.optimizer.step()
+    t.step += 1
+    return losses
+
+
+def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
+        optimizer: torch.optim.Optimizer, loss_fn: Callable[[dict], dict[str, torch.Tensor]], final_path: Path,
+        num_workers: int, collate_fn: Callable | None = None, scaler: torch.amp.GradScaler | None = None,
+        accum_steps: int = 1) -> dict:
+    """Train ``model`` by ``recipe`` and save its state dict to ``final_path``; resume from the step's
+    checkpoint if present (:func:`setup`), one :func:`train_step` per batch, logging every
+    ``recipe.log_every`` and a resumable checkpoint every ``recipe.checkpoint_every`` steps.
+
+    Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds_train"}.
+    """
+    t = setup(ctx, recipe, model=model, dataset=dataset, optimizer=optimizer, num_workers=num_workers,
+              collate_fn=collate_fn, scaler=scaler, accum_steps=accum_steps)
+    if t.summary is not None:
+        # Training had finished; the crash came after (a step's post-processing, the marker).
+        save_model(model, final_path)
+        dist.barrier()
+        return t.summary
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
     count = 0
-    bar = tqdm(total=max_step, initial=step, desc=name, disable=not dist.is_main(), dynamic_ncols=True,
+    bar = tqdm(total=t.max_step, initial=t.step, desc=t.name, disable=not dist.is_main(), dynamic_ncols=True,
                mininterval=2.0)
-    epoch = step // steps_per_epoch
-    while step < max_step:
-        sampler.set_epoch(epoch, start=(step - epoch * steps_per_epoch) * batch_size)
+    epoch = t.step // t.steps_per_epoch
+    while t.step < t.max_step:
+        t.sampler.set_epoch(epoch, start=(t.step - epoch * t.steps_per_epoch) * recipe.batch_size)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         sums.clear()
         count = 0
-        for batch in loader:
-            if step >= max_step:
+        for batch in t.loader:
+            if t.step >= t.max_step:
                 break
             if batch is None:   # every image of the batch was unreadable and skipped
                 continue
-            set_poly_lr(optimizer, step, max_step, poly_power)
-            optimizer.zero_grad(set_to_none=True)
-            losses: dict[str, torch.Tensor] = {}
-            parts = _micro_batches(batch, accum_steps)
-            for i, part in enumerate(parts):
-                # DDP: reduce gradients once, on the last micro-batch
-                sync = i == len(parts) - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
-                with contextlib.nullcontext() if sync else model.no_sync():
-                    terms = loss_fn(part)
-                    loss = terms["loss"]
-                    if not torch.isfinite(loss.detach()):
-                        bad = {k: float(v) for k, v in terms.items()}
-                        raise NonFiniteLoss(f"{name}: non-finite loss at step {step} (terms {bad}); lower the lr or "
-                                            f"check the inputs; the last checkpoint is {ckpt_path}")
-                    if len(parts) > 1:
-                        loss = loss / len(parts)
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                for k, v in terms.items():
-                    losses[k] = losses.get(k, 0.0) + v.detach() / len(parts)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            step += 1
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
+            for k, v in train_step(t, batch, loss_fn).items():
+                sums[k] += float(v)
             count += 1
             bar.update(1)
-            if step % log_every == 0 or step == max_step:
-                lr = optimizer.param_groups[0]["lr"]
-                log.info("%s step %d/%d epoch %d %s lr %.3g", name, step, max_step, epoch,
-                         " ".join(f"{k} {sums[k] / count:.4f}" for k in sums), lr)
-            if step % checkpoint_every == 0 and step < max_step:
-                save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, epoch=epoch,
-                                digest=digest, scaler=scaler)
-            _after_step(step)
+            if t.step % recipe.log_every == 0 or t.step == t.max_step:
+                log.info("%s step %d/%d epoch %d %s lr %.3g", t.name, t.step, t.max_step, epoch,
+                         " ".join(f"{k} {sums[k] / count:.4f}" for k in sums), optimizer.param_groups[0]["lr"])
+            if t.step % recipe.checkpoint_every == 0 and t.step < t.max_step:
+                save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch,
+                                digest=t.digest, scaler=scaler)
+            _after_step(t.step)
         epoch += 1
     bar.close()
-    out = {"steps": step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
+    epochs = recipe.epochs if recipe.epochs is not None else math.ceil(t.max_step / t.steps_per_epoch)
+    out = {"steps": t.step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
     out.update({k: sums[k] / max(count, 1) for k in sums})
     if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
-        raise NonFiniteLoss(f"{name}: non-finite summary {out}")
+        raise NonFiniteLoss(f"{t.name}: non-finite summary {out}")
     # The finished state stays on disk until the runner has written the step's marker (it deletes
     # it then): a crash in what follows training resumes here instead of retraining.
-    save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, epoch=epoch, digest=digest,
+    save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch, digest=t.digest,
                     scaler=scaler, extra={"summary": out})
     save_model(model, final_path)
     dist.barrier()

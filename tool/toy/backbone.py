@@ -44,7 +44,7 @@ from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, read_json, write_json
 from tool.engine.lr import sgd, warmup_poly_lr
 from tool.engine.runtime import setup_logging
-from tool.toy.world import render_image
+from tool.toy.render import render_image
 from tool.engine.train_loop import optimizer_step
 from voc12.dataset import XML_NAMES
 

@@ -55,7 +55,7 @@ from tool.data.palette import load_label_png
 from net.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
 from tool.toy.tiny_models import save_open_clip
 from tool.engine.train_loop import optimizer_step
-from tool.toy.world import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
+from tool.toy.vocab import CLASS_ALIASES, SCENE_THINGS, SCENES, SUBTYPES
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def toy_vqa_answers(meta: Mapping, class_name: str,
 
     ``meta``: the image's ``ToyMeta`` sidecar; ``class_name``: as spelled in questions ("dining table").
     - fine_grained ("What kind of boat ...") -> the sub-type of the largest object of the class;
-    - alias -> the class's aliases (``toy_world.CLASS_ALIASES``), one per template, cycling;
+    - alias -> the class's aliases (``tool.toy.vocab.CLASS_ALIASES``), one per template, cycling;
     - surrounding -> a thing of the image above / below / beside the object (``_BG_PLACES``), else the scene;
     - scene -> the scene.
     Questions are the templates filled with ``class_name``, in template order.
@@ -279,7 +279,7 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
 def load_records(root: str | os.PathLike, ids: Sequence[str]) -> list[ToyRecord]:
     """Read images, ``ToyMeta`` sidecars and (where present) ``SegmentationClass`` PNGs of ``ids``."""
     from tool.data.imutils import read_image
-    from tool.toy.world import read_toy_meta
+    from tool.toy.layout import read_toy_meta
 
     root = Path(root)
     out = []
