@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from net.blip_vqa import BlipVQA, preprocess_image
 from tool.engine import dist
 from tool.engine.config import Config, QapeConfig
-from tool.data.cam_data import load_or_skip
+from tool.data.base import ImageItems
 from tool.data.registry import build_dataset
 from tool.engine.io import read_jsonl_repairing, write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
@@ -61,17 +61,15 @@ def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
-class _Images(Dataset):
+class _Images(ImageItems):
     """Decode and BLIP-preprocess images in loader workers: (position, pixel_values [3, S, S] or None)."""
 
     def __init__(self, ds, ids: list[str], q: QapeConfig, mean: tuple, std: tuple, skip_bad):
-        self.ds, self.ids, self.q, self.mean, self.std, self.skip_bad = ds, ids, q, mean, std, skip_bad
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        super().__init__(ds, ids, skip_bad=skip_bad)
+        self.q, self.mean, self.std = q, mean, std
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         return i, None if img is None else preprocess_image(img, self.q.image_size, self.mean, self.std)
 
 

@@ -26,7 +26,8 @@ from tool.engine import dist
 from tool.engine.checkpoint import load_model_file, save_model, unwrap
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
-from tool.data.cam_data import AffinityCrops, collate_skip_none, load_or_skip
+from tool.data.base import ImageItems
+from tool.data.cam_data import AffinityCrops, collate_skip_none
 from tool.data.registry import build_dataset
 from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.engine.io import DamagedFile, png_complete
@@ -55,17 +56,15 @@ def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) ->
     return f"the CAM classifier's backbone ({ctx.paths.cam_baseline_model})"
 
 
-class _TopLeft(torch.utils.data.Dataset):
+class _TopLeft(ImageItems):
     """IRN's mean-shift pass: images cropped at the top-left to crop×crop (zero padding), uint8 + mask."""
 
     def __init__(self, ds, ids: list[str], crop: int, skip_bad):
-        self.ds, self.ids, self.crop, self.skip_bad = ds, ids, crop, skip_bad
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        super().__init__(ds, ids, skip_bad=skip_bad)
+        self.crop = crop
 
     def __getitem__(self, i: int) -> dict | None:
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         if img is None:
             return None
         h, w = min(self.crop, img.shape[0]), min(self.crop, img.shape[1])

@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import logging
+
 import numpy as np
+from torch.utils.data import Dataset
+
+from tool.data.imutils import BadImageError, read_image
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(RuntimeError):
@@ -37,3 +44,41 @@ class ImageLevelDataset(Protocol):
 
     def load_gt(self, image_id: str) -> np.ndarray:
         """[H, W] uint8 class indices (0 background, 255 ignore)."""
+
+
+def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
+    """Read an image; a bad one raises, or (``skip_bad`` truthy) is logged by name and returns None.
+
+    ``skip_bad`` is a bool or the run's ``tool.engine.skipped.SkipList``, which also records the image so that
+    every later step leaves it out."""
+    try:
+        return read_image(ds.image_path(image_id))
+    except BadImageError as e:
+        if not skip_bad:
+            raise
+        log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, e)
+        if hasattr(skip_bad, "record"):
+            skip_bad.record(image_id, ds.image_path(image_id), str(e))
+        return None
+
+
+class ImageItems(Dataset):
+    """The base of the torch Datasets over a dataset description ``ds``: the image ids, reading an image
+    (a bad one raises, or with ``skip_bad`` is recorded and gives a None item), and per-item randomness from a
+    generator seeded by (seed, epoch, index), so a resumed epoch sees the same crops (``set_epoch``)."""
+
+    def __init__(self, ds, ids: list[str], *, seed: int = 0, skip_bad=False):
+        self.ds, self.ids, self.seed, self.epoch, self.skip_bad = ds, list(ids), seed, 0, skip_bad
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image(self, i: int) -> np.ndarray | None:
+        """uint8 [H, W, 3] RGB of item ``i``, or None for a skipped bad image."""
+        return load_or_skip(self.ds, self.ids[i], self.skip_bad)
+
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, i))

@@ -6,31 +6,15 @@ import logging
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from tool.data.imutils import (BadImageError, crop_image, crop_with_box, pil_rescale, random_crop_box,
-                          random_resize_long, read_image, to_chw_tensor)
+from tool.data.base import ImageItems
+from tool.data.imutils import (crop_image, crop_with_box, pil_rescale, random_crop_box,
+                          random_resize_long, to_chw_tensor)
 
 log = logging.getLogger(__name__)
 
 
-def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
-    """Read an image; a bad one raises, or (``skip_bad`` truthy) is logged by name and returns None.
-
-    ``skip_bad`` is a bool or the run's ``tool.engine.skipped.SkipList``, which also records the image so that
-    every later step leaves it out."""
-    try:
-        return read_image(ds.image_path(image_id))
-    except BadImageError as e:
-        if not skip_bad:
-            raise
-        log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, e)
-        if hasattr(skip_bad, "record"):
-            skip_bad.record(image_id, ds.image_path(image_id), str(e))
-        return None
-
-
-class ClassificationCrops(Dataset):
+class ClassificationCrops(ImageItems):
     """IRN training crops: random resize-long, flip, random crop (uint8, with a validity mask).
 
     Items: ``{"name", "img": uint8 [3, C, C], "valid": uint8 [C, C], "label": float32 [K]}``, or None for a
@@ -40,21 +24,14 @@ class ClassificationCrops(Dataset):
 
     def __init__(self, ds, ids: list[str], labels: np.ndarray, *, crop: int, resize_long: tuple[int, int],
                  hflip: bool, seed: int, skip_bad: bool = False):
-        self.ds, self.ids, self.labels = ds, list(ids), labels
-        self.crop, self.resize_long, self.hflip = crop, resize_long, hflip
-        self.seed, self.epoch, self.skip_bad = seed, 0, skip_bad
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)
+        self.labels, self.crop, self.resize_long, self.hflip = labels, crop, resize_long, hflip
 
     def __getitem__(self, i: int) -> dict | None:
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         if img is None:
             return None
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = self.rng(i)
         img = random_resize_long(img, *self.resize_long, rng)
         if self.hflip and rng.random() < 0.5:
             img = img[:, ::-1]
@@ -65,20 +42,18 @@ class ClassificationCrops(Dataset):
                 "valid": torch.from_numpy(valid), "label": torch.from_numpy(self.labels[i])}
 
 
-class MultiScaleImages(Dataset):
+class MultiScaleImages(ImageItems):
     """Inference images at several scales (PIL bicubic, as IRN).
 
     Items: ``{"name", "size", "label", "imgs": [uint8 [3, h_s, w_s] per scale]}``.
     """
 
     def __init__(self, ds, ids: list[str], labels: np.ndarray, scales: tuple[float, ...], skip_bad: bool = False):
-        self.ds, self.ids, self.labels, self.scales, self.skip_bad = ds, list(ids), labels, scales, skip_bad
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        super().__init__(ds, ids, skip_bad=skip_bad)
+        self.labels, self.scales = labels, scales
 
     def __getitem__(self, i: int) -> dict | None:
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         if img is None:
             return None
         imgs = [img if s == 1.0 else pil_rescale(img, s) for s in self.scales]
@@ -99,7 +74,7 @@ def first_item(batch: list) -> dict | None:
     return batch[0]
 
 
-class AffinityCrops(Dataset):
+class AffinityCrops(ImageItems):
     """IRN training samples: image and IR label, random rescale + flip + crop, affinity labels.
 
     Items: ``{"name", "img": uint8 [3, C, C], "valid": uint8 [C, C], "bg_pos", "fg_pos", "neg": uint8
@@ -110,28 +85,22 @@ class AffinityCrops(Dataset):
 
     def __init__(self, ds, ids: list[str], label_dir, path_index, *, crop: int, rescale: tuple[float, float],
                  hflip: bool, seed: int, skip_bad: bool = False):
-        self.ds, self.ids, self.label_dir, self.path_index = ds, list(ids), label_dir, path_index
+        super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)
+        self.label_dir, self.path_index = label_dir, path_index
         self.crop, self.rescale, self.hflip = crop, rescale, hflip
-        self.seed, self.epoch, self.skip_bad = seed, 0, skip_bad
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def __getitem__(self, i: int) -> dict | None:
         from net.path_index import affinity_labels, reduce_label
         from tool.data.palette import load_label_png
 
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         if img is None:
             return None
         label = load_label_png(self.label_dir / f"{self.ids[i]}.png")
         if label.shape != img.shape[:2]:
             raise ValueError(f"{self.label_dir / (self.ids[i] + '.png')}: size {label.shape} differs from the image "
                              f"{img.shape[:2]}; rerun cam_to_ir_label")
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = self.rng(i)
         scale = rng.uniform(*self.rescale)                                       # IRN: random_scale
         img, label = pil_rescale(img, scale, order=3), pil_rescale(label, scale, order=0)
         if self.hflip and rng.random() < 0.5:

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from tool.data.cam_data import load_or_skip
+
+from tool.data.base import ImageItems
 from tool.data.imutils import pil_resize
 from tool.engine.io import DamagedFile, png_complete
 from tool.data.palette import load_label_png
@@ -71,7 +71,7 @@ def scale_crop_flip(img: np.ndarray, label: np.ndarray, *, scale: float, crop: i
     return np.ascontiguousarray(out_img), np.ascontiguousarray(out_valid), np.ascontiguousarray(out_label)
 
 
-class SegCrops(Dataset):
+class SegCrops(ImageItems):
     """Training crops of images and their label PNGs (``<label_dir>/<id>.png``, 0..K, 255 ignored).
 
     Items: ``{"name", "img": uint8 [3, C, C], "valid": uint8 [C, C], "label": uint8 [C, C]}``, or None for
@@ -83,19 +83,12 @@ class SegCrops(Dataset):
                  hflip: bool, seed: int, skip_bad: bool = False):
         if not scales or min(scales) <= 0:
             raise ValueError(f"deeplab.scales: need positive scales, got {scales}")
-        self.ds, self.ids, self.label_dir = ds, list(ids), Path(label_dir)
-        self.crop, self.scales, self.hflip = crop, tuple(scales), hflip
-        self.seed, self.epoch, self.skip_bad = seed, 0, skip_bad
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)
+        self.label_dir, self.crop, self.scales, self.hflip = Path(label_dir), crop, tuple(scales), hflip
 
     def __getitem__(self, i: int) -> dict | None:
         image_id = self.ids[i]
-        img = load_or_skip(self.ds, image_id, self.skip_bad)
+        img = self.image(i)
         if img is None:
             return None
         path = label_path(self.label_dir, image_id)
@@ -103,23 +96,17 @@ class SegCrops(Dataset):
         if label.shape != img.shape[:2]:
             raise ValueError(f"{path}: label size {label.shape} differs from the image size {img.shape[:2]} of "
                              f"{image_id}; were these masks made for other images?")
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = self.rng(i)
         scale = self.scales[int(rng.integers(len(self.scales)))]
         img, valid, label = scale_crop_flip(img, label, scale=scale, crop=self.crop, hflip=self.hflip, rng=rng)
         return {"name": image_id, "img": torch.from_numpy(img.transpose(2, 0, 1).copy()),
                 "valid": torch.from_numpy(valid), "label": torch.from_numpy(label)}
 
 
-class SegImages(Dataset):
+class SegImages(ImageItems):
     """Whole images for inference: ``{"name", "img": uint8 [H, W, 3] numpy}`` or None (skipped bad image)."""
 
-    def __init__(self, ds, ids: list[str], skip_bad: bool = False):
-        self.ds, self.ids, self.skip_bad = ds, list(ids), skip_bad
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def __getitem__(self, i: int) -> dict | None:
-        img = load_or_skip(self.ds, self.ids[i], self.skip_bad)
+        img = self.image(i)
         # a writable copy: PIL-backed arrays are read-only, which torch warns about and pydensecrf refuses
         return None if img is None else {"name": self.ids[i], "img": np.array(img, copy=True)}
