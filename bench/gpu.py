@@ -9,8 +9,8 @@ Measured (docs/real-runs.md has the table layout), each after a warm-up, median 
   time and peak memory;
 - ``train_cam``: one baseline CAM step at batch 16, crop 512;
 - ``make_cam``: images/s, four scales each with its flip (``step.make_cam.multiscale_cam``), 500×375;
-- ``random_walk``: ms per VOC image: IRNet's boundary map of a 500×375 image plus the walk on its
-  stride-4 CAMs (94×125, 2 present classes + background);
+- ``random_walk``: ms per VOC image: IRNet's boundary map of a 500×375 image (padded to 512², with its
+  mirror, as IRN) plus the walk on its stride-4 CAMs (94×125, 2 present classes + background);
 - ``train_irn`` (batch 32, crop 512) and ``train_deeplab`` (DeepLabV2-R101 MSC, batch 5, crop 321):
   iteration time and peak memory.
 
@@ -61,6 +61,7 @@ class Sizes:
         self.irn_batch, self.irn_crop = (1, 128) if tiny else (32, 512)      # 128: the path radius 10 needs it
         self.dl_batch, self.dl_crop = (1, 65) if tiny else (5, 321)
         self.scales = (1.0, 0.5, 1.5, 2.0)
+        self.edge_pad = 64 if tiny else 512       # EdgeDisplacement pads to IRN's training crop (512)
 
 
 def _sync(dev: torch.device) -> None:
@@ -200,7 +201,7 @@ def bench_random_walk(models: dict, sz: Sizes, dev: torch.device, iters: int) ->
     from tool.imutils import normalize_on_device
     from tool.random_walk import boundary_map, random_walk
 
-    model = EdgeDisplacement().to(dev).eval()
+    model = EdgeDisplacement(crop_size=sz.edge_pad).to(dev).eval()
     h, w = sz.image
     x = normalize_on_device(torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8, device=dev))
     cams = torch.rand(3, -(-h // 4), -(-w // 4), device=dev)                 # bg + 2 classes, stride 4

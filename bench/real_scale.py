@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,63 @@ def _shapes(step: str, work: Path) -> str:
     return ""
 
 
+def saved_gb(fn: Callable[..., object], *args: object, exclude: Iterable[torch.Tensor] = (), **kwargs: object) -> float:
+    """GB of the distinct tensors autograd keeps for the backward of ``fn(*args, **kwargs)``, ``exclude`` (the
+    parameters) not counted.
+
+    This is what a training step holds on the GPU at its peak besides weights, gradients and optimiser state
+    (device-independent: counted on the CPU); ``tool.preflight.MEMORY_MODEL_GB`` is calibrated on it.
+    """
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args, **kwargs)
+    return sum(seen.values()) / 1e9
+
+
+def activation_memory(keys: dict[str, str]) -> dict[str, float]:
+    """Autograd-saved GB per training image at the paper's crops (CLIP: per 224² region image), batch 1 and 2."""
+    from net.path_index import PathIndex
+    from net.resnet50_cam import CAMNet
+    from net.resnet50_irn import AffinityDisplacementLoss, IRNet
+    from step.train_deeplab import build_model
+    from step.train_ritc import load_region_clip
+    from tool.config import ClipConfig, load_config
+
+    cfg = load_config(ROOT / "configs/voc12.yaml", ["deeplab.pretrained=null"])
+    out: dict[str, float] = {}
+    cam = CAMNet(20, pretrained=None, bn="fixed").train()
+    ritc = CAMNet(20, pretrained=None, bn="batch").train()
+    irn = AffinityDisplacementLoss(PathIndex(10, (128, 128))).train()
+    dl = build_model(cfg, 21).train()
+    for n in (1, 2):
+        x = torch.randn(n, 3, 512, 512)
+        out[f"train_cam b{n}"] = saved_gb(cam, x, exclude=cam.parameters())
+        out[f"train_ritc CAM net b{n}"] = saved_gb(ritc, x, maps=True, exclude=ritc.parameters())
+        # IRN's two branches (the affinity / displacement losses on their outputs keep little more)
+        out[f"train_irn b{n}"] = saved_gb(IRNet.forward, irn, x, exclude=irn.parameters())
+        out[f"train_deeplab b{n} (crop 321)"] = saved_gb(dl, torch.randn(n, 3, 321, 321), exclude=dl.parameters())
+    del cam, ritc, irn, dl
+    clip, encode, _ = load_region_clip(ClipConfig(model=keys["clip.model"], pretrained=keys["clip.pretrained"],
+                                                  quick_gelu=True,
+                                                  mask_prompt_checkpoint=keys["clip.mask_prompt_checkpoint"]), "cpu")
+    params = list(clip.model.parameters())
+    for ckpt in (False, True):
+        clip.model.set_grad_checkpointing(ckpt)
+        for n in (1, 2):
+            imgs = torch.randn(n, 3, clip.image_size, clip.image_size, requires_grad=True)
+            out[f"CLIP region images b{n}{' grad-ckpt' if ckpt else ''}"] = saved_gb(encode, imgs, None,
+                                                                                       exclude=params)
+    return out
+
+
 def _metric(path: Path) -> str:
     d = json.loads(path.read_text())
     return f"mIoU {d.get('miou', d.get('best_miou'))} (random weights)"
@@ -192,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the folder")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--tiny", action="store_true", help="tiny CLIP and BLIP (a quick check of this script)")
+    ap.add_argument("--saved", action="store_true", help="only measure the autograd-saved activations per "
+                    "training image (what tool.preflight's memory estimate is calibrated on)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from net.clip import quick_gelu_for
@@ -200,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     base = a.work or Path(tempfile.mkdtemp(prefix="real_scale."))
     t0 = time.perf_counter()
     batch = REDUCED_BATCH if a.reduced else FULL_BATCH
-    keys = write_real_models(base / "models", tiny=a.tiny)
+    keys = write_real_models(base / "models", tiny=a.tiny, resnets=not a.saved)
+    if a.saved:
+        for name, gb in activation_memory(keys).items():
+            print(f"saved for backward: {name:<40}{gb:8.3f} GB", flush=True)
+        if not a.keep and a.work is None:
+            shutil.rmtree(base, ignore_errors=True)
+        return 0
     write_voc_size_world(base / "data/VOC2012", max(batch.values()))
     print(f"models and VOC-size world written to {base} in {time.perf_counter() - t0:.0f} s")
     try:    # the bug of the issue: ViT-L-14 + a local file of OpenAI's weights used to get GELU silently
