@@ -124,3 +124,23 @@ def test_memory_and_disk_estimates_follow_their_formulas(tmp_path):
     # make_cam of 10 train + 4 eval images of 1000 px: 1.5 B/px fp16 → 21,000 B; IR labels 0.1 B/px · 10
     assert artefact_bytes(cfg, ["make_cam"], 10, 4, 1000.0) == 21000
     assert artefact_bytes(cfg, ["make_cam", "cam_to_ir_label"], 10, 4, 1000.0) == 22000
+
+
+def test_gpu_memory_against_the_estimate(world, tmp_path, monkeypatch):
+    """A (pretended) GPU with 4 GB free: RITC at batch 8 / crop 512 is over its estimate, batch 1 / crop 128 not."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (4e9, 80e9))
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "device=cuda", "ritc.batch_size=8",
+                                                         "ritc.crop_size=512"))
+    need = train_memory_gb(cfg, "train_ritc")
+    assert need > 4
+    keys = _by_key(preflight(cfg, ["train_ritc"]))
+    assert keys["ritc.batch_size"][0].fatal and f"about {need:.1f} GB" in keys["ritc.batch_size"][0].message
+    assert "4.0 of 80.0 GB free" in keys["ritc.batch_size"][0].message
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "device=cuda:0", "ritc.batch_size=1",
+                                                         "ritc.crop_size=128", "clip.grad_checkpointing=true"))
+    assert train_memory_gb(cfg, "train_ritc") < 4
+    assert "ritc.batch_size" not in _by_key(preflight(cfg, ["train_ritc"]))
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "device=cuda:3"))
+    assert "1 GPU(s)" in _by_key(preflight(cfg, ["train_cam"]))["device"][0].message
