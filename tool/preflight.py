@@ -349,6 +349,13 @@ def _check_weights(cfg: Config, steps: list[str], paths: WorkPaths, problems: li
     if "train_deeplab" in s and cfg.deeplab.arch == "v2_resnet101":
         _check_torchvision("deeplab.pretrained", cfg.deeplab.pretrained, "resnet101", paths, "train_cam" in s,
                            problems)
+    if "train_deeplab" in s and cfg.deeplab.arch == "v1_wr38":
+        p = cfg.deeplab.pretrained
+        if p in ("imagenet", "cam_baseline"):
+            problems.append(Problem("deeplab.pretrained", f"{p!r} is a ResNet initialisation; deeplab.arch v1_wr38 "
+                                                          "needs the ResNet-38 weights (docs/deeplab-wr38.md)"))
+        elif p is not None and not Path(p).expanduser().is_file():
+            problems.append(Problem("deeplab.pretrained", f"no file at {p} (the ResNet-38 .params or a state dict)"))
     if "train_deeplab" in s and cfg.deeplab.label_dir and not Path(cfg.deeplab.label_dir).is_dir():
         problems.append(Problem("deeplab.label_dir", f"no folder at {cfg.deeplab.label_dir}"))
     if "eval_deeplab" in s and cfg.deeplab_eval.model:
