@@ -287,18 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'step':<16}{'wall s':>8}{'step s':>8}{'peak RSS GB':>13}  {'trainable':>11}  outputs")
     rows, failed = [], []
     for step in a.steps.split(","):
-        cmd = [sys.executable, "-m", f"step.{step}", "--config", str(ROOT / "configs/voc12.yaml")]
+        args = ["--config", str(ROOT / "configs/voc12.yaml")]
         for s in sets:
-            cmd += ["--set", s]
+            args += ["--set", s]
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([sys.executable, "-c", _CHILD, f"step.{step}", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        err = proc.stderr
         wall = time.perf_counter() - t
-        rss = usage.ru_maxrss / 1e6                              # KiB on Linux -> GB
-        ok = os.waitstatus_to_exitcode(status) == 0
+        hwm = re.findall(r"^REAL_SCALE_VMHWM (\d+)$", err, re.M)
+        rss = int(hwm[-1]) * 1024 / 1e9 if hwm else float("nan")    # kB -> GB
+        ok = proc.returncode == 0
         own = _step_seconds(base / "work", step)
-        shapes = _shapes(step, base / "work") if ok else "FAILED: " + err.strip().splitlines()[-1][:300]
+        last = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("REAL_SCALE_VMHWM")]
+        shapes = _shapes(step, base / "work") if ok else "FAILED: " + (last[-1][:300] if last else "?")
         n = params.get(step)
         print(f"{step:<16}{wall:8.1f}{own:8.1f}{rss:13.2f}  {(f'{n / 1e6:.3f} M' if n else '-'):>11}  {shapes}",
               flush=True)
@@ -315,6 +317,21 @@ def main(argv: list[str] | None = None) -> int:
     if not a.keep and a.work is None:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if failed else 0
+
+
+# The child runs ``python -m step.<name> ARGS`` and reports its peak resident memory at exit. VmHWM belongs to
+# the process's own memory map, which exec starts afresh: ru_maxrss of a child would include the memory of this
+# (large) parent at fork time.
+_CHILD = """
+import atexit, runpy, sys
+def _hwm():
+    with open('/proc/self/status') as f:
+        kb = [line.split()[1] for line in f if line.startswith('VmHWM')]
+    sys.stderr.write('\\nREAL_SCALE_VMHWM ' + kb[0] + '\\n')
+atexit.register(_hwm)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
+"""
 
 
 def _step_seconds(work: Path, step: str) -> float:
