@@ -202,39 +202,40 @@ def saved_gb(fn: Callable[..., object], *args: object, exclude: Iterable[torch.T
     return sum(seen.values()) / 1e9
 
 
-def activation_memory(keys: dict[str, str]) -> dict[str, float]:
-    """Autograd-saved GB per training image at the paper's crops (CLIP: per 224² region image), batch 1 and 2."""
+def activation_memory() -> dict[str, float]:
+    """Autograd-saved GB per training image at the paper's crops, batch 1 (CLIP: per 224² region image, with
+    and without gradient checkpointing). Models built in memory with random weights: nothing is written."""
+    import open_clip
+
+    from net.clip_mask import MaskPromptCLIPVisual
     from net.path_index import PathIndex
     from net.resnet50_cam import CAMNet
     from net.resnet50_irn import AffinityDisplacementLoss, IRNet
     from step.train_deeplab import build_model
-    from step.train_ritc import load_region_clip
-    from tool.config import ClipConfig, load_config
+    from tool.config import load_config
 
     cfg = load_config(ROOT / "configs/voc12.yaml", ["deeplab.pretrained=null"])
     out: dict[str, float] = {}
+    x = torch.randn(1, 3, 512, 512)
     cam = CAMNet(20, pretrained=None, bn="fixed").train()
+    out["train_cam (crop 512)"] = saved_gb(cam, x, exclude=cam.parameters())
     ritc = CAMNet(20, pretrained=None, bn="batch").train()
+    out["train_ritc CAM net (crop 512)"] = saved_gb(ritc, x, maps=True, exclude=ritc.parameters())
     irn = AffinityDisplacementLoss(PathIndex(10, (128, 128))).train()
+    # IRN's two branches (the affinity / displacement losses on their outputs keep little more)
+    out["train_irn (crop 512)"] = saved_gb(IRNet.forward, irn, x, exclude=irn.parameters())
     dl = build_model(cfg, 21).train()
-    for n in (1, 2):
-        x = torch.randn(n, 3, 512, 512)
-        out[f"train_cam b{n}"] = saved_gb(cam, x, exclude=cam.parameters())
-        out[f"train_ritc CAM net b{n}"] = saved_gb(ritc, x, maps=True, exclude=ritc.parameters())
-        # IRN's two branches (the affinity / displacement losses on their outputs keep little more)
-        out[f"train_irn b{n}"] = saved_gb(IRNet.forward, irn, x, exclude=irn.parameters())
-        out[f"train_deeplab b{n} (crop 321)"] = saved_gb(dl, torch.randn(n, 3, 321, 321), exclude=dl.parameters())
+    out["train_deeplab (crop 321, MSC)"] = saved_gb(dl, torch.randn(1, 3, 321, 321), exclude=dl.parameters())
     del cam, ritc, irn, dl
-    clip, encode, _ = load_region_clip(ClipConfig(model=keys["clip.model"], pretrained=keys["clip.pretrained"],
-                                                  quick_gelu=True,
-                                                  mask_prompt_checkpoint=keys["clip.mask_prompt_checkpoint"]), "cpu")
-    params = list(clip.model.parameters())
+    clip = open_clip.create_model("ViT-L-14", force_quick_gelu=True).eval().requires_grad_(False)
+    visual = MaskPromptCLIPVisual(clip.visual)                  # the ovseg forward, zero mask prompts
+    params = list(clip.parameters())
+    imgs = torch.randn(1, 3, 224, 224, requires_grad=True)
+    visible = torch.ones(1, 256, dtype=torch.bool)
     for ckpt in (False, True):
-        clip.model.set_grad_checkpointing(ckpt)
-        for n in (1, 2):
-            imgs = torch.randn(n, 3, clip.image_size, clip.image_size, requires_grad=True)
-            out[f"CLIP region images b{n}{' grad-ckpt' if ckpt else ''}"] = saved_gb(encode, imgs, None,
-                                                                                       exclude=params)
+        clip.set_grad_checkpointing(ckpt)
+        out[f"CLIP ViT-L-14 region image{' (grad checkpointing)' if ckpt else ''}"] = saved_gb(
+            visual, imgs, visible, exclude=params)
     return out
 
 
@@ -257,16 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     from net.clip import quick_gelu_for
     from tool.config import load_config
 
-    base = a.work or Path(tempfile.mkdtemp(prefix="real_scale."))
     t0 = time.perf_counter()
     batch = REDUCED_BATCH if a.reduced else FULL_BATCH
-    keys = write_real_models(base / "models", tiny=a.tiny, resnets=not a.saved)
     if a.saved:
-        for name, gb in activation_memory(keys).items():
-            print(f"saved for backward: {name:<40}{gb:8.3f} GB", flush=True)
-        if not a.keep and a.work is None:
-            shutil.rmtree(base, ignore_errors=True)
+        for name, gb in activation_memory().items():
+            print(f"saved for backward, one image: {name:<48}{gb:8.3f} GB", flush=True)
         return 0
+    base = a.work or Path(tempfile.mkdtemp(prefix="real_scale."))
+    keys = write_real_models(base / "models", tiny=a.tiny)
     write_voc_size_world(base / "data/VOC2012", max(batch.values()))
     print(f"models and VOC-size world written to {base} in {time.perf_counter() - t0:.0f} s")
     try:    # the bug of the issue: ViT-L-14 + a local file of OpenAI's weights used to get GELU silently
