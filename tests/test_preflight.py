@@ -116,11 +116,15 @@ def test_check_flag_prints_all_and_exits_non_zero(world, tmp_path, capsys):
 
 def test_memory_and_disk_estimates_follow_their_formulas(tmp_path):
     cfg = load_config(ROOT / "configs/voc12.yaml")
-    fixed, per = MEMORY_MODEL_GB["train_ritc"]
-    # batch 8, crop 512: 1.2 · (fixed + 8 · per) + 0.5
-    assert train_memory_gb(cfg, "train_ritc") == pytest.approx(1.2 * (fixed + 8 * per) + 0.5)
+    assert MEMORY_MODEL_GB["train_ritc"] == (2.0, 0.464, 3 * 0.357)
+    # batch 8, crop 512: 1.2 · (2.0 + 8 · (0.464 + 1.071)) + 0.5 = 17.636 GB
+    assert train_memory_gb(cfg, "train_ritc") == pytest.approx(17.636)
+    # crop 256 and CLIP checkpointing: 1.2 · (2.0 + 8 · (0.464 / 4 + 0.084)) + 0.5 = 1.2 · 3.6 + 0.5 = 4.82
     cfg2 = load_config(ROOT / "configs/voc12.yaml", ["ritc.crop_size=256", "clip.grad_checkpointing=true"])
-    assert train_memory_gb(cfg2, "train_ritc") == pytest.approx(1.2 * (fixed + 8 * per * 0.5 / 4) + 0.5)
+    assert train_memory_gb(cfg2, "train_ritc") == pytest.approx(4.82)
+    # DeepLab batch 5 in 5 micro-batches, crop 321: 1.2 · (0.53 + 1 · 1.344) + 0.5 = 2.7488
+    cfg3 = load_config(ROOT / "configs/voc12.yaml", ["deeplab.accum_steps=5"])
+    assert train_memory_gb(cfg3, "train_deeplab") == pytest.approx(2.7488)
     # make_cam of 10 train + 4 eval images of 1000 px: 1.5 B/px fp16 → 21,000 B; IR labels 0.1 B/px · 10
     assert artefact_bytes(cfg, ["make_cam"], 10, 4, 1000.0) == 21000
     assert artefact_bytes(cfg, ["make_cam", "cam_to_ir_label"], 10, 4, 1000.0) == 22000

@@ -54,31 +54,36 @@ class Problem:
 # Estimates
 # --------------------------------------------------------------------------------------------
 
-# Memory per training step = fixed + per_image · batch · (crop / 512)², in GB, fp32, one rank.
-# fixed: weights, gradients and SGD momentum of the trained parameters plus the frozen models (CLIP
-# ViT-L-14 1.7 GB); per_image: the activations autograd keeps for one 512² crop (RITC: with its CLIP
-# region images, ≈ 2 per present class at 224²). Calibrated on the CPU fp32 peak resident memory of
-# bench/real_scale.py (docs/real-runs.md; CUDA adds its context, ≈ 0.5 GB, and allocator slack: the
-# estimate is multiplied by 1.2). bf16 autocast keeps activations in half the bytes: per_image × 0.6.
-MEMORY_MODEL_GB: dict[str, tuple[float, float]] = {
-    "train_cam": (0.6, 0.55),
-    "train_ritc": (2.4, 1.1),
-    "train_irn": (0.4, 0.35),
-    "train_deeplab": (0.9, 1.2),
+# Memory per training step = 1.2 · (fixed + batch · (per_crop · (crop / 512)² + per_region)) + 0.5, in GB, fp32,
+# one rank. fixed: the trained weights with their gradients and SGD momentum (12 bytes a parameter) plus the
+# frozen models (CLIP ViT-L-14 1.71 GB, IRN's backbone 0.09 GB). per_crop: the activations autograd keeps for
+# one 512² training crop; per_region: RITC's CLIP region images of one training image (FG + BG of ≈ 1.5
+# present classes on VOC = 3 images at 224², which do not grow with the crop). Calibrated on the bytes saved
+# for backward counted by ``python -m bench.real_scale --saved`` (docs/real-runs.md): CAM net 0.464 GB per
+# 512² crop, IRN branches 0.208, DeepLabV2-R101 MSC 1.344 at 321² (3.42 at 512²), one ViT-L-14 region image
+# 0.357 (0.028 with gradient checkpointing). 1.2 covers allocator slack and backward's transient buffers,
+# 0.5 GB the CUDA context: both assumed, not measured (no GPU here). bf16 autocast: activations × 0.6.
+MEMORY_MODEL_GB: dict[str, tuple[float, float, float]] = {
+    "train_cam": (0.30, 0.464, 0.0),
+    "train_ritc": (2.0, 0.464, 3 * 0.357),
+    "train_irn": (0.11, 0.208, 0.0),
+    "train_deeplab": (0.53, 1.344 * (512 / 321) ** 2, 0.0),
 }
+RITC_REGION_CKPT_GB = 3 * 0.028     # per_region of RITC with clip.grad_checkpointing
 _CROP_REF = 512
 
 
 def train_memory_gb(cfg: Config, step: str) -> float:
     """Estimated peak GPU memory (GB) of one optimiser step of ``step`` on one rank (see ``MEMORY_MODEL_GB``)."""
-    fixed, per_image = MEMORY_MODEL_GB[step]
+    fixed, per_crop, per_region = MEMORY_MODEL_GB[step]
     sec = {"train_cam": cfg.cam, "train_ritc": cfg.ritc, "train_irn": cfg.irn, "train_deeplab": cfg.deeplab}[step]
     batch = sec.batch_size // (cfg.deeplab.accum_steps if step == "train_deeplab" else 1)
-    if getattr(sec, "precision", "float32") == "bfloat16":
-        per_image *= 0.6
     if step == "train_ritc" and cfg.clip.grad_checkpointing:
-        per_image *= 0.5     # the ViT keeps its block inputs only
-    return 1.2 * (fixed + per_image * batch * (sec.crop_size / _CROP_REF) ** 2) + 0.5
+        per_region = RITC_REGION_CKPT_GB
+    act = batch * (per_crop * (sec.crop_size / _CROP_REF) ** 2 + per_region)
+    if getattr(sec, "precision", "float32") == "bfloat16":
+        act *= 0.6
+    return 1.2 * (fixed + act) + 0.5
 
 
 def artefact_bytes(cfg: Config, steps: Iterable[str], n_train: int, n_eval: int, pixels: float) -> int:
