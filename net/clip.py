@@ -138,8 +138,8 @@ def quick_gelu_for(name: str, pretrained: str, declared: bool | None, config_key
     if tag_cfg:
         tag_qg = bool(tag_cfg.get("quick_gelu", False))
         if declared is not None and declared != tag_qg:
-            raise ValueError(f"{key}={declared} contradicts the weights of {name!r} tag {pretrained!r} (trained with "
-                             f"{'QuickGELU' if tag_qg else 'GELU'}): set {key}: null")
+            raise ValueError(f"{key}={str(declared).lower()} contradicts the weights of {name!r} tag {pretrained!r} "
+                             f"(trained with {'QuickGELU' if tag_qg else 'GELU'}): set {key}: null")
         return tag_qg
     arch_qg = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
     if arch_qg:
@@ -204,8 +204,9 @@ def load_clip(
         folder_cfg = json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
         folder_qg = bool(folder_cfg.get("model_cfg", {}).get("quick_gelu", False))
         if declared is not None and declared != folder_qg:
-            raise ValueError(f"{config_key}.quick_gelu={declared} contradicts {folder / 'open_clip_config.json'} "
-                             f"(quick_gelu={folder_qg}): set {config_key}.quick_gelu: null")
+            raise ValueError(f"{config_key}.quick_gelu={str(declared).lower()} contradicts "
+                             f"{folder / 'open_clip_config.json'} (quick_gelu={str(folder_qg).lower()}): set "
+                             f"{config_key}.quick_gelu: null")
         source = f"{_LOCAL_DIR}{folder}"
     elif name.startswith(_HF_HUB):
         if declared is not None:

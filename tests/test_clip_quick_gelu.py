@@ -53,7 +53,7 @@ def test_openai_architecture_rules_without_building(tiny, tmp_path):
     assert quick_gelu_for("ViT-L-14-quickgelu", str(plain), None) is True
     with pytest.raises(ValueError, match=r"clip\.pretrained=.*set clip\.quick_gelu: true for OpenAI"):
         quick_gelu_for("ViT-L-14", str(plain), None)
-    with pytest.raises(ValueError, match=r"clip\.quick_gelu=False contradicts .*'openai'"):
+    with pytest.raises(ValueError, match=r"clip\.quick_gelu=false contradicts .*'openai'"):
         quick_gelu_for("ViT-L-14", "openai", False)
     with pytest.raises(ValueError, match=r"clip\.quick_gelu=false, but .*TorchScript"):
         quick_gelu_for("ViT-L-14", str(jit), False)
@@ -90,5 +90,5 @@ def test_model_folder_declaration_must_agree(tmp_path):
 
     folder = write_tiny_clip(tmp_path / "clip")              # its open_clip_config.json: no quick_gelu
     assert all(isinstance(a, torch.nn.GELU) for a in _activations(load_clip(str(folder), quick_gelu=False)))
-    with pytest.raises(ValueError, match=r"clip\.quick_gelu=True contradicts .*open_clip_config\.json"):
+    with pytest.raises(ValueError, match=r"clip\.quick_gelu=true contradicts .*open_clip_config\.json"):
         load_clip(str(folder), quick_gelu=True)
