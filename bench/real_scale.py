@@ -241,7 +241,8 @@ def activation_memory() -> dict[str, float]:
 
 def _metric(path: Path) -> str:
     d = json.loads(path.read_text())
-    return f"mIoU {d.get('miou', d.get('best_miou'))} (random weights)"
+    miou = d.get("miou", d.get("best_miou"))
+    return f"mIoU {miou:.1f} (random weights)" if isinstance(miou, (int, float)) else f"mIoU {miou}"
 
 
 def main(argv: list[str] | None = None) -> int:
