@@ -1,7 +1,7 @@
 """QA-CLIMS pipeline entry point: runs the numbered steps of docs/design.md §3 from one YAML config.
 
     python run_sample.py --config configs/voc12.yaml [--steps a,b | --from x --until y]
-                         [--set section.key=value ...] [--force] [--list]
+                         [--set section.key=value ...] [--force] [--list] [--check]
 
 Steps whose done marker matches the config are skipped, so rerunning after a crash resumes.
 Under ``torchrun`` every rank runs this; per-image steps shard images, training steps use DDP.
@@ -50,11 +50,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                    help="override a config value, e.g. --set cam.train.epochs=3 (repeatable)")
     p.add_argument("--force", action="store_true", help="rerun the selected steps even if up to date")
     p.add_argument("--list", action="store_true", help="list the steps and whether each is done, then exit")
+    p.add_argument("--check", action="store_true",
+                   help="preflight: list every problem the selected steps would meet (data, weights, device, memory, "
+                        "disk), run nothing; exit 1 if any is fatal")
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, args.set)
     toggles = {name: getattr(cfg.steps, name) for name in STEPS if hasattr(cfg.steps, name)}
     chosen = select_steps(toggles, args.steps, args.start, args.until)
+    if args.check:
+        return check(cfg, chosen)
     ctx = make_context(cfg, force=args.force)
     if args.list:
         try:
@@ -68,6 +73,21 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         ensure_toy_world(cfg)
         log.info("steps to run: %s", ", ".join(chosen) or "(none)")
         return {name: run_step(name, cfg, ctx, force=args.force) for name in chosen}
+
+
+def check(cfg, chosen: list[str]) -> dict:
+    """``--check``: print the preflight's problems (tool/preflight.py); SystemExit(1) when one is fatal."""
+    from tool.preflight import preflight
+    from tool.engine.runner import step_module
+
+    problems = preflight(cfg, chosen, inputs_of=lambda s: tuple(getattr(step_module(s), "INPUTS", ())))
+    for pr in problems:
+        print(pr.line())
+    fatal = sum(pr.fatal for pr in problems)
+    print(f"preflight of {', '.join(chosen) or '(no steps)'}: {fatal} fatal, {len(problems) - fatal} note(s)")
+    if fatal:
+        raise SystemExit(1)
+    return {"problems": [pr.__dict__ for pr in problems]}
 
 
 if __name__ == "__main__":

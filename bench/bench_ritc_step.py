@@ -35,19 +35,12 @@ from tool.data.imutils import normalize_on_device
 from tool.toy.tiny_models import write_tiny_clip
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    a = ap.parse_args(argv)
-    dev = torch.device(a.device)
-    g = torch.Generator().manual_seed(0)
-    n, k = a.batch, 20
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = load_clip(str(write_tiny_clip(Path(tmp) / "clip", image_size=224, embed_dim=64)), None, device=dev)
-    d = clip.embed_dim
+def synthetic_ritc_inputs(n: int, k: int, crop: int, d: int, dev: torch.device, g: torch.Generator):
+    """Random RITC inputs: labels [n, k] (1–3 classes per image), class features [k, d], per-pair FG / BG texts
+    (6 FG, 1–10 BG, every fifth pair without BG), their on-device TextBank and a uint8 batch of ``crop``² images.
+
+    Returns (labels, class_feats, names, texts {(name, class): (fg, bg)}, bank, batch).
+    """
     labels = torch.zeros(n, k)
     for i in range(n):
         labels[i, torch.randperm(k, generator=g)[: 1 + i % 3]] = 1
@@ -60,8 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     pairs = list(texts)
     bank = TextBank.from_lists(class_feats, [names.index(p[0]) for p in pairs], [p[1] for p in pairs],
                                [texts[p][0] for p in pairs], [texts[p][1] for p in pairs], num_images=n, device=dev)
-    batch = {"img": torch.randint(0, 256, (n, 3, a.crop, a.crop), dtype=torch.uint8, generator=g),
-             "valid": torch.ones(n, a.crop, a.crop, dtype=torch.uint8), "label": labels, "index": torch.arange(n)}
+    batch = {"img": torch.randint(0, 256, (n, 3, crop, crop), dtype=torch.uint8, generator=g),
+             "valid": torch.ones(n, crop, crop, dtype=torch.uint8), "label": labels, "index": torch.arange(n)}
+    return labels, class_feats, names, texts, bank, batch
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    g = torch.Generator().manual_seed(0)
+    n, k = a.batch, 20
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = load_clip(str(write_tiny_clip(Path(tmp) / "clip", image_size=224, embed_dim=64)), None, device=dev)
+    labels, class_feats, names, texts, bank, batch = synthetic_ritc_inputs(n, k, a.crop, clip.embed_dim, dev, g)
     torch.manual_seed(0)
     model = CAMNet(k, bn="batch").to(dev).train()
     cfg = build(Config, {"ritc": {}}, "bench")

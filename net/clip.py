@@ -11,6 +11,13 @@
 - a JSON architecture file (``{"embed_dim", "vision_cfg", "text_cfg"}``) plus a checkpoint file in
   ``pretrained``.
 
+Activation (docs/design.md §5, CLIP). OpenAI's CLIPs were trained with QuickGELU, open_clip's
+architectures of the same names default to GELU, and open_clip switches only for the ``openai`` tag:
+a local copy of OpenAI's weights would silently run with the wrong activation. :func:`quick_gelu_for`
+decides from what the weights say: the tag's record; OpenAI's own TorchScript archive (``ViT-L-14.pt``
+as ``clip.load`` downloads it) means QuickGELU; a plain state dict for an architecture OpenAI released
+says nothing, so ``clip.quick_gelu`` must declare it (an error otherwise).
+
 The model is frozen (no parameter requires grad) and in eval mode; gradients still flow to its
 *inputs*, which is what RITC needs. :func:`encode_texts` gives the L2-normalised text features
 (Eq. 3–4 ``f_t``); :func:`clip_id` names the cached text-feature file.
@@ -18,6 +25,7 @@ The model is frozen (no parameter requires grad) and in eval mode; gradients sti
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -33,6 +41,8 @@ log = logging.getLogger(__name__)
 _LOCAL_DIR = "local-dir:"
 _HF_HUB = "hf-hub:"
 _FILE_SUFFIXES = (".json", ".pt", ".pth", ".bin", ".safetensors", ".npz")
+# Integers OpenAI's TorchScript archives hold next to the weights; not parameters.
+_OPENAI_META_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,67 @@ def _is_model_folder(model_name: str) -> bool:
 
 
 def _missing(config_key: str, what: str, detail: str) -> FileNotFoundError:
+    section = config_key.rsplit(".", 1)[0] if config_key.endswith((".model", ".pretrained")) else config_key
     return FileNotFoundError(
         f"{config_key}: {what}. {detail} On a machine with internet, fetch the weights (e.g. "
         "`python -c \"import open_clip; open_clip.create_model('ViT-L-14', pretrained='openai')\"` fills "
         "open_clip's cache, or `huggingface-cli download <org/repo> --local-dir <folder>` for an open_clip hub "
-        f"repo), copy them here and set {config_key}.model / {config_key}.pretrained to the folder or file."
+        f"repo), copy them here and set {section}.model / {section}.pretrained to the folder or file."
     )
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a TorchScript zip archive (OpenAI's CLIP release format), not a pickled state dict.
+
+    Both are zip files; only TorchScript archives hold ``<name>/constants.pkl`` and ``<name>/code/``.
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def quick_gelu_for(name: str, pretrained: str, declared: bool | None, config_key: str = "clip") -> bool:
+    """Whether the built-in architecture ``name`` with weights ``pretrained`` (a tag or a file) needs QuickGELU.
+
+    ``declared`` is ``clip.quick_gelu`` (None = not set). Rules, in order: a tag decides by open_clip's
+    record of it (a contradicting declaration is an error); an architecture whose config already says
+    QuickGELU keeps it; OpenAI's TorchScript archive means QuickGELU (declaring false is an error); else
+    the declaration; an undeclared plain state dict for an architecture OpenAI released (``ViT-L-14``,
+    ``RN50`` ...) is ambiguous (OpenAI's weights: QuickGELU; LAION / DataComp weights: GELU): ValueError.
+    """
+    import open_clip
+
+    key = f"{config_key}.quick_gelu"
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if tag_cfg:
+        tag_qg = bool(tag_cfg.get("quick_gelu", False))
+        if declared is not None and declared != tag_qg:
+            raise ValueError(f"{key}={str(declared).lower()} contradicts the weights of {name!r} tag {pretrained!r} "
+                             f"(trained with {'QuickGELU' if tag_qg else 'GELU'}): set {key}: null")
+        return tag_qg
+    arch_qg = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    if arch_qg:
+        if declared is False:
+            raise ValueError(f"{key}=false contradicts the architecture {name!r} (QuickGELU by name): use "
+                             f"{name.removesuffix('-quickgelu')!r} or set {key}: null")
+        return True
+    if is_torchscript_archive(pretrained):
+        if declared is False:
+            raise ValueError(f"{key}=false, but {pretrained} is OpenAI's TorchScript release, trained with "
+                             f"QuickGELU: set {key}: null")
+        return True
+    if declared is not None:
+        return declared
+    if "openai" in open_clip.list_pretrained_tags_by_model(name):
+        raise ValueError(
+            f"{config_key}.pretrained={pretrained!r}: a state dict for {name!r} does not say which activation its "
+            f"weights were trained with (OpenAI's: QuickGELU; LAION / DataComp: GELU); set {key}: true for "
+            f"OpenAI's weights, false otherwise")
+    return False
 
 
 def load_clip(
@@ -103,21 +168,24 @@ def load_clip(
     *,
     device: torch.device | str = "cpu",
     config_key: str = "clip",
-    force_quick_gelu: bool = False,
+    quick_gelu: bool | None = None,
 ) -> ClipModel:
     """Load a frozen open_clip model (see the module docstring for the accepted sources).
 
     Missing weights raise ``FileNotFoundError`` naming ``{config_key}.model`` / ``.pretrained``.
-    OpenAI weight tags were trained with QuickGELU: when the tag says so and the architecture does
-    not (``ViT-L-14`` + ``openai``), QuickGELU is forced — open_clip itself only warns.
+    ``quick_gelu`` is ``clip.quick_gelu``: for a built-in architecture :func:`quick_gelu_for` decides
+    (``ViT-L-14`` + ``openai`` or + OpenAI's ``ViT-L-14.pt`` get QuickGELU — open_clip itself only warns);
+    a model folder's ``open_clip_config.json`` declares it, and a contradicting value is an error.
     """
     import open_clip
 
     name = os.fspath(model_name)
     pretrained = os.fspath(pretrained) if pretrained else None
     cid = clip_id(name, pretrained)  # from the values as configured, as callers compute it
-    quick_gelu = force_quick_gelu
+    declared = quick_gelu
+    quick_gelu = False
     kwargs: dict = {}
+    jit_weights = None
 
     if _is_model_folder(name) and not name.startswith(_HF_HUB):
         folder = Path(name.removeprefix(_LOCAL_DIR)).expanduser()
@@ -133,8 +201,17 @@ def load_clip(
         if pretrained:
             log.warning("%s.pretrained=%r is ignored: the weights come from the folder %s",
                         config_key, pretrained, folder)
+        folder_cfg = json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
+        folder_qg = bool(folder_cfg.get("model_cfg", {}).get("quick_gelu", False))
+        if declared is not None and declared != folder_qg:
+            raise ValueError(f"{config_key}.quick_gelu={str(declared).lower()} contradicts "
+                             f"{folder / 'open_clip_config.json'} (quick_gelu={str(folder_qg).lower()}): set "
+                             f"{config_key}.quick_gelu: null")
         source = f"{_LOCAL_DIR}{folder}"
     elif name.startswith(_HF_HUB):
+        if declared is not None:
+            log.warning("%s.quick_gelu is ignored for %s: the repository's open_clip_config.json declares it",
+                        config_key, name)
         source = name
     else:
         if name.endswith(".json"):
@@ -153,21 +230,24 @@ def load_clip(
         if not pretrained:
             raise _missing(f"{config_key}.pretrained", f"no weights given for {name!r}",
                            "A frozen CLIP needs trained weights: a tag such as 'openai' or a checkpoint file.")
-        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-        if tag_cfg:
-            quick_gelu = quick_gelu or bool(tag_cfg.get("quick_gelu", False))
-        elif not Path(pretrained).expanduser().is_file():
-            raise _missing(f"{config_key}.pretrained", f"{pretrained!r} is neither a weight tag of {name!r} nor a file",
-                           f"Known tags: {open_clip.list_pretrained_tags_by_model(name)}.")
-        else:
+        if not open_clip.get_pretrained_cfg(name, pretrained):
+            if not Path(pretrained).expanduser().is_file():
+                raise _missing(f"{config_key}.pretrained", f"{pretrained!r} is neither a weight tag of {name!r} "
+                               f"nor a file", f"Known tags: {open_clip.list_pretrained_tags_by_model(name)}.")
             pretrained = str(Path(pretrained).expanduser())
+        quick_gelu = quick_gelu_for(name, pretrained, declared, config_key)
         source = name
-        kwargs["pretrained"] = pretrained
+        if Path(pretrained).is_file() and is_torchscript_archive(pretrained):
+            jit_weights = pretrained   # open_clip's weights-only torch.load refuses TorchScript: loaded below
+        else:
+            kwargs["pretrained"] = pretrained
 
     try:
         model, _, _ = open_clip.create_model_and_transforms(
             source, device=device, force_quick_gelu=quick_gelu, **kwargs
         )
+        if jit_weights is not None:
+            _load_torchscript_weights(model, jit_weights)
     except (RuntimeError, OSError) as e:
         what = f"could not load CLIP {model_name!r} / {pretrained!r} ({e})"
         raise _missing(f"{config_key}.pretrained", what, "") from e
@@ -185,6 +265,18 @@ def load_clip(
         mean=tuple(float(v) for v in pp["mean"]), std=tuple(float(v) for v in pp["std"]),
         embed_dim=embed_dim, id=cid,
     )
+
+
+def _load_torchscript_weights(model: torch.nn.Module, path: str) -> None:
+    """Load the weights of OpenAI's TorchScript CLIP archive into the open_clip ``model`` (same parameter names).
+
+    ``torch.jit.load`` runs no pickled Python; the archive's integer meta entries are dropped; strict.
+    """
+    state = torch.jit.load(path, map_location="cpu").state_dict()
+    # A scripted module also lists its non-persistent buffers (the causal ``attn_mask``): not weights.
+    transient = {n for n, _ in model.named_buffers()} - set(model.state_dict())
+    state = {k: v for k, v in state.items() if k not in _OPENAI_META_KEYS and k not in transient}
+    model.load_state_dict(state, strict=True)
 
 
 @torch.no_grad()

@@ -90,7 +90,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     if not pairs:   # an empty corpus trains nothing: it is a broken qape run, not a result
         raise ValueError(f"{corpus}: holds no (image, class) records; rerun qape with --force (or re-import the "
                          "authors' answers)")
-    clip = load_clip(cfg.clip.model, cfg.clip.pretrained, device=ctx.device, config_key="clip")
+    clip = load_clip(cfg.clip.model, cfg.clip.pretrained, device=ctx.device, config_key="clip",
+                     quick_gelu=cfg.clip.quick_gelu)
     feats = encode_texts(clip.model, clip.tokenizer, texts, device=ctx.device,
                          batch_size=cfg.clip.text_batch_size) if texts else torch.zeros(0, clip.embed_dim)
     with atomic_path(ctx.paths.text_feats(clip.id)) as tmp:

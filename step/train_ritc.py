@@ -51,7 +51,7 @@ def load_region_clip(c: ClipConfig, device: torch.device) -> tuple[ClipModel, Ca
     With ``clip.mask_prompt_checkpoint`` the ViT is wrapped with the ovseg mask prompts (docs/design.md §4
     item 5) and the third value is True; otherwise the plain ``encode_image`` sees X·R (Eq. 10).
     """
-    clip = load_clip(c.model, c.pretrained, device=device, config_key="clip")
+    clip = load_clip(c.model, c.pretrained, device=device, config_key="clip", quick_gelu=c.quick_gelu)
     if c.grad_checkpointing:
         clip.model.set_grad_checkpointing(True)
     if c.mask_prompt_checkpoint is None:

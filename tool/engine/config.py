@@ -180,6 +180,9 @@ class ClipConfig:
 
     model: str = "ViT-L-14"                    # open_clip name, a model folder, or a .json architecture
     pretrained: str | None = "openai"          # tag or checkpoint path
+    # activation the weights were trained with; null = from the tag / file (net/clip.py quick_gelu_for).
+    # A plain state dict for an OpenAI architecture must declare it: true for OpenAI's weights.
+    quick_gelu: bool | None = None
     mask_prompt_checkpoint: str | None = None  # ovseg_swinbase_vitL14_ft_mpt.pth: mask-adapted CLIP (§4.5)
     mask_prompt_depth: int = 3                 # transformer blocks that get the mask prompt (ovseg: 3)
     normalization: Literal["imagenet", "clip"] = "imagenet"   # imagenet (official: CLIP sees the CAM net's input)
