@@ -50,13 +50,22 @@ class StepsConfig:
 class DatasetConfig:
     """Which dataset and which of its splits each stage uses."""
 
-    name: str = "voc12"                 # voc12 | coco14
+    name: str = "voc12"                 # voc12 | coco14 | folder
     root: str = "data/VOCdevkit/VOC2012"
     train_split: str = "train_aug"      # classifier / RITC / IRN training, CAM export
     eval_split: str = "train"           # CAM and pseudo-mask quality (1,464 images on VOC)
     val_split: str = "val"              # DeepLab evaluation
     skip_bad_images: bool = False       # unreadable images: false = stop with the file named
     label_cache: bool = True            # cache XML-derived labels under <work_dir>/cache/
+    # name folder only: your own images and labels (tool/folder_dataset.py, docs/own-data.md); paths under root
+    images: str = "images"              # the images (sub-folders allowed); an image id is its path here, no extension
+    labels: str = "labels.csv"          # CSV (image,labels or image,<class>,... 0/1) or JSON {image: [class, ...]}
+    classes: tuple[str, ...] = ()       # class names in index order; () = <root>/classes.txt
+    question_names: dict[str, str] = field(default_factory=dict)   # class -> its spelling in QAPE questions
+    masks: str = "masks"                # optional GT: <masks>/<image id>.png (0 bg, 1..K, 255 ignore)
+    lists: str = "splits"               # split list files <lists>/<split>.txt
+    # splits drawn once into <work_dir>/splits/ when no list exists, e.g. {train: 0.8, val: 0.2, seed: 0}
+    split: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
