@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam", "eval")
 INPUTS = ("make_cam",)
+NEEDS_GT = "eval_split"     # no mask in the split: the runner skips the step with a note
 
 
 def sweep_thresholds(cfg: Config) -> np.ndarray:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset",)
 INPUTS = ("make_sem_seg",)
+NEEDS_GT = "eval_split"     # no mask in the split: the runner skips the step with a note
 
 
 def run(cfg: Config, ctx: Context) -> dict:

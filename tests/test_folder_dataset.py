@@ -145,3 +145,17 @@ def test_splits_made_once_in_the_work_dir_and_reused(tmp_path):
     assert build_dataset(c, work / "cache").ids("train") == ["a"]
     with pytest.raises(DatasetError, match="delete .*splits to draw new ones"):
         build_dataset(cfg(root, split={"train": 0.5, "val": 0.5, "seed": 0.0}), work / "cache").ids("train")
+
+
+def test_folder_keys_stay_out_of_other_datasets_digests():
+    """A VOC run's digests ignore the folder-only keys (so runs made before they existed stay done); a
+    folder run's do not. The VOC digest is the one the code before these keys computed (read off it once)."""
+    from tool.config import Config, section_digest
+
+    voc = Config()
+    assert section_digest(voc, ("dataset",)) == "2b5b28d5275a8832"
+    changed = dataclasses.replace(voc, dataset=dataclasses.replace(voc.dataset, masks="gt", split={"train": 1.0}))
+    assert section_digest(changed, ("dataset",)) == section_digest(voc, ("dataset",))
+    folder = dataclasses.replace(voc, dataset=dataclasses.replace(voc.dataset, name="folder"))
+    folder_changed = dataclasses.replace(folder, dataset=dataclasses.replace(folder.dataset, masks="gt"))
+    assert section_digest(folder_changed, ("dataset",)) != section_digest(folder, ("dataset",))

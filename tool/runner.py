@@ -75,9 +75,38 @@ def is_done(name: str, cfg: Config, ctx: Context) -> bool:
     return marker.is_file() and read_json(marker).get("digest") == step_digest(name, cfg, ctx)
 
 
+def missing_gt(name: str, cfg: Config, ctx: Context) -> str | None:
+    """Why step ``name`` cannot run for want of GT masks, or None. A step that evaluates against GT declares
+    ``NEEDS_GT``, the ``dataset`` key naming its split (``"eval_split"``); a split none of whose images has a
+    mask (a folder dataset without ``masks/``) makes it a skip with this note, not a crash."""
+    key = getattr(step_module(name), "NEEDS_GT", None)
+    if key is None:
+        return None
+    from tool.datasets import build_dataset
+
+    ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
+    split = getattr(cfg.dataset, key)
+    if any(ds.has_gt(i) for i in ds.ids(split)):
+        return None
+    return (f"no GT mask for any image of dataset.{key} {split!r} (e.g. {ds.gt_path(ds.ids(split)[0])}): "
+            f"nothing to evaluate against, step skipped")
+
+
 def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
-    """Run one step unless its marker matches; write the marker and a ``metrics.jsonl`` line."""
+    """Run one step unless its marker matches; write the marker and a ``metrics.jsonl`` line.
+
+    A step that needs GT masks the dataset does not have is skipped with a note (``missing_gt``), kept in
+    ``steps/<step>.skipped.json`` for the report; no marker, so masks added later make it run."""
     dist.barrier()
+    note = missing_gt(name, cfg, ctx)
+    skip_file = ctx.paths.skip_note(name)
+    if note is not None:
+        log.warning("step %s: %s", name, note)
+        if ctx.is_main:
+            write_json(skip_file, {"step": name, "note": note})
+        return {"skipped": note}
+    if ctx.is_main:
+        skip_file.unlink(missing_ok=True)
     digest = step_digest(name, cfg, ctx)
     marker = ctx.paths.done_marker(name)
     if ctx.is_main and marker.is_file():
@@ -209,8 +238,8 @@ def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Pa
                 tmp.unlink(missing_ok=True)
         stamp = path / DIGEST_FILE
         old = read_json(stamp).get("digest") if stamp.is_file() else None
-        if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
-            stale = list(path.glob(pattern))
+        if force or (old is not None and old != digest) or (old is None and any(path.rglob(pattern))):
+            stale = list(path.rglob(pattern))      # rglob: folder-dataset ids have sub-folders
             if stale:
                 log.info("removing %d stale output(s) in %s (%s)", len(stale), path,
                          "--force" if force else "made under another configuration")
@@ -228,9 +257,17 @@ def ensure_toy_world(cfg: Config) -> None:
         return
     if dist.is_main():
         from tool.toy_world import generate_toy_world
-        generate_toy_world(Path(cfg.dataset.root), seed=t.seed, num_train=t.num_train, num_val=t.num_val,
+        root = Path(cfg.dataset.root)
+        if t.layout == "folder":    # the VOC-layout world first (its "twin"), then exported as a folder dataset
+            from tool.toy_folder import default_twin
+            folder, root = root, Path(t.voc_twin) if t.voc_twin else default_twin(root)
+        generate_toy_world(root, seed=t.seed, num_train=t.num_train, num_val=t.num_val,
                            num_extra_aug=t.num_extra_aug, image_size=t.image_size, classes=t.classes,
-                           scene_correlation=t.scene_correlation, max_objects=t.max_objects, layout=t.layout)
+                           scene_correlation=t.scene_correlation, max_objects=t.max_objects,
+                           layout="voc" if t.layout == "folder" else t.layout)
+        if t.layout == "folder":
+            from tool.toy_folder import export_folder_world
+            export_folder_world(root, folder)
         if t.random_models_dir is not None:
             from tool.tiny_models import write_tiny_blip, write_tiny_clip
             models = Path(t.random_models_dir)
@@ -240,7 +277,7 @@ def ensure_toy_world(cfg: Config) -> None:
                 write_tiny_clip(models / "clip", seed=t.seed)
         if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
             from tool.toy_vlp import ToyVlpParams, ensure_toy_vlp
-            ensure_toy_vlp(Path(cfg.dataset.root), Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
+            ensure_toy_vlp(root, Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
         if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
             from tool.toy_backbone import ToyBackboneParams, ensure_toy_backbone
             ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=tuple(t.image_size)))
