@@ -152,3 +152,32 @@ def test_overlay_blends_half_the_class_colour_on_foreground_only():
     got = overlay(img, np.array([[0, 1]], np.uint8))
     assert voc_palette()[1].tolist() == [128, 0, 0]
     assert got.tolist() == [[[100, 100, 100], [114, 50, 50]]]        # 0.5 * 100 + 0.5 * (128, 0, 0)
+
+
+def test_without_any_mask_eval_deeplab_predicts_and_the_report_says_so(folder_run):
+    tmp, args, _ = folder_run
+    masks = tmp / "toy" / "folder" / "masks"
+    shutil.move(masks, tmp / "all_masks")
+    try:
+        out = run_sample.main(args + ["--steps", "eval_deeplab,report", "--force"])
+    finally:
+        shutil.move(tmp / "all_masks", masks)
+    assert out["eval_deeplab"]["predicted"] == 5 and "miou" not in out["eval_deeplab"]
+    assert read_json(tmp / "work" / "eval_deeplab.json")["miou"] is None
+    assert "split 'val' has no GT: predictions only" in (tmp / "work" / "report.html").read_text()
+
+
+def test_stale_outputs_in_sub_folders_are_removed(tmp_path):
+    """Folder-dataset ids have sub-folders (``shop/red_shoe``): outputs made under another configuration go
+    there too, and must go when the configuration changes."""
+    from tool.runner import prepare_output_dir
+
+    out = tmp_path / "cam"
+    prepare_output_dir(out, "digest-a", False, "*.npz")
+    (out / "shop").mkdir()
+    (out / "shop" / "red_shoe.npz").write_bytes(b"old")
+    (out / "top.npz").write_bytes(b"old")
+    prepare_output_dir(out, "digest-a", False, "*.npz")        # same configuration: kept (per-image resume)
+    assert (out / "shop" / "red_shoe.npz").is_file()
+    prepare_output_dir(out, "digest-b", False, "*.npz")
+    assert not (out / "shop" / "red_shoe.npz").exists() and not (out / "top.npz").exists()

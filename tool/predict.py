@@ -144,12 +144,14 @@ def _equal_size_batches(loader, batch_size: int) -> Iterator[list[dict]]:
 
 
 def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, names: list[str], files: _Files,
-                    num_classes: int, out: Path, bar: tqdm) -> None:
+                    num_classes: int, out: Path, bar: tqdm) -> float:
+    """Predict ``names`` with the run's DeepLab; returns when the model was loaded (``time.time()``)."""
     c = cfg.deeplab
     model = build_model(cfg, num_classes)
     load_trained(model, args.weights or cfg.deeplab_eval.model or paths.deeplab_model,
                  "--weights" if args.weights else "deeplab_eval.model" if cfg.deeplab_eval.model else "train_deeplab")
     model.to(device).eval()
+    ready = time.time()
     crf = crf_params(cfg.deeplab_eval) if args.crf else None
     loader = DataLoader(SegImages(files, names), batch_size=1, shuffle=False, num_workers=cfg.num_workers,
                         collate_fn=first_item)
@@ -167,12 +169,15 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
             save_outputs(out, item["name"], item["img"], pred,
                          {"probs": p.astype(np.float16)} if args.save_probs else None)
             bar.update(1)
+    return ready
 
 
 def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names: list[str], files: _Files,
-                num_classes: int, class_index: dict[str, int], out: Path, bar: tqdm) -> None:
+                num_classes: int, class_index: dict[str, int], out: Path, bar: tqdm) -> float:
+    """Predict ``names`` with the CAM net; returns when the model was loaded (``time.time()``)."""
     ctx = Context(paths=paths, device=device, rank=0, world_size=1, seed=0)
     model = load_cam_model(cfg, ctx, cfg.make_cam.source, num_classes)
+    ready = time.time()
     given = read_given_labels(Path(args.labels), files, class_index) if args.labels else {}
     missing = [n for n in names if args.labels and n not in given]
     if missing:
@@ -202,6 +207,7 @@ def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names
                      {"keys": keys.numpy().astype(np.int64), "cam": high.astype(np.float16),
                       "scores": scores.numpy().astype(np.float32)} if args.save_probs else None)
         bar.update(1)
+    return ready
 
 
 def _at_scale_one(files: _Files, name: str) -> torch.Tensor:
@@ -271,19 +277,20 @@ def main(argv: list[str] | None = None) -> dict:
     todo = sorted((n for n in files if n not in set(done)), key=lambda n: (sizes[n], n))
     log.info("predict (%s) on %s: %d image(s), %d already done, %d to do -> %s", args.model, device, len(files),
              len(done), len(todo), out)
-    t0 = time.time()
+    t0 = ready = time.time()
     with tqdm(total=len(todo), desc=f"predict {args.model}", dynamic_ncols=True, mininterval=2.0) as bar:
         if todo and args.model == "deeplab":
-            predict_deeplab(cfg, args, paths, device, todo, _Files(files), ds.num_classes + 1, out, bar)
+            ready = predict_deeplab(cfg, args, paths, device, todo, _Files(files), ds.num_classes + 1, out, bar)
         elif todo:
             index = {n: k for k, n in enumerate(getattr(ds, "label_names", ds.class_names))}
-            predict_cam(cfg, args, paths, device, todo, _Files(files), ds.num_classes, index, out, bar)
-    seconds = time.time() - t0
-    rate = len(todo) / seconds if todo and seconds > 0 else None
+            ready = predict_cam(cfg, args, paths, device, todo, _Files(files), ds.num_classes, index, out, bar)
+    end = time.time()
+    seconds = end - t0
+    rate = len(todo) / (end - ready) if todo and end > ready else None     # images/s once the model is loaded
     summary = {"model": args.model, "images": len(files), "predicted": len(todo), "skipped_done": len(done),
                "seconds": round(seconds, 2), "images_per_s": round(rate, 3) if rate else None, "out": str(out)}
-    sys.stdout.write(f"predict: {len(todo)} image(s) in {seconds:.1f} s"
-                     f"{f' ({rate:.2f} images/s)' if rate else ''}, {len(done)} already done -> {out}\n")
+    sys.stdout.write(f"predict: {len(todo)} image(s) in {seconds:.1f} s (model load included)"
+                     f"{f', {rate:.2f} images/s' if rate else ''}, {len(done)} already done -> {out}\n")
     return summary
 
 
