@@ -130,6 +130,27 @@ def test_predict_any_image_mode_and_size(folder_run):
         assert Image.open(out / f"{name}.overlay.jpg").size == size
 
 
+def test_predict_flip_is_mirror_symmetric(folder_run):
+    """With --flip the output of the mirrored image is the mirrored output (logits averaged with the mirror's);
+    without it the network alone is not, so the check has power."""
+    tmp, args, _ = folder_run
+    src = Image.open(tmp / "toy" / "folder" / "images" / "toy_000003.jpg")
+    pair = tmp / "pair"
+    pair.mkdir()
+    src.save(pair / "a.png")
+    src.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(pair / "b.png")
+
+    def probs(out: str, *flags: str) -> tuple[np.ndarray, np.ndarray]:
+        predict(["--config", args[1], *args[2:], "--images", str(pair), "--out", str(tmp / out), "--save-probs",
+                 *flags])
+        return tuple(np.load(tmp / out / f"{n}.npz")["probs"].astype(np.float32) for n in "ab")
+
+    a, b = probs("flip", "--flip")
+    np.testing.assert_allclose(b, a[..., ::-1], atol=2e-3)
+    a, b = probs("noflip")
+    assert np.abs(b - a[..., ::-1]).max() > 1e-2
+
+
 def test_predict_cam_keeps_to_the_given_classes(folder_run):
     tmp, args, _ = folder_run
     folder = tmp / "toy" / "folder"
