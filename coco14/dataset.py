@@ -208,6 +208,11 @@ class COCO14:
     class_names = CLASS_NAMES
     num_classes = len(CLASS_NAMES)
 
+    @classmethod
+    def from_config(cls, cfg, cache_dir: Path | None) -> COCO14:
+        """From the ``dataset`` section (``tool.data.registry.build_dataset``)."""
+        return cls(cfg.root, cache_dir=cache_dir if cfg.label_cache else None)
+
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None):
         self.root = Path(root)
         if not self.root.is_dir():

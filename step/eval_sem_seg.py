@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tool.engine.config import Config
-from tool.data.registry import build_dataset, class_names_with_bg
+from tool.data.registry import build_dataset, missing_gt, class_names_with_bg
 from tool.engine.io import write_json
 from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png
@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset",)
 INPUTS = ("make_sem_seg",)
+
+
+def skip_reason(cfg: Config, ctx: Context) -> str | None:
+    """No GT mask in the eval split (a folder dataset without masks/): the runner skips the step with this note."""
+    return missing_gt(cfg.dataset, ctx.paths.cache_dir, "eval_split")
 
 
 def run(cfg: Config, ctx: Context) -> dict:

@@ -53,6 +53,9 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# the step that writes each stage's metric file: its skip note (no GT masks) explains a missing file
+EVAL_STEPS = {"cam_baseline": "eval_cam", "cam_ritc": "eval_cam", "sem_seg": "eval_sem_seg", "deeplab": "eval_deeplab"}
+
 CHART_NAMES = {"cam_baseline": "baseline CAM", "cam_ritc": "RITC CAM", "sem_seg": "pseudo masks",
                "deeplab": "DeepLab"}
 
@@ -230,6 +233,8 @@ def read_metrics(path: Path) -> tuple[dict | None, str]:
         return None, f"unreadable ({e})"
     if not isinstance(m, dict) or "miou" not in m:
         return None, "no 'miou' in the file"
+    if m["miou"] is None:      # a split without GT: predictions only
+        return None, str(m.get("note", "no mIoU (no GT)"))
     return m, ""
 
 
@@ -295,6 +300,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     rows, missing = [], []
     for key, what, how in STAGES:
         m, note = read_metrics(files[key])
+        skip = ctx.paths.skip_note(EVAL_STEPS[key])
+        if m is None and skip.is_file():
+            note = f"skipped: {read_json(skip).get('note')}"
         rel = files[key].relative_to(root)
         if m is None:
             missing.append(f"{what}: <code>{rel}</code> {note} (made by {how})")

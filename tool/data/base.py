@@ -30,6 +30,10 @@ class ImageLevelDataset(Protocol):
     class_names: tuple[str, ...]       # foreground classes in label order (background is not one)
     num_classes: int
 
+    @classmethod
+    def from_config(cls, cfg, cache_dir: Path | None) -> ImageLevelDataset:
+        """Made from the ``dataset`` config section; ``cache_dir`` = ``<work_dir>/cache`` (None: no cache)."""
+
     def ids(self, split: str) -> list[str]:
         """The image ids of ``split``, in list order; ``DatasetError`` naming the list if it is missing."""
 

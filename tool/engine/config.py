@@ -59,18 +59,30 @@ class StepsConfig:
 # a module ``step.<name>`` that the runner imports when it runs.
 STEPS: tuple[str, ...] = tuple(StepsConfig.__dataclass_fields__)
 
+_FOLDER = {"only_for": "folder"}      # a key of one dataset.name only (section_digest leaves it out elsewhere)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """Which dataset and which of its splits each stage uses."""
 
-    name: Literal["voc12", "coco14"] = "voc12" # the dataset description (voc12/, coco14/)
+    name: Literal["voc12", "coco14", "folder"] = "voc12"   # voc12/, coco14/, or your own images (folder)
     root: str = "data/VOCdevkit/VOC2012"       # dataset folder
     train_split: str = "train_aug"      # classifier / RITC / IRN training, CAM export
     eval_split: str = "train"           # CAM and pseudo-mask quality (1,464 images on VOC)
     val_split: str = "val"              # DeepLab evaluation
     skip_bad_images: bool = False       # unreadable images: false = stop with the file named
     label_cache: bool = True            # cache XML-derived labels under <work_dir>/cache/
+    # name folder only: your own images and labels (tool/folder_dataset.py, docs/own-data.md); paths under root.
+    # Left out of other datasets' digests (section_digest), so runs made before these keys existed stay done.
+    images: str = field(default="images", metadata=_FOLDER)   # the images (sub-folders allowed)
+    labels: str = field(default="labels.csv", metadata=_FOLDER)   # CSV (image,labels | image,<class>...) or JSON
+    classes: tuple[str, ...] = field(default=(), metadata=_FOLDER)   # in index order; () = <root>/classes.txt
+    question_names: dict[str, str] = field(default_factory=dict, metadata=_FOLDER)   # class -> its QAPE spelling
+    masks: str = field(default="masks", metadata=_FOLDER)      # optional GT <masks>/<id>.png: 0 bg, 1..K, 255 ignore
+    lists: str = field(default="splits", metadata=_FOLDER)     # split list files <lists>/<split>.txt
+    # splits drawn once into <work_dir>/splits/ when no list exists, e.g. {train: 0.8, val: 0.2, seed: 0}
+    split: dict[str, float] = field(default_factory=dict, metadata=_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -309,7 +321,11 @@ class ToyConfig:
     scene_correlation: float = 0.85
     max_objects: int = 3                       # objects per image, at most
     classes: tuple[str, ...] | None = None       # XML class names; null = all 20
-    layout: Literal["voc", "coco"] = "voc"      # VOC2012 folder | COCO 2014 folder (dataset.name coco14)
+    # voc: VOC2012 folder | coco: COCO 2014 folder (dataset.name coco14) | folder: the VOC world exported as a
+    # folder dataset (tool.toy.folder_layout, dataset.name folder)
+    layout: Literal["voc", "coco", "folder"] = "voc"
+    # layout folder: where the VOC-layout world is made first (null = <dataset.root>/../VOC2012)
+    voc_twin: str | None = None
     # Write tiny randomly initialised BLIP (<dir>/blip) and CLIP (<dir>/clip) models here when absent:
     # the smoke run exercises the real loading code with them (their answers are noise).
     random_models_dir: str | None = None
@@ -579,7 +595,18 @@ def dump_yaml(cfg: Config) -> str:
 
 def section_digest(cfg: Config, sections: tuple[str, ...], extra: Any = None) -> str:
     """sha256 over the named sections (and ``extra``): what a done marker compares."""
-    payload = {s: to_dict(getattr(cfg, s)) for s in sections}
+    payload = {s: _digest_view(getattr(cfg, s)) for s in sections}
     payload["__extra__"] = extra
     text = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest_view(section: Any) -> Any:
+    """``to_dict`` of a section without the keys of another ``name`` (``metadata only_for``): a folder-dataset
+    key neither changes nor, added to the code, invalidates the digests of VOC / COCO runs."""
+    view = to_dict(section)
+    if dataclasses.is_dataclass(section):
+        for f in dataclasses.fields(section):
+            if f.metadata.get("only_for") not in (None, getattr(section, "name", None)):
+                view.pop(f.name)
+    return view

@@ -35,6 +35,10 @@ class WorkPaths:
     def done_marker(self, step: str) -> Path:
         return self.root / "steps" / f"{step}.done.json"
 
+    def skip_note(self, step: str) -> Path:
+        """Why ``step`` was skipped in the last run (no GT masks to evaluate against); absent when it ran."""
+        return self.root / "steps" / f"{step}.skipped.json"
+
     def checkpoint(self, step: str) -> Path:
         """The resumable training state of ``step`` (deleted when the step finishes)."""
         return self.root / "checkpoints" / f"{step}.pth"

@@ -38,8 +38,8 @@ def prepare_output_dir(path: Path, digest: str, force: bool, pattern: str) -> Pa
                 tmp.unlink(missing_ok=True)
         stamp = path / DIGEST_FILE
         old = read_json(stamp).get("digest") if stamp.is_file() else None
-        if force or (old is not None and old != digest) or (old is None and any(path.glob(pattern))):
-            stale = list(path.glob(pattern))
+        if force or (old is not None and old != digest) or (old is None and any(path.rglob(pattern))):
+            stale = list(path.rglob(pattern))      # rglob: folder-dataset ids have sub-folders
             if stale:
                 log.info("removing %d stale output(s) in %s (%s)", len(stale), path,
                          "--force" if force else "made under another configuration")

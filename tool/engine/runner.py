@@ -75,8 +75,22 @@ def is_done(name: str, cfg: Config, ctx: Context) -> bool:
 
 
 def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
-    """Run one step unless its marker matches; write the marker and a ``metrics.jsonl`` line."""
+    """Run one step unless its marker matches; write the marker and a ``metrics.jsonl`` line.
+
+    A step whose ``skip_reason(cfg, ctx)`` gives a reason (an evaluation on a dataset without GT masks) is
+    skipped with that note, kept in ``steps/<step>.skipped.json`` for the report; no marker, so masks added
+    later make it run."""
     dist.barrier()
+    hook = getattr(step_module(name), "skip_reason", None)
+    note = hook(cfg, ctx) if hook is not None else None
+    skip_file = ctx.paths.skip_note(name)
+    if note is not None:
+        log.warning("step %s: %s", name, note)
+        if ctx.is_main:
+            write_json(skip_file, {"step": name, "note": note})
+        return {"skipped": note}
+    if ctx.is_main:
+        skip_file.unlink(missing_ok=True)
     digest = step_digest(name, cfg, ctx)
     marker = ctx.paths.done_marker(name)
     if ctx.is_main and marker.is_file():
