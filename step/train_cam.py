@@ -18,6 +18,7 @@ from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import Config
 from tool.data import ClassificationCrops, collate_skip_none
 from tool.datasets import build_dataset
+from tool.events import EventWriter
 from tool.imutils import normalize_on_device
 from tool.lr import sgd
 from tool.runner import skips_of, step_digest
@@ -65,7 +66,8 @@ def run(cfg: Config, ctx: Context) -> dict:
                   batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_cam"), final_path=ctx.paths.cam_baseline_model,
                   digest=step_digest("train_cam", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
+                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
+                  events=EventWriter.for_step(cfg, ctx, "train_cam"))
     metrics["num_images"] = len(ids)
     return metrics
 

@@ -35,6 +35,7 @@ from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import Config, DeepLabConfig
 from tool.data import collate_skip_none
 from tool.datasets import build_dataset
+from tool.events import EventWriter
 from tool.lr import sgd
 from tool.runner import skips_of, step_digest
 from tool.runtime import Context
@@ -158,7 +159,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                   ckpt_path=ctx.paths.checkpoint("train_deeplab"), final_path=ctx.paths.deeplab_model,
                   digest=step_digest("train_deeplab", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
                   collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
-                  accum_steps=c.accum_steps)
+                  accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, "train_deeplab"))
     rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
     log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
     metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})

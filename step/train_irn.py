@@ -27,6 +27,7 @@ from tool.checkpoint import load_model_file, load_state_dict_strict, save_model,
 from tool.config import Config
 from tool.data import AffinityCrops, collate_skip_none, load_or_skip
 from tool.datasets import build_dataset
+from tool.events import EventWriter
 from tool.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.io import DamagedFile, png_complete
 from tool.lr import sgd
@@ -113,7 +114,8 @@ def run(cfg: Config, ctx: Context) -> dict:
                   batch_size=c.batch_size, epochs=c.epochs, max_steps=c.max_steps, poly_power=c.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_irn"), final_path=final,
                   digest=step_digest("train_irn", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every)
+                  collate_fn=collate_skip_none, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
+                  events=EventWriter.for_step(cfg, ctx, "train_irn"))
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     net = unwrap(model)

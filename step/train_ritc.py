@@ -30,6 +30,7 @@ from tool.checkpoint import load_model_file, load_state_dict_strict
 from tool.config import ClipConfig, Config
 from tool.data import ClassificationCrops, collate_skip_none
 from tool.datasets import build_dataset
+from tool.events import EventWriter
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.io import read_json
 from tool.lr import sgd
@@ -191,7 +192,8 @@ def run(cfg: Config, ctx: Context) -> dict:
                   batch_size=r.batch_size, epochs=r.epochs, max_steps=r.max_steps, poly_power=r.poly_power,
                   ckpt_path=ctx.paths.checkpoint("train_ritc"), final_path=ctx.paths.ritc_model,
                   digest=step_digest("train_ritc", cfg, ctx), seed=ctx.seed, num_workers=cfg.num_workers,
-                  collate_fn=collate_skip_none, checkpoint_every=r.checkpoint_every, log_every=r.log_every)
+                  collate_fn=collate_skip_none, checkpoint_every=r.checkpoint_every, log_every=r.log_every,
+                  events=EventWriter.for_step(cfg, ctx, "train_ritc"))
     metrics["num_images"] = len(ids)
     return metrics
 

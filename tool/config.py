@@ -289,6 +289,16 @@ class IrnConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Training scalars (docs/tracking.md). ``<work_dir>/events/<step>.jsonl`` is always written; these
+    add optional writers. In no step's digest: switching them never reruns a step."""
+
+    tensorboard: bool = False                  # also torch.utils.tensorboard event files under <work_dir>/tb/<step>/
+    # also log to Weights & Biases: wandb.init keywords, e.g. {project: qa-clims, entity: me}; {} = off
+    wandb: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ToyConfig:
     """The generated toy world (docs/design.md §6): made at ``dataset.root`` before the steps when ``generate``."""
 
@@ -335,6 +345,7 @@ class Config:
     deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)
     deeplab_eval: DeepLabEvalConfig = field(default_factory=DeepLabEvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tool import dist
 from tool.checkpoint import load_checkpoint, save_checkpoint, save_model
+from tool.events import EventWriter
 from tool.lr import set_poly_lr
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
         loss_fn: Callable[[dict], dict[str, torch.Tensor]], batch_size: int, epochs: int,
         max_steps: int | None, poly_power: float, ckpt_path: Path, final_path: Path, digest: str,
         seed: int, num_workers: int, collate_fn: Callable | None = None, checkpoint_every: int = 500,
-        log_every: int = 50, scaler: torch.amp.GradScaler | None = None, accum_steps: int = 1) -> dict:
+        log_every: int = 50, scaler: torch.amp.GradScaler | None = None, accum_steps: int = 1,
+        events: EventWriter | None = None) -> dict:
     """Train ``model`` and save its state dict to ``final_path``; resume from ``ckpt_path`` if present.
 
     The number of optimiser steps is (len(dataset) // (batch_size · world_size)) · epochs, capped by
@@ -97,6 +99,7 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
     ``accum_steps`` > 1 splits each batch of ``batch_size`` into that many micro-batches whose
     gradients (of loss / accum_steps) are accumulated before the one optimiser step: the same step
     with less memory. The logged terms are the mean over the micro-batches.
+    ``events`` records the scalars of every logged iteration (``tool.events``, docs/tracking.md).
     Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds"}.
     """
     if accum_steps < 1 or batch_size % accum_steps:
@@ -123,6 +126,8 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
             dist.barrier()
             return dict(ckpt["extra"]["summary"])
     model.train()
+    events = events if events is not None else EventWriter(None, name)
+    events.start(step, resumed=ckpt is not None)
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
     count = 0
@@ -140,6 +145,7 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
                 break
             if batch is None:   # every image of the batch was unreadable and skipped
                 continue
+            events.batch_ready()
             set_poly_lr(optimizer, step, max_step, poly_power)
             optimizer.zero_grad(set_to_none=True)
             losses: dict[str, torch.Tensor] = {}
@@ -165,20 +171,25 @@ def fit(*, name: str, model: torch.nn.Module, dataset: Dataset, optimizer: torch
             else:
                 optimizer.step()
             step += 1
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            for k, v in values.items():
+                sums[k] += v
+            events.step_done(values, batch_size * dist.world_size())
             count += 1
             bar.update(1)
             if step % log_every == 0 or step == max_step:
                 lr = optimizer.param_groups[0]["lr"]
                 log.info("%s step %d/%d epoch %d %s lr %.3g", name, step, max_step, epoch,
                          " ".join(f"{k} {sums[k] / count:.4f}" for k in sums), lr)
+                events.record(step, epoch, optimizer)
             if step % checkpoint_every == 0 and step < max_step:
                 save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, epoch=epoch,
                                 digest=digest, scaler=scaler)
+                events.checkpoint(step)
             _after_step(step)
         epoch += 1
     bar.close()
+    events.close()
     out = {"steps": step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
     out.update({k: sums[k] / max(count, 1) for k in sums})
     if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
