@@ -62,7 +62,7 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "make_sem_seg": ("sem_seg",),
     "eval_sem_seg": ("eval_sem_seg.json",),
     "train_deeplab": ("deeplab/model.pth", "events/train_deeplab.jsonl"),
-    "eval_deeplab": ("deeplab_pred*", "eval_deeplab*.json", "results"),
+    "eval_deeplab": ("deeplab_pred*", "eval_deeplab*.json", "results", "results_*.tar.gz"),
     "report": ("report.html", "report"),
 }
 # appended to in place or small: always copied (a hard link would let one run write into another's file)
