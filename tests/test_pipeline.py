@@ -261,3 +261,25 @@ def test_stage_study_on_a_finished_run(smoke_run):
     assert train["metrics"]["num_images"] == 12                      # train_aug: 8 train + 4 redrawn extras
     assert sorted(p.stem for p in (root / "gt_masks").glob("*.png")) == sorted(
         (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split())
+
+
+def test_ablate_knows_every_step_output(smoke_run):
+    """tool.ablate.STEP_OUTPUTS (what adopting a shared step carries over) covers every file a full run writes
+    outside the run-level files, and names something real for every step."""
+    from tool.ablate import STEP_OUTPUTS, step_files
+
+    work = smoke_run[0] / "work"
+    assert list(STEP_OUTPUTS) == list(run_sample.STEPS)
+    claimed = {}
+    for step in STEP_OUTPUTS:
+        files = step_files(work, step)
+        assert files, step
+        for f in files:
+            assert f not in claimed, (f, step, claimed.get(f))     # one owner per file
+            claimed[f] = step
+    from tool.lock import LOCK_NAME
+
+    run_level = {"config.yaml", "meta.json", "log.txt", "metrics.jsonl", LOCK_NAME}
+    rest = sorted(str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f not in claimed
+                  and f.relative_to(work).parts[0] not in ("steps", "cache") and f.name not in run_level)
+    assert rest == []
