@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tool.compare import compare, markdown, read_run
+from tool.compare import compare, markdown, read_run, stage_columns, stage_header
 from tool.config import Config, ConfigError, StepsConfig, load_config
 from tool.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
-from tool.paths import STAGE_NAMES, WorkPaths
+from tool.paths import WorkPaths
 from tool.runner import DIGEST_FILE, step_digest
 from tool.runtime import Context, setup_logging
 
@@ -261,21 +261,17 @@ def seed_table(variants: Sequence[Variant], runs: dict[str, dict]) -> tuple[list
     groups: dict[tuple, list[str]] = {}
     for v in variants:
         groups.setdefault(v.values, []).append(v.name)
-    stages = [s for s in STAGE_NAMES if any(s in r["stages"] for r in runs.values())]
+    columns = stage_columns([r["stages"] for r in runs.values()])
     keys = [k for k, _ in variants[0].values] if variants else []
-    head = [*keys, "seeds"]
-    for s in stages:
-        head.append(STAGE_NAMES[s])
-        if any("best" in r["stages"].get(s, {}) for r in runs.values()):
-            head.append(f"{STAGE_NAMES[s]} (best thr.)")
+    head = [*keys, "seeds", *stage_header(columns)]
     rows = []
     for values, members in groups.items():
         done = [runs[m] for m in members if m in runs]
         row = [v for _, v in values] + [str(len(done))]
-        for s in stages:
+        for s, best in columns:
             got = [r["stages"][s] for r in done if s in r["stages"]]
             row.append(_mean_std([m["miou"] for m in got]))
-            if any("best" in r["stages"].get(s, {}) for r in runs.values()):
+            if best:
                 row.append(_mean_std([m["best"]["miou"] for m in got if "best" in m]))
         rows.append(row)
     return head, rows

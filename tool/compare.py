@@ -85,22 +85,27 @@ def _cell(m: dict | None, best: bool) -> str:
     return f"{m['miou']:.1f}"
 
 
+def stage_columns(stage_sets: Sequence[dict]) -> list[tuple[str, bool]]:
+    """(stage, whether it gets a best-threshold column) of every stage some run measured, in pipeline order;
+    ``stage_sets``: each run's {stage: metrics}."""
+    return [(s, any("best" in st.get(s, {}) for st in stage_sets)) for s in STAGE_NAMES
+            if any(s in st for st in stage_sets)]
+
+
+def stage_header(columns: Sequence[tuple[str, bool]]) -> list[str]:
+    return [h for s, best in columns for h in (STAGE_NAMES[s], f"{STAGE_NAMES[s]} (best thr.)")[:1 + best]]
+
+
 def table(names: Sequence[str], runs: Sequence[dict], keys: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per run: its name, the differing keys' values, every stage's mIoU (CAM
     stages also at the best threshold of their sweep)."""
-    stages = [s for s in STAGE_NAMES if any(s in r["stages"] for r in runs)]
-    head = ["run", *keys]
-    for s in stages:
-        head.append(STAGE_NAMES[s])
-        if any("best" in r["stages"].get(s, {}) for r in runs):
-            head.append(f"{STAGE_NAMES[s]} (best thr.)")
+    columns = stage_columns([r["stages"] for r in runs])
+    head = ["run", *keys, *stage_header(columns)]
     rows = []
     for name, r in zip(names, runs):
         row = [name, *(_value(r["config"].get(k, "(absent)")) for k in keys)]
-        for s in stages:
-            row.append(_cell(r["stages"].get(s), best=False))
-            if any("best" in x["stages"].get(s, {}) for x in runs):
-                row.append(_cell(r["stages"].get(s), best=True))
+        for s, best in columns:
+            row += [_cell(r["stages"].get(s), best=False)] + ([_cell(r["stages"].get(s), best=True)] if best else [])
         rows.append(row)
     return head, rows
 
