@@ -112,3 +112,15 @@ def test_grid_shares_upstream_steps_and_resumes(tmp_path, monkeypatch):
 
     with pytest.raises(ablate.AblateError, match="another grid"):
         ablate.main([*argv, "--set", "ritc.gamma=0.5"])
+
+
+def test_adopted_steps_are_those_still_adopted(tmp_path):
+    """A step adopted and later rerun in the variant (its marker has a new run id) is no longer listed."""
+    from tool.io import append_jsonl, write_json
+
+    for step, run_id in (("train_cam", "a"), ("train_ritc", "c")):
+        write_json(tmp_path / "steps" / f"{step}.done.json", {"step": step, "run_id": run_id})
+    for step, run_id in (("train_cam", "a"), ("train_ritc", "b")):
+        append_jsonl(tmp_path / "metrics.jsonl", {"step": step, "run_id": run_id, "adopted_from": "/elsewhere"})
+    append_jsonl(tmp_path / "metrics.jsonl", {"step": "train_ritc", "run_id": "c"})
+    assert ablate.adopted_steps(tmp_path) == ["train_cam"]

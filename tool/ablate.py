@@ -225,9 +225,12 @@ def run_pipeline(config: str, work_dir: Path, sets: Sequence[str], step_args: Se
 
 
 def adopted_steps(work_dir: Path) -> list[str]:
-    """The steps ``work_dir`` adopted from other runs (its ``metrics.jsonl`` lines with ``adopted_from``)."""
-    return list(dict.fromkeys(r["step"] for r in read_jsonl_repairing(WorkPaths(work_dir).metrics_jsonl)
-                              if r.get("adopted_from")))
+    """The steps of ``work_dir`` whose current result was adopted from another run: its ``metrics.jsonl`` lines
+    with ``adopted_from`` whose run id is still the step's marker's (a step rerun since is its own)."""
+    paths = WorkPaths(Path(work_dir))
+    current = {s: read_json(paths.done_marker(s)).get("run_id") for s in STEP_ORDER if paths.done_marker(s).is_file()}
+    return list(dict.fromkeys(r["step"] for r in read_jsonl_repairing(paths.metrics_jsonl)
+                              if r.get("adopted_from") and current.get(r["step"]) == r.get("run_id")))
 
 
 def run_variant(config: str, work_dir: Path, sets: Sequence[str], step_args: Sequence[str],
