@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tool.seg.charts import iou_chart, save_figure, training_chart
+from tool.engine.events import TRAINING_STEPS, read_events
+from tool.engine.paths import STAGE_NAMES
 from tool.engine.config import Config
 from tool.data.registry import build_dataset, class_names_with_bg
 from tool.data.imutils import read_image
@@ -56,14 +59,11 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 # the step that writes each stage's metric file: its skip note (no GT masks) explains a missing file
 EVAL_STEPS = {"cam_baseline": "eval_cam", "cam_ritc": "eval_cam", "sem_seg": "eval_sem_seg", "deeplab": "eval_deeplab"}
 
-CHART_NAMES = {"cam_baseline": "baseline CAM", "cam_ritc": "RITC CAM", "sem_seg": "pseudo masks",
-               "deeplab": "DeepLab"}
+CHART_NAMES = STAGE_NAMES
 
 
 def _stage_files(ctx: Context) -> dict[str, Path]:
-    p = ctx.paths
-    return {"cam_baseline": p.eval_cam_json("baseline"), "cam_ritc": p.eval_cam_json("ritc"),
-            "sem_seg": p.eval_sem_seg_json, "deeplab": p.eval_deeplab_json()}
+    return ctx.paths.stage_metrics()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,38 +105,6 @@ def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
-
-
-def save_figure(fig, path: Path) -> None:
-    """Lay out, write as PNG (atomically) and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
-
-
-def iou_chart(stages: Sequence[tuple[str, dict]], path: Path) -> None:
-    """Grouped bars of per-class IoU (%), one colour per stage, written as PNG (matplotlib, Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = stages[0][1]["classes"]
-    x = np.arange(len(classes))
-    width = 0.8 / len(stages)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(classes) + 2), 3.6), dpi=80)
-    for i, (label, metrics) in enumerate(stages):
-        iou = np.asarray([np.nan if v is None else v for v in metrics["iou"]], dtype=float)
-        ax.bar(x - 0.4 + width * (i + 0.5), iou, width, label=f"{label} ({metrics['miou']:.1f})")
-    ax.set_xticks(x)
-    ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("IoU (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
-    save_figure(fig, path)
 
 
 def split_floors(ds, ids: Sequence[str]) -> dict[str, float]:
@@ -339,6 +307,15 @@ def run(cfg: Config, ctx: Context) -> dict:
         written.append(out_dir / "cam_sweep.png")
         charts.append(f"<img src='{out_dir.name}/cam_sweep.png' alt='CAM threshold sweep'>")
 
+    # training curves: one panel per training step that left events (docs/tracking.md)
+    curves_html = []
+    for step in TRAINING_STEPS:
+        scalars, marks = read_events(ctx.paths.events_jsonl(step))
+        if scalars:
+            training_chart(step, [(step, scalars, marks)], out_dir / f"curves_{step}.png")
+            written.append(out_dir / f"curves_{step}.png")
+            curves_html.append(f"<img src='{out_dir.name}/curves_{step}.png' alt='training curves of {step}'>")
+
     # 3. images of the eval split: CAM before / after RITC, pseudo mask, QAPE answers
     names = class_names_with_bg(ds)
     base_dir, ritc_dir, seg_dir = ctx.paths.cam_dir("baseline"), ctx.paths.cam_dir("ritc"), ctx.paths.sem_seg_dir
@@ -390,7 +367,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                        f"<tr>{''.join(cells)}</tr>")
 
     skipped = read_skipped(ctx.paths.root / SKIPPED_FILE)
-    page = _page(cfg, ctx, rows, missing, charts, head, image_rows, dl_rows, skipped)
+    page = _page(cfg, ctx, rows, missing, charts, head, image_rows, dl_rows, skipped, curves_html)
     write_text(ctx.paths.report_html, page)
     keep = set(written)
     for old in out_dir.glob("*.png"):     # pictures of an earlier report that this one no longer shows
@@ -401,6 +378,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     return {"report": str(ctx.paths.report_html), "stages": {k: round(v["miou"], 2) for k, v in metrics.items()},
             "floors": {split: {k: round(v, 2) for k, v in f.items()} for split, f in floors.items()},
             "missing": [k for k, _, _ in STAGES if k not in metrics], "images": len(shown) + len(dl_rows),
+            "curves": [s for s in TRAINING_STEPS if (out_dir / f"curves_{s}.png") in keep],
             "skipped_images": sorted(skipped)}
 
 
@@ -417,7 +395,8 @@ def _img(src: str, alt: str) -> str:
 
 
 def _page(cfg: Config, ctx: Context, rows: list[str], missing: list[str], charts: list[str], head: str,
-          image_rows: list[str], dl_rows: list[str], skipped: dict[str, dict] | None = None) -> str:
+          image_rows: list[str], dl_rows: list[str], skipped: dict[str, dict] | None = None,
+          curves: Sequence[str] = ()) -> str:
     d = cfg.dataset
     skip_part = ""
     if skipped:
@@ -451,6 +430,10 @@ td img {{ width: {cfg.report.thumb_size}px; image-rendering: pixelated; }}
 {skip_part}
 <h2>Every stage, and per-class IoU</h2>
 {''.join(charts) or "<p class='missing'>No metric files yet.</p>"}
+<h2>Training curves</h2>
+<p>Loss terms of every logged iteration (<code>events/&lt;step&gt;.jsonl</code>), lr dashed on the right axis,
+checkpoints dotted, resumes red dashed.</p>
+{''.join(curves) or "<p class='missing'>No training events (<code>events/</code>).</p>"}
 <h2>CAMs before and after RITC, pseudo masks ({html.escape(d.eval_split)})</h2>
 <p>The CAM pictures show the strongest class activation per pixel (blue low, red high) over the image. A plain
 classifier also lights up the background its classes usually stand on (rails under a train, water under a

@@ -20,6 +20,7 @@ from tool.engine.config import Config
 from tool.data.cam_data import ClassificationCrops, collate_skip_none
 from tool.data.registry import build_dataset
 from tool.data.imutils import normalize_on_device
+from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context
 from tool.engine.train_loop import fit
@@ -63,7 +64,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("train_cam: %d images of %s, batch %d, %d epoch(s)", len(ids), cfg.dataset.train_split,
              c.train.batch_size, c.train.epochs)
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  final_path=ctx.paths.cam_baseline_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none)
+                  final_path=ctx.paths.cam_baseline_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
+                  events=EventWriter.for_step(cfg, ctx, ctx.step))
     metrics["num_images"] = len(ids)
     return metrics
 

@@ -33,6 +33,7 @@ from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import collate_skip_none
 from tool.data.registry import build_dataset
+from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast
 from tool.data.seg_data import SegCrops, check_labels
@@ -118,7 +119,7 @@ def run(cfg: Config, ctx: Context) -> dict:
              c.train.max_steps)
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
-                  accum_steps=c.accum_steps)
+                  accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
     rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
     log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
     metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})

@@ -31,6 +31,7 @@ from tool.data.cam_data import AffinityCrops, collate_skip_none
 from tool.data.registry import build_dataset
 from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.engine.io import DamagedFile, png_complete
+from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context
 from tool.engine.train_loop import fit
@@ -109,7 +110,8 @@ def run(cfg: Config, ctx: Context) -> dict:
              c.train.batch_size, c.train.epochs, c.train.crop_size, c.radius_train)
     final = ctx.paths.irn_model
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn, final_path=final,
-                  num_workers=cfg.num_workers, collate_fn=collate_skip_none)
+                  num_workers=cfg.num_workers, collate_fn=collate_skip_none,
+                  events=EventWriter.for_step(cfg, ctx, ctx.step))
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     net = unwrap(model)

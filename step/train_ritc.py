@@ -33,6 +33,7 @@ from tool.data.cam_data import ClassificationCrops, collate_skip_none
 from tool.data.registry import build_dataset
 from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.engine.io import read_json
+from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context
 from tool.engine.train_loop import fit
@@ -189,7 +190,8 @@ def run(cfg: Config, ctx: Context) -> dict:
              len(ids), cfg.dataset.train_split, r.train.batch_size, r.train.epochs, clip.id,
              "mask-prompt" if mask_clip else "plain", cfg.clip.normalization, r.variant)
     metrics = fit(ctx, r.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
-                  final_path=ctx.paths.ritc_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none)
+                  final_path=ctx.paths.ritc_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
+                  events=EventWriter.for_step(cfg, ctx, ctx.step))
     metrics["num_images"] = len(ids)
     return metrics
 

@@ -99,6 +99,20 @@ def test_every_artefact_and_metric(smoke_run):
     assert ev["miou"] == pytest.approx(next(r["miou"] for r in ev["sweep"] if abs(r["threshold"] - 0.15) < 1e-6))
 
 
+def test_training_steps_write_their_events(smoke_run):
+    """events/<step>.jsonl: one record per logged iteration (log_every 1) with the step's named loss terms."""
+    from tool.engine.events import read_events
+
+    work = smoke_run[0] / "work"
+    for step, n, terms in (("train_cam", 3, {"loss"}), ("train_ritc", 2, {"loss", "frc", "brc", "reg"}),
+                           ("train_irn", 2, {"loss", "pos_aff", "neg_aff", "dp_fg", "dp_bg"}),
+                           ("train_deeplab", 3, {"loss", "ce_1.0", "ce_0.75", "ce_0.5", "ce_max"})):
+        scalars, _ = read_events(work / "events" / f"{step}.jsonl")
+        assert [r["iter"] for r in scalars] == list(range(1, n + 1)), step
+        assert terms <= set(scalars[0]["terms"]), (step, scalars[0]["terms"])
+        assert len(scalars[0]["lr"]) >= 2 and scalars[0]["images_per_s"] > 0
+
+
 def test_finished_steps_are_skipped_and_changes_rerun(smoke_run):
     tmp, _ = smoke_run
     work = tmp / "work"
@@ -142,6 +156,13 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     for k in ref:
         assert torch.allclose(ref[k].float(), got[k].float(), atol=1e-6), k
     assert "resumed from" in (work / "log.txt").read_text()
+    # one curve: iterations 3.. of the killed run are dropped and trained again after the resume mark at 2
+    from tool.engine.events import read_events
+    scalars, marks = read_events(work / "events" / "train_cam.jsonl")
+    assert [r["iter"] for r in scalars] == [1, 2, 3, 4]
+    assert [(m["event"], m["iter"]) for m in marks] == [("checkpoint", 2), ("resume", 2)]
+    assert [r["terms"] for r in scalars] == [r["terms"] for r in read_events(tmp_path / "ref" / "events" /
+                                                                            "train_cam.jsonl")[0]]
 
 
 def test_per_image_step_killed_midway_completes(tmp_path, monkeypatch):
@@ -242,3 +263,25 @@ def test_stage_study_on_a_finished_run(smoke_run):
     assert train["metrics"]["num_images"] == 12                      # train_aug: 8 train + 4 redrawn extras
     assert sorted(p.stem for p in (root / "gt_masks").glob("*.png")) == sorted(
         (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split())
+
+
+def test_ablate_knows_every_step_output(smoke_run):
+    """tool.ablate.STEP_OUTPUTS (what adopting a shared step carries over) covers every file a full run writes
+    outside the run-level files, and names something real for every step."""
+    from tool.ablate import STEP_OUTPUTS, step_files
+
+    work = smoke_run[0] / "work"
+    assert list(STEP_OUTPUTS) == list(run_sample.STEPS)
+    claimed = {}
+    for step in STEP_OUTPUTS:
+        files = step_files(work, step)
+        assert files, step
+        for f in files:
+            assert f not in claimed, (f, step, claimed.get(f))     # one owner per file
+            claimed[f] = step
+    from tool.engine.lock import LOCK_NAME
+
+    run_level = {"config.yaml", "meta.json", "log.txt", "metrics.jsonl", LOCK_NAME}
+    rest = sorted(str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f not in claimed
+                  and f.relative_to(work).parts[0] not in ("steps", "cache") and f.name not in run_level)
+    assert rest == []

@@ -162,3 +162,40 @@ def test_picture_helpers():
     lab = np.array([[0, 1], [255, 15]], np.uint8)
     assert (report.label_rgb(lab) == voc_palette()[lab]).all()
     assert tuple(report.label_rgb(lab)[1, 0]) == (224, 224, 192)
+
+
+def test_training_curves(world, monkeypatch):
+    """One panel per training step with events: each term against the iteration, lr on the second axis,
+    the checkpoint and the resume marked; a step without events gets no panel."""
+    import tool.seg.charts
+
+    tmp, *_ = world
+    work = tmp / "work_curves"
+    ritc = [{"iter": i, "epoch": 0, "terms": {"loss": 10.0 / i, "frc": 4.0 / i, "brc": 2.0, "reg": 0.1},
+             "lr": [0.1 * (1 - (i - 1) / 3), 1.0], "images_per_s": 5.0, "data_share": 0.1} for i in (1, 2, 3)]
+    lines = ritc[:2] + [{"iter": 2, "event": "checkpoint"}, {"iter": 2, "event": "resume"}] + ritc[2:]
+    (work / "events").mkdir(parents=True)
+    (work / "events" / "train_ritc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (work / "events" / "train_cam.jsonl").write_text(json.dumps({**ritc[0], "terms": {"loss": 0.7}}) + "\n")
+    figures = {}
+    real = tool.seg.charts.save_figure
+
+    def keep(fig, path):
+        figures[path.name] = [(ax.get_ylabel(), [(list(ln.get_xdata()), list(ln.get_ydata()), ln.get_label())
+                                                 for ln in ax.lines]) for ax in fig.axes]
+        real(fig, path)
+
+    monkeypatch.setattr(tool.seg.charts, "save_figure", keep)
+    metrics = run_report(world, work)
+    assert metrics["curves"] == ["train_cam", "train_ritc"]
+    page = (work / "report.html").read_text()
+    assert "alt='training curves of train_ritc'" in page and (work / "report" / "curves_train_ritc.png").is_file()
+    (loss_label, loss_lines), (lr_label, lr_lines) = figures["curves_train_ritc.png"]
+    assert loss_label == "loss" and lr_label.startswith("lr")
+    by_label = {label: (x, y) for x, y, label in loss_lines if not label.startswith("_")}
+    assert by_label["loss"] == ([1, 2, 3], [10.0, 5.0, 10.0 / 3])
+    assert by_label["frc"] == ([1, 2, 3], [4.0, 2.0, 4.0 / 3]) and set(by_label) == {"loss", "frc", "brc", "reg"}
+    verticals = sorted(x[0] for x, y, label in loss_lines if label.startswith("_") and x[0] == x[1])
+    assert verticals == [2, 2]                           # the checkpoint and the resume at iteration 2
+    assert lr_lines[0][:2] == ([1, 2, 3], pytest.approx([0.1, 0.1 * 2 / 3, 0.1 / 3]))
+    assert "curves_train_irn.png" not in figures

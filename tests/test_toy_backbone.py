@@ -79,7 +79,12 @@ def test_ensure_trains_once_and_loads_as_cam_pretrained(tmp_path, monkeypatch):
     net = CAMNet(20, pretrained=str(out))
     assert torch.equal(net.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
-    def boom(p):
+    # its training curve: one record at the last of the 2 steps (log every 50), the mean of both losses
+    from tool.engine.events import read_events
+    scalars, _ = read_events(out.parent / "events" / "toy_backbone.jsonl")
+    assert [r["iter"] for r in scalars] == [2] and round(scalars[0]["terms"]["loss"], 4) == m["loss"]
+
+    def boom(*args):
         raise AssertionError("retrained although cached")
 
     monkeypatch.setattr(toy_backbone, "train_toy_backbone", boom)

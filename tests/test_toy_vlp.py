@@ -115,6 +115,9 @@ def test_tiny_training_loads_through_real_loaders(trained):
 
     _, out, summary = trained
     assert summary["num_images"] == 6 and summary["params"]["blip_steps"] == 2
+    from tool.engine.events import read_events
+    for name in ("toy_clip", "toy_blip"):     # records at step 1 (every 100) and the last, step 2
+        assert [r["iter"] for r in read_events(out / "events" / f"{name}.jsonl")[0]] == [1, 2], name
     assert np.isfinite(summary["metrics"]["clip_final_loss"]) and np.isfinite(summary["metrics"]["blip_final_loss"])
     assert summary["world"]["num_train"] == 4 and summary["world"]["num_extra_aug"] == 2   # 6 = train + extra
 

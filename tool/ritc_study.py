@@ -1,9 +1,10 @@
 """Baseline CAM vs no-QAPE RITC vs RITC, over several training seeds: does RITC help, and does QAPE?
 
-For each seed it runs ``run_sample.py`` through ``eval_cam`` in ``<root>/seed<s>`` twice: with the
-config's QAPE corpus (``ritc``) and with ``qape.no_qape: true`` (Table 5's baseline corpus: FG = the
-class name, BG = "no {class}"). Both share the seed's ``train_cam`` (the second run only redoes qape …
-eval_cam), and ``make_cam.compare_baseline`` gives the baseline CAM's mIoU on the same images. The
+A preset of ``tool.ablate``: for each seed it runs ``run_sample.py`` through ``eval_cam`` in
+``<root>/seed<s>-ritc`` with the config's QAPE corpus and in ``<root>/seed<s>-no_qape`` with
+``qape.no_qape: true`` (Table 5's baseline corpus: FG = the class name, BG = "no {class}"). The second
+adopts the seed's ``train_cam`` from the first (``tool.ablate.adopt_shared_steps``: same digest, not
+recomputed), and ``make_cam.compare_baseline`` gives the baseline CAM's mIoU on the same images. The
 world, the toy VLP and the toy backbone stay fixed; only ``seed`` (crops, order, init of the head)
 changes. Results go to ``<root>/study.json`` after every run (atomic), so an interrupted study resumes
 where it stopped; the table is logged at the end (and kept in ``<root>/study.log``).
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from tool import ablate
 from tool.engine.io import read_json, write_json
 from tool.engine.runtime import setup_logging
 
@@ -29,18 +29,16 @@ log = logging.getLogger(__name__)
 
 STEPS = "qape,text_feats,train_cam,train_ritc,make_cam,eval_cam"
 VARIANTS = {"ritc": ["qape.no_qape=false"], "no_qape": ["qape.no_qape=true"]}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_variant(config: str, work_dir: Path, seed: int, variant: str, extra: Sequence[str]) -> dict:
-    """One run through eval_cam; returns eval_cam's metrics (incl. the baseline's) and the wall time."""
-    sets = [f"work_dir={work_dir}", f"seed={seed}", "make_cam.compare_baseline=true", *VARIANTS[variant], *extra]
-    cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", STEPS]
-    for s in sets:
-        cmd += ["--set", s]
-    log.info("seed %d, %s: %s", seed, variant, " ".join(cmd))
+    """One run through eval_cam, sharing what the study's other runs already made; returns eval_cam's
+    metrics (incl. the baseline's) and the wall time."""
+    sets = [f"seed={seed}", "make_cam.compare_baseline=true", *VARIANTS[variant], *extra]
+    log.info("seed %d, %s", seed, variant)
     t0 = time.time()
-    subprocess.run(cmd, check=True)
+    owners = [d for d in sorted(work_dir.parent.iterdir()) if d.is_dir()] if work_dir.parent.is_dir() else []
+    ablate.run_variant(config, work_dir, sets, ["--steps", STEPS], owners)
     marker = work_dir / "steps" / "eval_cam.done.json"
     metrics = read_json(marker)["metrics"]
     if "baseline_miou" not in metrics:
@@ -96,15 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"use another --root or delete it")
     study.update({"config": args.config, "sets": args.set})
     results = study.setdefault("results", {})
-    for seed in args.seeds:
-        for variant in args.variants:
-            if variant in results.get(str(seed), {}):
-                log.info("seed %d, %s: done (%s)", seed, variant, out)
-                continue
-            metrics = run_variant(args.config, root / f"seed{seed}", seed, variant, args.set)
-            results.setdefault(str(seed), {})[variant] = metrics
-            study["summary"] = summarize(results)
-            write_json(out, study)
+    which = {f"seed{seed}-{variant}": (seed, variant) for seed in args.seeds for variant in args.variants}
+    grid = [ablate.Variant(name, tuple(s.split("=", 1) for s in VARIANTS[variant]), seed)
+            for name, (seed, variant) in which.items()]
+
+    def record(v: ablate.Variant, metrics: dict) -> None:
+        seed, variant = which[v.name]
+        results.setdefault(str(seed), {})[variant] = metrics
+        study["summary"] = summarize(results)
+        write_json(out, study)
+
+    ablate.run_grid(grid, root, lambda v: which[v.name][1] in results.get(str(which[v.name][0]), {}),
+                    lambda v, owners: run_variant(args.config, root / v.name, *which[v.name], args.set), record)
     study["summary"] = summarize(results)
     write_json(out, study)
     log.info("baseline vs RITC vs no-QAPE CAM mIoU (%s):\n%s\ncells: mIoU at eval.cam_threshold (mIoU at the best "

@@ -73,7 +73,7 @@ class DatasetConfig:
     val_split: str = "val"              # DeepLab evaluation
     skip_bad_images: bool = False       # unreadable images: false = stop with the file named
     label_cache: bool = True            # cache XML-derived labels under <work_dir>/cache/
-    # name folder only: your own images and labels (tool/folder_dataset.py, docs/own-data.md); paths under root.
+    # name folder only: your own images and labels (tool/data/folder.py, docs/own-data.md); paths under root.
     # Left out of other datasets' digests (section_digest), so runs made before these keys existed stay done.
     images: str = field(default="images", metadata=_FOLDER)   # the images (sub-folders allowed)
     labels: str = field(default="labels.csv", metadata=_FOLDER)   # CSV (image,labels | image,<class>...) or JSON
@@ -308,6 +308,16 @@ class IrnConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Training scalars (docs/tracking.md). ``<work_dir>/events/<step>.jsonl`` is always written; these
+    add optional writers. In no step's digest: switching them never reruns a step."""
+
+    tensorboard: bool = False                  # also torch.utils.tensorboard event files under <work_dir>/tb/<step>/
+    # also log to Weights & Biases: wandb.init keywords, e.g. {project: qa-clims, entity: me}; {} = off
+    wandb: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ToyConfig:
     """The generated toy world (docs/design.md §6): made at ``dataset.root`` before the steps when ``generate``."""
 
@@ -359,6 +369,7 @@ class Config:
     deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)
     deeplab_eval: DeepLabEvalConfig = field(default_factory=DeepLabEvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # --------------------------------------------------------------------------------------------

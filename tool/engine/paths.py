@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CAM_SOURCES = ("baseline", "ritc")
+# The measured stages in pipeline order, with their short names (the report's and tool.compare's rows).
+STAGE_NAMES = {"cam_baseline": "baseline CAM", "cam_ritc": "RITC CAM", "sem_seg": "pseudo masks", "deeplab": "DeepLab"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class WorkPaths:
     def skip_note(self, step: str) -> Path:
         """Why ``step`` was skipped in the last run (no GT masks to evaluate against); absent when it ran."""
         return self.root / "steps" / f"{step}.skipped.json"
+
+    def events_jsonl(self, step: str) -> Path:
+        """Training scalars of ``step``, one JSON line per logged iteration (tool/engine/events.py;
+        docs/tracking.md)."""
+        return self.root / "events" / f"{step}.jsonl"
+
+    @property
+    def tb_dir(self) -> Path:
+        """TensorBoard event files (``tracking.tensorboard``), one folder per training step."""
+        return self.root / "tb"
 
     def checkpoint(self, step: str) -> Path:
         """The resumable training state of ``step`` (deleted when the step finishes)."""
@@ -112,6 +124,11 @@ class WorkPaths:
     def eval_sem_seg_json(self) -> Path:
         """Pseudo-mask quality (step eval_sem_seg): the shared metric schema."""
         return self.root / "eval_sem_seg.json"
+
+    def stage_metrics(self) -> dict[str, Path]:
+        """The metric file of each stage of ``STAGE_NAMES``, in the same order."""
+        return {"cam_baseline": self.eval_cam_json("baseline"), "cam_ritc": self.eval_cam_json("ritc"),
+                "sem_seg": self.eval_sem_seg_json, "deeplab": self.eval_deeplab_json()}
 
     # run report (step report)
     @property

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from tool.engine import dist
 from tool.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
 from tool.engine.config import TrainRecipe
+from tool.engine.events import EventWriter
 from tool.engine.lr import set_poly_lr
 from tool.engine.runtime import Context
 
@@ -182,10 +183,11 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
 def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
         optimizer: torch.optim.Optimizer, loss_fn: Callable[[dict], dict[str, torch.Tensor]], final_path: Path,
         num_workers: int, collate_fn: Callable | None = None, scaler: torch.amp.GradScaler | None = None,
-        accum_steps: int = 1) -> dict:
+        accum_steps: int = 1, events: EventWriter | None = None) -> dict:
     """Train ``model`` by ``recipe`` and save its state dict to ``final_path``; resume from the step's
     checkpoint if present (:func:`setup`), one :func:`train_step` per batch, logging every
-    ``recipe.log_every`` and a resumable checkpoint every ``recipe.checkpoint_every`` steps.
+    ``recipe.log_every`` and a resumable checkpoint every ``recipe.checkpoint_every`` steps. ``events``
+    records the scalars of every logged iteration (``tool.engine.events``, docs/tracking.md).
 
     Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds_train"}.
     """
@@ -196,6 +198,8 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
         save_model(model, final_path)
         dist.barrier()
         return t.summary
+    events = events if events is not None else EventWriter(None, t.name)
+    events.start(t.step, resumed=t.step > 0)
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
     count = 0
@@ -213,19 +217,25 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
                 break
             if batch is None:   # every image of the batch was unreadable and skipped
                 continue
-            for k, v in train_step(t, batch, loss_fn).items():
-                sums[k] += float(v)
+            events.batch_ready()
+            values = {k: float(v) for k, v in train_step(t, batch, loss_fn).items()}
+            for k, v in values.items():
+                sums[k] += v
+            events.step_done(values, recipe.batch_size * dist.world_size())
             count += 1
             bar.update(1)
             if t.step % recipe.log_every == 0 or t.step == t.max_step:
                 log.info("%s step %d/%d epoch %d %s lr %.3g", t.name, t.step, t.max_step, epoch,
                          " ".join(f"{k} {sums[k] / count:.4f}" for k in sums), optimizer.param_groups[0]["lr"])
+                events.record(t.step, epoch, optimizer)
             if t.step % recipe.checkpoint_every == 0 and t.step < t.max_step:
                 save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch,
                                 digest=t.digest, scaler=scaler)
+                events.checkpoint(t.step)
             _after_step(t.step)
         epoch += 1
     bar.close()
+    events.close()
     epochs = recipe.epochs if recipe.epochs is not None else math.ceil(t.max_step / t.steps_per_epoch)
     out = {"steps": t.step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
     out.update({k: sums[k] / max(count, 1) for k in sums})

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.resnet50 import ResNet50
+from tool.engine.events import EventWriter
 from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, read_json, write_json
 from tool.engine.lr import sgd, warmup_poly_lr
@@ -144,7 +145,7 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
     return 100.0 * correct / max(1, len(images))
 
 
-def train_toy_backbone(p: ToyBackboneParams) -> tuple[dict[str, torch.Tensor], dict]:
+def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Render the collection and train; returns (torchvision-key state dict, metrics)."""
     if p.num_heldout >= p.num_images:
         raise ValueError(f"toy backbone: num_heldout ({p.num_heldout}) must be below num_images ({p.num_images})")
@@ -158,6 +159,8 @@ def train_toy_backbone(p: ToyBackboneParams) -> tuple[dict[str, torch.Tensor], d
                     weight_decay=p.weight_decay, nesterov=True)
     rng = np.random.default_rng([p.seed, SEED_OFFSET])
     losses: list[float] = []
+    events = events if events is not None else EventWriter(None, "toy_backbone")
+    events.start(0, resumed=False)
     t1 = time.time()
     for step in range(p.steps):
         lr = warmup_poly_lr(step, p.lr, p.steps, p.warmup)
@@ -169,7 +172,9 @@ def train_toy_backbone(p: ToyBackboneParams) -> tuple[dict[str, torch.Tensor], d
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         loss = F.cross_entropy(model(x), torch.from_numpy(labels[idx]))
         losses.append(optimizer_step(optimizer, loss, "toy backbone", step))
+        events.step_done({"loss": losses[-1]}, p.batch_size)
         if (step + 1) % 50 == 0 or step + 1 == p.steps:
+            events.record(step + 1, 0, optimizer)
             log.info("toy backbone step %d/%d loss %.4f lr %.4f", step + 1, p.steps, float(np.mean(losses[-50:])), lr)
     metrics = {"loss": round(float(np.mean(losses[-20:])), 4),
                "heldout_accuracy": round(accuracy(model, images[n_train:], labels[n_train:]), 2),
@@ -198,7 +203,7 @@ def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None
     log.info("toy backbone: pretraining a ResNet-50 on %d object crops of the toy world (%d steps) -> %s",
              p.num_images, p.steps, out)
     t0 = time.time()
-    state, metrics = train_toy_backbone(p)
+    state, metrics = train_toy_backbone(p, EventWriter(out.parent / "events" / "toy_backbone.jsonl", "toy_backbone"))
     metrics["seconds"] = round(time.time() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:

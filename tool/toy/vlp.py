@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tool.engine.events import EventWriter
 from tool.engine.io import read_json, write_json
 from tool.engine.lr import warmup_poly_lr
 from tool.data.palette import load_label_png
@@ -515,6 +516,8 @@ def train_toy_clip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
     opt = torch.optim.AdamW(model.parameters(), lr=p.clip_lr, weight_decay=0.05)
     g = torch.Generator().manual_seed(p.seed)
     t0, c0, losses = time.time(), time.process_time(), []
+    events = EventWriter(Path(out_dir).parent / "events" / "toy_clip.jsonl", "toy_clip")   # (docs/tracking.md)
+    events.start(0, resumed=False)
     for step in range(p.clip_steps):
         for group in opt.param_groups:
             group["lr"] = warmup_poly_lr(step, p.clip_lr, p.clip_steps, _WARMUP)
@@ -523,7 +526,9 @@ def train_toy_clip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
         txt = F.normalize(model.encode_text(tokens), dim=-1)                     # [T, D]
         loss = contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), pos, ign)
         losses.append(optimizer_step(opt, loss, "toy CLIP", step))
+        events.step_done({"loss": losses[-1]}, p.clip_batch)
         if step % 100 == 0 or step == p.clip_steps - 1:
+            events.record(step + 1, 0, opt)
             log.info("toy CLIP step %d/%d loss %.3f", step + 1, p.clip_steps, float(np.mean(losses[-50:])))
     save_clip(model.eval(), model_cfg, out_dir)
     return {"clip_regions": data.num_regions, "clip_texts": len(texts.texts),
@@ -623,6 +628,8 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
         rng = np.random.default_rng(p.seed)
         t0, c0, losses = time.time(), time.process_time(), []
         n_img = min(p.blip_images, len(records))
+        events = EventWriter(Path(out_dir).parent / "events" / "toy_blip.jsonl", "toy_blip")
+        events.start(0, resumed=False)
         for step in range(p.blip_steps):
             for group in opt.param_groups:
                 group["lr"] = warmup_poly_lr(step, p.blip_lr, p.blip_steps, _WARMUP)
@@ -639,7 +646,9 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
             loss = vqa_loss(model, pixels, torch.tensor(index), q_ids, (q_ids != tok_id["[PAD]"]).long(),
                             a_ids, (a_ids != tok_id["[PAD]"]).long())
             losses.append(optimizer_step(opt, loss, "toy BLIP", step))
+            events.step_done({"loss": losses[-1]}, n_img)
             if step % 100 == 0 or step == p.blip_steps - 1:
+                events.record(step + 1, 0, opt)
                 log.info("toy BLIP step %d/%d loss %.3f", step + 1, p.blip_steps, float(np.mean(losses[-50:])))
         image_processor = BlipImageProcessor(size={"height": p.blip_image_size, "width": p.blip_image_size},
                                              image_mean=CLIP_MEAN, image_std=CLIP_STD)

@@ -1,0 +1,127 @@
+"""tool.ablate: a 2×2 RITC grid on the smoke config through eval_cam makes qape and train_cam once (the
+other variants adopt them by digest), resumes after a kill without redoing finished variants; tool.compare
+over two of its runs names exactly the key that differs. Plus the grid helpers by hand."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tool import ablate
+from tool.compare import compare
+from tool.engine.io import read_json
+
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+V = "ritc.frc={},ritc.brc={}"
+
+
+def test_grid_helpers_by_hand():
+    assert ablate.split_values("true,false") == ["true", "false"]
+    assert ablate.split_values("[1,2],[3,4]") == ["[1,2]", "[3,4]"]
+    grid = ablate.parse_grid(["ritc.frc=true,false", "ritc.omega=0.05,0.1,0.2"])
+    assert grid == [("ritc.frc", ["true", "false"]), ("ritc.omega", ["0.05", "0.1", "0.2"])]
+    variants = ablate.expand(grid, [0, 1])
+    assert len(variants) == 12 and variants[0].name == "ritc.frc=true,ritc.omega=0.05,seed=0"
+    assert variants[1].sets == ["ritc.frc=true", "ritc.omega=0.05", "seed=1"]
+    assert variants[-1].name == "ritc.frc=false,ritc.omega=0.2,seed=1"
+    with pytest.raises(ablate.AblateError, match="given twice"):
+        ablate.parse_grid(["ritc.frc=true", "ritc.frc=false"])
+    with pytest.raises(ablate.AblateError, match="expected section.key=value1,value2"):
+        ablate.parse_grid(["ritc.frc"])
+    # mean ± std (population) over seeds, by hand: 30 and 34 -> 32.0 ± 2.0
+    vs = ablate.expand([("ritc.frc", ["true"])], [0, 1])
+    runs = {vs[0].name: {"stages": {"cam_ritc": {"miou": 30.0, "best": {"miou": 31.0}}}},
+            vs[1].name: {"stages": {"cam_ritc": {"miou": 34.0, "best": {"miou": 36.0}}}}}
+    head, rows = ablate.seed_table(vs, runs)
+    assert head == ["ritc.frc", "seeds", "RITC CAM", "RITC CAM (best thr.)"]
+    assert rows == [["true", "2", "32.0 ± 2.0", "33.5 ± 2.5"]]
+
+
+def _starts(root: Path, step: str) -> dict[str, int]:
+    """How many times each variant's log says the step started (the runner logs 'step X: start')."""
+    return {d.name: (d / "log.txt").read_text().count(f"step {step}: start") for d in sorted(root.iterdir())
+            if (d / "log.txt").is_file()}
+
+
+@pytest.mark.slow
+def test_grid_shares_upstream_steps_and_resumes(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    root = tmp_path / "grid"
+    argv = ["--config", SMOKE, "--grid", "ritc.frc=true,false", "--grid", "ritc.brc=true,false", "--root", str(root),
+            "--until", "eval_cam", "--set", f"dataset.root={tmp_path / 'toy' / 'VOC2012'}",
+            "--set", f"toy.random_models_dir={models}", "--set", f"qape.vqa_model={models / 'blip'}",
+            "--set", f"clip.model={models / 'clip'}"]
+    real = ablate.run_pipeline
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def killed_in_third(config, work_dir, sets, step_args):
+        calls.append(Path(work_dir).name)
+        if len(calls) == 3:          # the third variant dies after train_ritc, before make_cam
+            real(config, work_dir, sets, [*step_args, "--until", "train_ritc"])
+            raise Killed
+        real(config, work_dir, sets, step_args)
+
+    monkeypatch.setattr(ablate, "run_pipeline", killed_in_third)
+    with pytest.raises(Killed):
+        ablate.main(argv)
+    names = [V.format(f, b) for f in ("true", "false") for b in ("true", "false")]
+    assert calls == names[:3]
+    assert set(read_json(root / "ablate.json")["variants"]) == set(names[:2])
+    third = root / names[2]
+    assert (third / "steps" / "train_ritc.done.json").is_file()
+    assert not (third / "steps" / "make_cam.done.json").exists()
+
+    calls.clear()
+    monkeypatch.setattr(ablate, "run_pipeline", lambda *a: calls.append(Path(a[1]).name) or real(*a))
+    assert ablate.main(argv) == 0
+    assert calls == names[2:]                                   # finished variants are not run again
+    # qape and train_cam ran once for the whole grid; every other variant adopted them
+    assert sum(_starts(root, "train_cam").values()) == 1 and _starts(root, "train_cam")[names[0]] == 1
+    assert sum(_starts(root, "qape").values()) == 1
+    assert _starts(root, "train_ritc") == dict.fromkeys(names, 1)       # the killed variant's not redone
+    state = read_json(root / "ablate.json")["variants"]
+    for n in names[1:]:
+        assert {"qape", "text_feats", "train_cam"} <= set(state[n]["adopted"]), n
+        assert "train_ritc" not in state[n]["adopted"]
+    first, second = root / names[0] / "cam_baseline" / "model.pth", root / names[1] / "cam_baseline" / "model.pth"
+    assert os.stat(first).st_ino == os.stat(second).st_ino              # hard-linked, not copied
+    assert (root / names[3] / "events" / "train_cam.jsonl").read_text() == \
+        (root / names[0] / "events" / "train_cam.jsonl").read_text()
+    for n in names:
+        assert read_json(root / n / "steps" / "eval_cam.done.json")["metrics"]["miou"] >= 0
+
+    # the grid's comparison: the two grid keys differ, nothing else
+    md = (root / "compare.md").read_text()
+    assert "| run | ritc.frc | ritc.brc |" in md and "Mean ± std over seeds" in md
+    # tool.compare on two runs that differ in one key names exactly it and shows both runs' numbers
+    a, b = root / names[0], root / names[2]
+    out = compare([a, b], tmp_path / "cmp", ["full", "no_frc"])
+    assert out["differing_keys"] == ["ritc.frc"]
+    assert out["header"][:2] == ["run", "ritc.frc"]
+    for row, d in zip(out["rows"], (a, b)):
+        ritc = out["header"].index("RITC CAM")
+        assert row[ritc] == f"{read_json(d / 'eval_cam.json')['miou']:.1f}"
+        base = read_json(d / "cam_baseline" / "eval_cam.json")["miou"]
+        assert row[out["header"].index("baseline CAM")] == f"{base:.1f}"
+    assert [r[1] for r in out["rows"]] == ["true", "false"]
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "<code>ritc.frc</code>" in page and "compare/curves_train_ritc.png" in page
+
+    with pytest.raises(ablate.AblateError, match="another grid"):
+        ablate.main([*argv, "--set", "ritc.gamma=0.5"])
+
+
+def test_adopted_steps_are_those_still_adopted(tmp_path):
+    """A step adopted and later rerun in the variant (its marker has a new run id) is no longer listed."""
+    from tool.engine.io import append_jsonl, write_json
+
+    for step, run_id in (("train_cam", "a"), ("train_ritc", "c")):
+        write_json(tmp_path / "steps" / f"{step}.done.json", {"step": step, "run_id": run_id})
+    for step, run_id in (("train_cam", "a"), ("train_ritc", "b")):
+        append_jsonl(tmp_path / "metrics.jsonl", {"step": step, "run_id": run_id, "adopted_from": "/elsewhere"})
+    append_jsonl(tmp_path / "metrics.jsonl", {"step": "train_ritc", "run_id": "c"})
+    assert ablate.adopted_steps(tmp_path) == ["train_cam"]
