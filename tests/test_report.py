@@ -60,6 +60,8 @@ def test_partial_work_dir(world):
     # present: baseline CAM metrics + CAMs of two train images, RITC CAMs of one, a pseudo mask of one,
     # a DeepLab prediction of one val image, the QAPE corpus; missing: RITC, pseudo-mask and DeepLab metrics.
     write_json(work / "cam_baseline" / "eval_cam.json", eval_record(41.5))
+    # a prediction-only record whose note holds markup: shown as text, not as HTML
+    write_json(work / "eval_deeplab.json", {"split": "val", "miou": None, "note": "split <test> & no GT"})
     for i in train[:2]:
         h, w = load_label_png(voc / "SegmentationClass" / f"{i}.png").shape
         save_npz(work / "cam_baseline" / "cam" / f"{i}.npz", keys=np.array([3]),
@@ -82,8 +84,9 @@ def test_partial_work_dir(world):
     assert metrics["stages"] == {"cam_baseline": 41.5}
     assert metrics["missing"] == ["cam_ritc", "sem_seg", "deeplab"]
     assert "<b>41.5</b>" in page and "best 42.5 at 0.20" in page
-    for name in ("eval_cam.json", "eval_sem_seg.json", "eval_deeplab.json"):
+    for name in ("eval_cam.json", "eval_sem_seg.json"):
         assert re.search(rf"<code>{name}</code>\s*missing", page), name
+    assert "<code>eval_deeplab.json</code> split &lt;test&gt; &amp; no GT" in page and "<test>" not in page
     # images with the most artefacts first: train[0] has both CAMs and a pseudo mask
     assert metrics["images"] == 2 and train[0] in page and val[1] in page
     assert "canoe" in page and "waves, water" in page
