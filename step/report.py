@@ -273,7 +273,7 @@ def run(cfg: Config, ctx: Context) -> dict:
             note = f"skipped: {read_json(skip).get('note')}"
         rel = files[key].relative_to(root)
         if m is None:
-            note = html.escape(str(note))      # notes quote paths and file contents
+            note = html.escape(str(note), quote=False)      # notes quote paths and file contents
             missing.append(f"{what}: <code>{rel}</code> {note} (made by {how})")
             rows.append(f"<tr class='missing'><td>{what}</td><td><code>{rel}</code></td><td colspan='4'>{note}"
                         "</td></tr>")
