@@ -148,7 +148,8 @@ def stage_chart(stages: Sequence[tuple[str, float, str]], floors: dict[str, dict
     ax.set_xticklabels([f"{name}\n({split})" for name, _, split in stages], fontsize=8)
     ax.set_ylabel("mIoU (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, loc="upper right")
+    if drawn:                                   # floors need GT: none without masks
+        ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
 
