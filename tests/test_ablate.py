@@ -125,3 +125,25 @@ def test_adopted_steps_are_those_still_adopted(tmp_path):
         append_jsonl(tmp_path / "metrics.jsonl", {"step": step, "run_id": run_id, "adopted_from": "/elsewhere"})
     append_jsonl(tmp_path / "metrics.jsonl", {"step": "train_ritc", "run_id": "c"})
     assert ablate.adopted_steps(tmp_path) == ["train_cam"]
+
+
+def test_a_failed_variant_does_not_stop_the_grid(tmp_path):
+    """A combination its step refuses (all RITC terms off) fails alone: the variants after it still run, the
+    failure is returned for the caller to raise after its summary, naming the variant."""
+    variants = ablate.expand(ablate.parse_grid(["ritc.brc=true,false", "ritc.reg=true,false"]), None)
+    ran, recorded = [], {}
+
+    def run(v, owners):
+        ran.append(v.name)
+        if v.name == "ritc.brc=true,ritc.reg=false":
+            raise ablate.AblateError("run_sample.py failed")
+        return {"seconds": 1.0}
+
+    failed = ablate.run_grid(variants, tmp_path, lambda v: v.name == "ritc.brc=false,ritc.reg=false", run,
+                             lambda v, r: recorded.__setitem__(v.name, r))
+    assert ran == ["ritc.brc=true,ritc.reg=true", "ritc.brc=true,ritc.reg=false", "ritc.brc=false,ritc.reg=true"]
+    assert sorted(recorded) == ["ritc.brc=false,ritc.reg=true", "ritc.brc=true,ritc.reg=true"]
+    assert failed == ["ritc.brc=true,ritc.reg=false: run_sample.py failed"]
+    with pytest.raises(ablate.AblateError, match=r"1 variant\(s\) failed.*ritc.brc=true,ritc.reg=false"):
+        ablate.raise_failures(failed)
+    ablate.raise_failures([])

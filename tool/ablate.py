@@ -247,16 +247,31 @@ def run_variant(config: str, work_dir: Path, sets: Sequence[str], step_args: Seq
 
 def run_grid(variants: Sequence[Variant], root: Path, is_done: Callable[[Variant], bool],
              run: Callable[[Variant, list[Path]], dict], record: Callable[[Variant, dict], None],
-             reuse: Sequence[Path] = ()) -> None:
+             reuse: Sequence[Path] = ()) -> list[str]:
     """The loop every grid shares (ablate, ``tool.ritc_study``): skip the finished variants, run the others
-    in order with every other variant's folder (and ``reuse``) as owners of shareable steps, ``record`` each."""
+    in order with every other variant's folder (and ``reuse``) as owners of shareable steps, ``record`` each.
+
+    A variant that fails (e.g. a combination its step refuses) does not stop the grid: the others still run
+    and are compared. Returns the failures' one-line messages; the caller raises them after its summary."""
     dirs = [root / v.name for v in variants]
+    failed = []
     for v in variants:
         if is_done(v):
             log.info("ablate: %s: done (%s)", v.name, root)
             continue
         owners = [*(d for d in dirs if d.is_dir() and d != root / v.name), *reuse]
-        record(v, run(v, owners))
+        try:
+            record(v, run(v, owners))
+        except AblateError as e:
+            log.error("ablate: %s failed, going on with the others: %s", v.name, e)
+            failed.append(f"{v.name}: {e}")
+    return failed
+
+
+def raise_failures(failed: Sequence[str]) -> None:
+    """After a grid's summary: one error naming every failed variant (finished ones are kept; a rerun resumes)."""
+    if failed:
+        raise AblateError(f"{len(failed)} variant(s) failed, the others are compared: " + "; ".join(failed))
 
 
 def seed_table(variants: Sequence[Variant], runs: dict[str, dict]) -> tuple[list, list]:
@@ -326,11 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         done[v.name] = {"sets": v.sets, "dir": str(root / v.name), **result}
         write_json(state_path, state)
 
-    run_grid(variants, root, lambda v: v.name in done,
+    failed = run_grid(variants, root, lambda v: v.name in done,
              lambda v, owners: run_variant(args.config, root / v.name, [*args.set, *v.sets], step_args, owners,
                                            copy_from=reuse),
              record, reuse=reuse)
     write_json(state_path, state)
+    variants = [v for v in variants if v.name in done]
     names = [v.name for v in variants]
     runs = {n: read_run(root / n) for n in names}
     head, rows = seed_table(variants, runs)
@@ -340,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("ablate: %d variant(s) in %s; steps adopted (not recomputed): %s\n%s\n%s", len(names), root, shared,
              markdown(summary["header"], summary["rows"]), seeds_md)
     sys.stdout.write(markdown(summary["header"], summary["rows"]) + "\n" + seeds_md)
+    raise_failures(failed)
     return 0
 
 

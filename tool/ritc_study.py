@@ -104,12 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         study["summary"] = summarize(results)
         write_json(out, study)
 
-    ablate.run_grid(grid, root, lambda v: which[v.name][1] in results.get(str(which[v.name][0]), {}),
-                    lambda v, owners: run_variant(args.config, root / v.name, *which[v.name], args.set), record)
+    failed = ablate.run_grid(grid, root, lambda v: which[v.name][1] in results.get(str(which[v.name][0]), {}),
+                             lambda v, owners: run_variant(args.config, root / v.name, *which[v.name], args.set),
+                             record)
     study["summary"] = summarize(results)
     write_json(out, study)
     log.info("baseline vs RITC vs no-QAPE CAM mIoU (%s):\n%s\ncells: mIoU at eval.cam_threshold (mIoU at the best "
              "threshold of the sweep); toy train split", out, format_table(results, study["summary"]))
+    ablate.raise_failures(failed)
     return 0
 
 
