@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tool.engine.io import write_bytes, write_json
-from tool.toy.layout import (COCO_DIRS, GENERATOR_VERSION, MARKER, PARTIAL_MARKER, check_folder, encode_jpeg,
+from tool.toy.layout import (COCO_DIRS, GENERATOR_VERSION, MARKER, PARTIAL_MARKER, begin_world, encode_jpeg,
                              world_params)
 from tool.toy.render import ToyImage, render_image
 from tool.toy.scenes import SCENE_DRAW
@@ -112,11 +112,9 @@ def write_coco_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int 
     root = Path(root)
     params = {**world_params(seed, num_train, num_val, num_extra_aug, image_size, classes, scene_correlation,
                         max_objects, void_width), "layout": "coco", "num_empty": int(num_empty), "masks": bool(masks)}
-    stored = check_folder(root, params, COCO_DIRS)
+    stored = begin_world(root, params, COCO_DIRS)
     if stored is not None:
-        log.info("toy world: %s already generated with these parameters", root)
         return stored
-    write_json(root / PARTIAL_MARKER, {"params": params})
 
     H, W = params["image_size"]
     n_seg = params["num_train"] + params["num_val"]

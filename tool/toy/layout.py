@@ -6,10 +6,11 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
 import cv2
 import numpy as np
 
-from tool.engine.io import read_json
+from tool.engine.io import read_json, write_json
 from voc12.dataset import XML_NAMES
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,17 @@ def check_folder(root: Path, params: dict, own_dirs: Sequence[str] = VOC_DIRS) -
                 f"{root} is not empty and holds no toy world with these parameters ({MARKER} missing); "
                 f"pick an empty or new folder, or delete it to generate the toy world there")
         log.info("toy world: %s holds an interrupted generation with the same parameters; redoing it", root)
+    return None
+
+
+def begin_world(root: Path, params: dict, own_dirs: Sequence[str] = VOC_DIRS) -> dict | None:
+    """Start writing a world with ``params`` at ``root``: the stored summary when it is there already (nothing
+    to do), else None after the partial marker is down (an interrupted generation can then be redone)."""
+    stored = check_folder(root, params, own_dirs)
+    if stored is not None:
+        log.info("toy world: %s already generated with these parameters", root)
+        return stored
+    write_json(root / PARTIAL_MARKER, {"params": params})
     return None
 
 

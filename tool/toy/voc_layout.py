@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from tool.engine.io import write_bytes, write_json, write_text
 from tool.data.palette import save_label_png
-from tool.toy.layout import MARKER, PARTIAL_MARKER, check_folder, encode_jpeg, world_params
+from tool.toy.layout import MARKER, PARTIAL_MARKER, begin_world, encode_jpeg, world_params
 from tool.toy.render import render_image
 from tool.toy.vocab import CLASS_SCENES, SCENES
 
@@ -22,11 +22,9 @@ def write_voc_layout(root: str | os.PathLike, *, seed: int = 0, num_train: int =
     root = Path(root)
     params = world_params(seed, num_train, num_val, num_extra_aug, image_size, classes, scene_correlation, max_objects,
                      void_width)
-    stored = check_folder(root, params)
+    stored = begin_world(root, params)
     if stored is not None:
-        log.info("toy world: %s already generated with these parameters", root)
         return stored
-    write_json(root / PARTIAL_MARKER, {"params": params})
 
     H, W = params["image_size"]
     n_seg = params["num_train"] + params["num_val"]
