@@ -81,10 +81,9 @@ def check(cfg, chosen: list[str]) -> dict:
     from tool.engine.runner import step_module
 
     problems = preflight(cfg, chosen, inputs_of=lambda s: tuple(getattr(step_module(s), "INPUTS", ())))
-    for pr in problems:
-        print(pr.line())
     fatal = sum(pr.fatal for pr in problems)
-    print(f"preflight of {', '.join(chosen) or '(no steps)'}: {fatal} fatal, {len(problems) - fatal} note(s)")
+    summary = f"preflight of {', '.join(chosen) or '(no steps)'}: {fatal} fatal, {len(problems) - fatal} note(s)"
+    sys.stdout.write("".join(pr.line() + "\n" for pr in problems) + summary + "\n")
     if fatal:
         raise SystemExit(1)
     return {"problems": [pr.__dict__ for pr in problems]}

@@ -42,9 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tool.engine.config import STEPS as PIPELINE_STEPS
+
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("qape", "text_feats", "train_cam", "train_ritc", "make_cam", "eval_cam", "cam_to_ir_label", "train_irn",
-         "make_sem_seg", "eval_sem_seg", "train_deeplab", "eval_deeplab")
+STEPS = tuple(s for s in PIPELINE_STEPS if s != "report")
 FULL_BATCH = {"cam": 16, "ritc": 8, "irn": 32, "deeplab": 5}
 REDUCED_BATCH = {"cam": 2, "ritc": 2, "irn": 2, "deeplab": 1}
 BERT_VOCAB = 30524          # bert-base-uncased's 30,522 + BLIP's [DEC] and [ENC]

@@ -21,7 +21,6 @@ mean ± std table over the seeds is logged and appended to ``compare.md`` (docs/
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import logging
 import os
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from tool.compare import compare, markdown, read_run, stage_columns, stage_header
-from tool.engine.config import Config, ConfigError, StepsConfig, load_config
+from tool.engine.config import STEPS, Config, ConfigError, load_config
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
@@ -46,8 +45,6 @@ from tool.engine.runtime import Context, setup_logging
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-# The step table's order (run_sample.STEPS): the step toggles are declared in it.
-STEP_ORDER = tuple(f.name for f in dataclasses.fields(StepsConfig))
 
 # What each step writes, relative to the work directory (files, folders, or globs): what adoption carries
 # over. Run-level files (config.yaml, meta.json, log.txt, metrics.jsonl, steps/, cache/) are not a step's.
@@ -178,7 +175,7 @@ def adopt_shared_steps(cfg: Config, work_dir: Path, owners: Sequence[Path],
     work_dir = ctx.paths.root
     configs: dict[Path, Config | None] = {}
     adopted = []
-    for step in STEP_ORDER:
+    for step in STEPS:
         digest = step_digest(step, cfg, ctx)
         marker = ctx.paths.done_marker(step)
         if marker.is_file() and read_json(marker).get("digest") == digest:
@@ -229,7 +226,7 @@ def adopted_steps(work_dir: Path) -> list[str]:
     """The steps of ``work_dir`` whose current result was adopted from another run: its ``metrics.jsonl`` lines
     with ``adopted_from`` whose run id is still the step's marker's (a step rerun since is its own)."""
     paths = WorkPaths(Path(work_dir))
-    current = {s: read_json(paths.done_marker(s)).get("run_id") for s in STEP_ORDER if paths.done_marker(s).is_file()}
+    current = {s: read_json(paths.done_marker(s)).get("run_id") for s in STEPS if paths.done_marker(s).is_file()}
     return list(dict.fromkeys(r["step"] for r in read_jsonl_repairing(paths.metrics_jsonl)
                               if r.get("adopted_from") and current.get(r["step"]) == r.get("run_id")))
 

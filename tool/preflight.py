@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 
-from tool.engine.config import Config
+from tool.engine.config import TRAIN_SECTIONS, Config
 from tool.data.registry import build_dataset
 from tool.engine.paths import WorkPaths
 
 log = logging.getLogger(__name__)
 
-TRAIN_STEPS = ("train_cam", "train_ritc", "train_irn", "train_deeplab")
 # torchvision files behind ``imagenet`` (net/resnet50.py IMAGENET_URL, net/deeplab.py IMAGENET101_URL)
 _HUB_FILES = {"resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
 
@@ -76,7 +75,7 @@ _CROP_REF = 512
 def train_memory_gb(cfg: Config, step: str) -> float:
     """Estimated peak GPU memory (GB) of one optimiser step of ``step`` on one rank (see ``MEMORY_MODEL_GB``)."""
     fixed, per_crop, per_region = MEMORY_MODEL_GB[step]
-    sec = {"train_cam": cfg.cam, "train_ritc": cfg.ritc, "train_irn": cfg.irn, "train_deeplab": cfg.deeplab}[step]
+    sec = getattr(cfg, TRAIN_SECTIONS[step])
     batch = sec.train.batch_size // (cfg.deeplab.accum_steps if step == "train_deeplab" else 1)
     if step == "train_ritc" and cfg.clip.grad_checkpointing:
         per_region = RITC_REGION_CKPT_GB
@@ -389,7 +388,7 @@ def _check_device_memory(cfg: Config, steps: list[str], problems: list[Problem])
         problems.append(Problem("device", f"{name!r}, but this machine has {torch.cuda.device_count()} GPU(s)"))
         return
     if name == "cpu" or not cuda:
-        if any(s in TRAIN_STEPS for s in steps):
+        if any(s in TRAIN_SECTIONS for s in steps):
             problems.append(Problem("device", f"{name}: the training steps run on the CPU (fine for toy data; "
                                               "VOC-size training needs a GPU)", fatal=False))
         for key, prec in (("qape.precision", cfg.qape.precision), ("ritc.precision", cfg.ritc.precision),
@@ -404,7 +403,7 @@ def _check_device_memory(cfg: Config, steps: list[str], problems: list[Problem])
             continue
         need = train_memory_gb(cfg, s)
         if need * 1e9 > free:
-            section = {"train_cam": "cam", "train_ritc": "ritc", "train_irn": "irn", "train_deeplab": "deeplab"}[s]
+            section = TRAIN_SECTIONS[s]
             problems.append(Problem(f"{section}.train.batch_size", f"{s} needs about {need:.1f} GB per GPU (estimate), "
                                                              f"cuda:{index} has {free / 1e9:.1f} of "
                                                              f"{total / 1e9:.1f} GB free"))
@@ -425,8 +424,8 @@ def _check_disk(cfg: Config, steps: list[str], paths: WorkPaths, counts: dict[st
 
 def _check_world(cfg: Config, steps: list[str], counts: dict[str, int], world: int, problems: list[Problem]) -> None:
     n = counts.get("dataset.train_split")
-    for s, sec, key in (("train_cam", cfg.cam, "cam"), ("train_ritc", cfg.ritc, "ritc"), ("train_irn", cfg.irn, "irn"),
-                        ("train_deeplab", cfg.deeplab, "deeplab")):
+    for s, key in TRAIN_SECTIONS.items():
+        sec = getattr(cfg, key)
         if s not in steps:
             continue
         if n is not None and s != "train_deeplab" and n // (sec.train.batch_size * world) == 0:

@@ -23,11 +23,12 @@ import numpy as np
 
 from tool import ablate
 from tool.engine.io import read_json, write_json
+from tool.engine.config import STEPS as ALL_STEPS
 from tool.engine.runtime import setup_logging
 
 log = logging.getLogger(__name__)
 
-STEPS = "qape,text_feats,train_cam,train_ritc,make_cam,eval_cam"
+STEPS = ",".join(ALL_STEPS[:ALL_STEPS.index("eval_cam") + 1])   # through the CAM mIoU
 VARIANTS = {"ritc": ["qape.no_qape=false"], "no_qape": ["qape.no_qape=true"]}
 
 

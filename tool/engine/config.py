@@ -58,6 +58,9 @@ class StepsConfig:
 # The ordered step table (docs/design.md §3), stated once: the toggles above in their order. Each name is
 # a module ``step.<name>`` that the runner imports when it runs.
 STEPS: tuple[str, ...] = tuple(StepsConfig.__dataclass_fields__)
+# The training steps and the config section whose ``train`` recipe each one runs.
+TRAIN_SECTIONS: dict[str, str] = {"train_cam": "cam", "train_ritc": "ritc", "train_irn": "irn",
+                                  "train_deeplab": "deeplab"}
 
 _FOLDER = {"only_for": "folder"}      # a key of one dataset.name only (section_digest leaves it out elsewhere)
 

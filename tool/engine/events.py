@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 
 from tool.engine import dist
+from tool.engine.config import TRAIN_SECTIONS
 from tool.engine.io import append_jsonl, read_jsonl_repairing, write_text
 
 log = logging.getLogger(__name__)
 
 # The steps that train through tool.engine.train_loop.fit, in pipeline order (docs/design.md §3).
-TRAINING_STEPS = ("train_cam", "train_ritc", "train_irn", "train_deeplab")
+TRAINING_STEPS = tuple(TRAIN_SECTIONS)
 
 
 class TrackingError(RuntimeError):
