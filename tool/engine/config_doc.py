@@ -39,7 +39,7 @@ name.
 def field_comments(cls: type) -> dict[str, str]:
     """{field: its comment}: the comment at the end of the field's line, else the comment lines above it."""
     lines, _ = inspect.getsourcelines(cls)
-    out, above = {}, []
+    out = {}
     for node in ast.parse(inspect.cleandoc("".join(lines))).body[0].body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
             continue
@@ -49,7 +49,8 @@ def field_comments(cls: type) -> dict[str, str]:
         while i >= 0 and lines[i].strip().startswith("#"):
             above.insert(0, lines[i].strip().lstrip("#").strip())
             i -= 1
-        trailing = text.split("#", 1)[1].strip() if "#" in text and _comment_start(text) else ""
+        at = _comment_at(text)
+        trailing = text[at + 1:].strip() if at >= 0 else ""
         follow = []   # a comment continued on the next lines, aligned under the first
         j = node.end_lineno
         while trailing and j < len(lines) and lines[j].strip().startswith("#") and not _starts_field(lines, j):
@@ -59,17 +60,17 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def _comment_start(line: str) -> bool:
-    """Whether ``line`` has a ``#`` outside a string literal."""
+def _comment_at(line: str) -> int:
+    """Where the comment of ``line`` starts (its ``#`` outside a string literal), or -1."""
     quote = None
-    for ch in line:
+    for i, ch in enumerate(line):
         if quote:
             quote = None if ch == quote else quote
         elif ch in "\"'":
             quote = ch
         elif ch == "#":
-            return True
-    return False
+            return i
+    return -1
 
 
 def _starts_field(lines: list[str], j: int) -> bool:
