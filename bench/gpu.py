@@ -86,7 +86,7 @@ def timed(fn: Callable[[], object], dev: torch.device, iters: int) -> tuple[floa
 
 
 def _autocast(dev: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and dev.type == "cuda" else contextlib.nullcontext()
+    return autocast("bfloat16" if bf16 else "float32", dev)
 
 
 def bench_qape(models: dict, sz: Sizes, dev: torch.device, iters: int) -> dict:

@@ -35,7 +35,7 @@ from tool.engine.io import png_complete, write_json
 from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png, save_label_png
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context, autocast
+from tool.engine.runtime import Context, autocast, memory_format
 from tool.data.seg_data import SegImages
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
@@ -103,8 +103,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     model_path = e.model or ctx.paths.deeplab_model
     model = build_model(cfg.deeplab, num_classes)
     load_trained(model, model_path, "deeplab_eval.model" if e.model else "train_deeplab")
-    channels_last = c.channels_last and ctx.device.type == "cuda"
-    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    fmt = memory_format(c.channels_last)
+    model.to(ctx.device, memory_format=fmt).eval()
 
     todo = images.plan(ids, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)
@@ -129,9 +129,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             img = item["img"]                                                     # uint8 [H, W, 3]
             x = normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None].to(ctx.device), None,
                                 c.pretrained_format)                              # [1, 3, H, W]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(c.precision, ctx.device, key="deeplab.precision"):
+            x = x.contiguous(memory_format=fmt)
+            with autocast(e.precision, ctx.device, key="deeplab_eval.precision"):
                 logits = predict_logits(model, x, e.msc, e.flip)                  # [1, K, h, w]
             logits = F.interpolate(logits.float(), size=img.shape[:2], mode="bilinear", align_corners=False)
             job = {"out": str(out_dir / f"{item['name']}.png"), "num_classes": num_classes,

@@ -31,7 +31,7 @@ from tool.engine.io import png_complete
 from tool.data.palette import save_label_png
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             images.skipped += 1
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
-        edge = boundary_map(model, x, c.infer_scale)                               # [h', w'] boundary probs
+        with autocast(c.precision, ctx.device, key="irn.precision"):
+            edge = boundary_map(model, x, c.infer_scale).float()                   # [h', w'] boundary probs
         keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam", producer="make_cam",
                               allow_pickle=cfg.eval.allow_pickle_cams)                # [K'], [K', h, w]
         cams = cams_to_edge_size(torch.from_numpy(cams).to(ctx.device), tuple(edge.shape), c.infer_scale)

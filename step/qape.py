@@ -35,7 +35,7 @@ from tool.data.registry import build_dataset
 from tool.engine.io import read_jsonl_repairing, write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     dist.barrier()
     done = {(r["image"], r["class"]) for s in sorted(qdir.glob("corpus.rank*.jsonl")) for r in read_jsonl_repairing(s)}
 
-    vqa = BlipVQA.from_pretrained(q.vqa_model, device=ctx.device, dtype="bf16" if q.precision == "bfloat16" else "fp32",
+    vqa = BlipVQA.from_pretrained(q.vqa_model, device=ctx.device,
+                                  precision=lambda: autocast(q.precision, ctx.device, key="qape.precision"),
                                   image_size=q.image_size, num_beams=q.num_beams, max_length=q.max_length,
                                   min_length=q.min_length, config_key="qape.vqa_model")
     names = ds.class_names

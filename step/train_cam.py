@@ -22,7 +22,7 @@ from tool.data.registry import build_dataset
 from tool.data.imutils import normalize_on_device
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))   # [N, 3, C, C]
-        logits = model(x)                                                           # [N, K]
-        loss = F.multilabel_soft_margin_loss(logits, batch["label"].to(ctx.device))
+        with autocast(c.precision, ctx.device, key="cam.precision"):
+            logits = model(x)                                                       # [N, K]
+        loss = F.multilabel_soft_margin_loss(logits.float(), batch["label"].to(ctx.device))
         return {"loss": loss}
 
     log.info("train_cam: %d images of %s, batch %d, %d epoch(s)", len(ids), cfg.dataset.train_split,

@@ -17,6 +17,7 @@ import logging
 import torch
 
 from net.deeplab import (
+    IGNORE,
     build_model,
     init_aspp_from_classifier,
     load_pretrained,
@@ -35,8 +36,9 @@ from tool.data.cam_data import collate_skip_none
 from tool.data.registry import build_dataset
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context, autocast
-from tool.data.seg_data import SegCrops, check_labels
+from tool.engine.runtime import Context, autocast, memory_format
+from tool.data.palette import load_label_png
+from tool.data.seg_data import SegCrops, SegImages, check_labels, label_path
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,53 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     return f"the CAM classifier's backbone and, in the ASPP's centre taps, its classifier ({path})"
 
 
+PRIOR_IMAGES = 64     # training images, evenly spread, that set the background prior (deeplab.init_bg_prior)
+
+
+@torch.no_grad()
+def init_background_prior(model, ds, ids: list[str], label_dir, c, device: torch.device, skips) -> dict:
+    """Set the background logit's bias so that the initial model calls background the share of cells its
+    training labels do (``deeplab.init_bg_prior``).
+
+    The bias added is the ``q``-quantile of the margin ``max_c l_c − l_bg`` over the labelled cells of up to
+    ``PRIOR_IMAGES`` training images (whole images at scale 1, labels shrunk as in training), where ``q`` is their
+    background share. A head that starts as the CAM classifier has ``l_bg = 0`` everywhere while some class logit
+    is positive almost everywhere: without this it calls nearly every cell foreground. Returns what was set."""
+    base = model.base
+    was_training = base.training
+    base.eval()
+    pick = ids[:: max(1, len(ids) // PRIOR_IMAGES)][:PRIOR_IMAGES]
+    margins, bg, labelled = [], 0, 0
+    for item in SegImages(ds, pick, skip_bad=skips):
+        if item is None:
+            continue
+        x = normalize_input(torch.from_numpy(item["img"]).permute(2, 0, 1)[None].to(device), None,
+                            c.pretrained_format)                                     # [1, 3, H, W]
+        logits = base(x)[0].float()                                                  # [K, h, w]
+        label = torch.from_numpy(load_label_png(label_path(label_dir, item["name"])))[None]
+        label = resize_labels(label, tuple(logits.shape[-2:]))[0].to(device)          # [h, w]
+        keep = label != IGNORE
+        margins.append((logits[1:].amax(0) - logits[0])[keep].cpu())
+        bg += int((label[keep] == 0).sum())
+        labelled += int(keep.sum())
+    base.train(was_training)
+    if not labelled:
+        raise ValueError(f"deeplab.init_bg_prior: the labels of {len(pick)} training images in {label_dir} have no "
+                         "labelled pixel; check the pseudo masks or set deeplab.init_bg_prior: false")
+    share = bg / labelled
+    bias = float(torch.quantile(torch.cat(margins).double(), share))
+    head = base.head_convs()[0]
+    head.bias[0] += bias
+    log.info("train_deeplab: background bias %+.3f, the label prior (%.1f %% background cells on %d images)",
+             bias, 100 * share, len(pick))
+    return {"bg_bias": round(bias, 4), "bg_share": round(share, 4)}
+
+
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.deeplab
-    autocast(c.precision, ctx.device, key="deeplab.precision")      # checks deeplab.precision before any work
     if c.accum_steps < 1 or c.train.batch_size % c.accum_steps:
         raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.train.batch_size "
                          f"{c.train.batch_size}")
-    if c.precision == "bfloat16" and ctx.device.type != "cuda":
-        log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
@@ -90,8 +131,11 @@ def run(cfg: Config, ctx: Context) -> dict:
         source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
     aspp = "" if c.pretrained == "cam_baseline" else "; ASPP N(0, 0.01)"
     log.info("train_deeplab: backbone initialised from %s%s", source, aspp)
-    channels_last = c.channels_last and ctx.device.type == "cuda"
-    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # (a resumed run recomputes the same prior, then its checkpoint's weights replace the model's)
+    prior = init_background_prior(model.to(ctx.device), ds, ids, label_dir, c, ctx.device, skips) \
+        if c.init_bg_prior else {}
+    fmt = memory_format(c.channels_last)
+    model.to(ctx.device, memory_format=fmt)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
     groups = optimizer_groups(model.base, c.train.lr, c.train.weight_decay, c.aspp_weight_lr_mult,
                               c.aspp_bias_lr_mult)
@@ -104,8 +148,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         seen[0] += len(batch["name"])
         x = normalize_input(batch["img"].to(ctx.device, non_blocking=True),
                             batch["valid"].to(ctx.device, non_blocking=True), c.pretrained_format)  # [N, 3, C, C]
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=fmt)
         labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
         with autocast(c.precision, ctx.device, key="deeplab.precision"):
             outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
@@ -122,7 +165,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                   accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
     rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
     log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
-    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})
+    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3), **prior})
     return metrics
 
 

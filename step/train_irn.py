@@ -33,7 +33,7 @@ from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.engine.io import DamagedFile, png_complete
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))          # [N, 3, C, C]
-        terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos", "neg")))
+        with autocast(c.precision, ctx.device, key="irn.precision"):   # the losses inside run in float32
+            terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos",
+                                                                                          "neg")))
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 
     log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids),

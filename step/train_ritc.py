@@ -13,7 +13,6 @@ FRC (Eq. 5–6) + BRC (Eq. 7–8) against the pair's texts gathered from an on-d
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -35,7 +34,7 @@ from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.engine.io import read_json
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -123,14 +122,12 @@ class RitcLoss:
         visual = clip.model.visual
         self.patch = int(visual.patch_size[0]) if hasattr(visual, "patch_size") else 14
         self.weights = (r.alpha if r.frc else 0.0, r.beta if r.brc else 0.0, r.gamma if r.reg else 0.0)
-        self.bf16 = r.precision == "bfloat16" and device.type == "cuda"
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         r = self.r
         x = normalize_on_device(batch["img"].to(self.device, non_blocking=True),
                                 batch["valid"].to(self.device, non_blocking=True))   # [N, 3, C, C]
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with amp:
+        with autocast(r.precision, self.device, key="ritc.precision"):
             P = self.model(x, maps=True)                                             # [N, K, C/16, C/16]
             # Labels stay on the CPU so finding the positive pairs never waits for the GPU.
             region = build_region_images(to_clip_pixels(x, self.normalization, self.clip), P, batch["label"],

@@ -48,7 +48,7 @@ from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, png_complete, read_id_list, save_npz
 from tool.data.palette import save_label_png, voc_palette
 from tool.engine.paths import WorkPaths
-from tool.engine.runtime import Context, autocast, resolve_device
+from tool.engine.runtime import Context, autocast, memory_format, resolve_device
 from tool.data.seg_data import SegImages
 from tool.data.base import DatasetError
 
@@ -149,7 +149,8 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
     model = build_model(c, num_classes)
     load_trained(model, args.weights or cfg.deeplab_eval.model or paths.deeplab_model,
                  "--weights" if args.weights else "deeplab_eval.model" if cfg.deeplab_eval.model else "train_deeplab")
-    model.to(device).eval()
+    fmt = memory_format(c.channels_last)
+    model.to(device, memory_format=fmt).eval()
     ready = time.time()
     crf = crf_kwargs(dataclasses.replace(cfg.deeplab_eval.crf, enabled=True), labels=False) if args.crf else None
     loader = DataLoader(SegImages(files, names), batch_size=1, shuffle=False, num_workers=cfg.num_workers,
@@ -157,7 +158,8 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
     for batch in _equal_size_batches(loader, args.batch_size):
         imgs = np.stack([b["img"] for b in batch])                                       # uint8 [B, H, W, 3]
         x = normalize_input(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device), None, c.pretrained_format)
-        with torch.no_grad(), autocast(c.precision, device, key="deeplab.precision"):
+        x = x.contiguous(memory_format=fmt)
+        with torch.no_grad(), autocast(cfg.deeplab_eval.precision, device, key="deeplab_eval.precision"):
             logits = predict_logits(model, x, args.msc, args.flip)                      # [B, K+1, h, w]
         probs = F.softmax(F.interpolate(logits.float(), size=imgs.shape[1:3], mode="bilinear", align_corners=False),
                           dim=1).cpu().numpy()                                           # [B, K+1, H, W]
@@ -194,7 +196,8 @@ def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names
         keys = (torch.nonzero(item["label"])[:, 0] if args.labels
                 else torch.nonzero(scores >= args.cls_threshold)[:, 0])                   # [K'] 0-based
         size = tuple(item["size"])
-        _, high = multiscale_cam(model, item["imgs"], keys.to(device), size, device)    # [K', H, W]
+        _, high = multiscale_cam(model, item["imgs"], keys.to(device), size, device,
+                                 cfg.make_cam.precision)                                # [K', H, W]
         high = high.cpu().numpy()
         full_img = img1.permute(1, 2, 0).numpy()
         if len(keys):

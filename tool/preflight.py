@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from tool.engine.config import TRAIN_SECTIONS, Config
+from tool.engine.config import PRECISION_KEYS, TRAIN_SECTIONS, Config
 from tool.data.registry import build_dataset
 from tool.engine.paths import WorkPaths
+from tool.engine.runtime import cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -391,10 +392,12 @@ def _check_device_memory(cfg: Config, steps: list[str], problems: list[Problem])
         if any(s in TRAIN_SECTIONS for s in steps):
             problems.append(Problem("device", f"{name}: the training steps run on the CPU (fine for toy data; "
                                               "VOC-size training needs a GPU)", fatal=False))
-        for key, prec in (("qape.precision", cfg.qape.precision), ("ritc.precision", cfg.ritc.precision),
-                          ("deeplab.precision", cfg.deeplab.precision)):
-            if prec == "bfloat16":
-                problems.append(Problem(key, "bfloat16 applies on CUDA only: float32 on the CPU", fatal=False))
+        if not cpu_has_native_bf16():
+            for key in PRECISION_KEYS:
+                section, name = key.split(".")
+                if getattr(getattr(cfg, section), name) == "bfloat16":
+                    problems.append(Problem(key, "bfloat16 on this CPU (no native bf16 instructions) works but is "
+                                                 "slower than float32", fatal=False))
         return
     index = int(name.split(":")[1]) if ":" in name else int(os.environ.get("LOCAL_RANK", "0"))
     free, total = torch.cuda.mem_get_info(index)

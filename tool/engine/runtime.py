@@ -142,12 +142,44 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def autocast(precision: str, device: torch.device, key: str = "precision") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``precision`` (config ``key``) asks for it; a no-op otherwise."""
+    """The one precision helper: bf16 autocast on ``device``'s type (CUDA or CPU) when ``precision`` (config
+    ``key``) is ``bfloat16``; a no-op for ``float32``.
+
+    Autocast runs convs, linears and matmuls in bf16 and keeps parameters, reductions and the ops autocast lists
+    as float32 in float32, so weights, optimiser state and checkpoints stay float32. Losses must still be
+    computed in float32 (``.float()`` on the logits); ``tool.engine.train_loop`` refuses a loss that is not."""
     if precision not in PRECISIONS:
         raise ValueError(f"{key}: unknown value {precision!r}; expected one of {PRECISIONS}")
-    if precision == "bfloat16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if precision != "bfloat16":
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        _note_cpu_bf16(key)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+_NOTED: set[str] = set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); elsewhere oneDNN emulates it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _note_cpu_bf16(key: str) -> None:
+    """One log line per key and process when bf16 runs on a CPU without native bf16 (it works, slowly)."""
+    if key not in _NOTED and not cpu_has_native_bf16():
+        _NOTED.add(key)
+        log.info("%s: bfloat16 on a CPU without native bf16 instructions works but is emulated and slower than "
+                 "float32; set %s: float32 for speed", key, key)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """``torch.channels_last`` or ``torch.contiguous_format``: for ``model.to(memory_format=...)`` and inputs'
+    ``.contiguous(memory_format=...)`` alike, on any device."""
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:

@@ -162,6 +162,10 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
         with contextlib.nullcontext() if sync else t.model.no_sync():
             terms = loss_fn(part)
             loss = terms["loss"]
+            low = sorted(k for k, v in terms.items() if v.dtype != torch.float32)
+            if low:   # a loss under autocast must come from .float() outputs: bf16 keeps 8 bits of mantissa
+                raise TypeError(f"{t.name}: loss term(s) {low} are {terms[low[0]].dtype}, not float32; compute the "
+                                "loss from .float() outputs of the autocast region")
             if not torch.isfinite(loss.detach()):
                 bad = {k: float(v) for k, v in terms.items()}
                 raise NonFiniteLoss(f"{t.name}: non-finite loss at step {t.step} (terms {bad}); lower the lr or "
@@ -178,6 +182,11 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
         t.optimizer.step()
     t.step += 1
     return losses
+
+
+def snapshot_path(final_path: Path, step: int) -> Path:
+    """Where ``recipe.snapshots`` keeps the model after ``step`` optimiser steps: ``<stem>.iter<step><suffix>``."""
+    return final_path.with_name(f"{final_path.stem}.iter{step}{final_path.suffix}")
 
 
 def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
@@ -200,6 +209,8 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
         return t.summary
     events = events if events is not None else EventWriter(None, t.name)
     events.start(t.step, resumed=t.step > 0)
+    if t.step == 0 and 0 in recipe.snapshots:
+        save_model(model, snapshot_path(final_path, 0))
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
     count = 0
@@ -232,6 +243,8 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
                 save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch,
                                 digest=t.digest, scaler=scaler)
                 events.checkpoint(t.step)
+            if t.step in recipe.snapshots:
+                save_model(model, snapshot_path(final_path, t.step))
             _after_step(t.step)
         epoch += 1
     bar.close()
