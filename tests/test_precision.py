@@ -28,6 +28,7 @@ from tests.test_pipeline import smoke_args
 from tool.data.palette import load_label_png
 from tool.engine.events import read_events
 from tool.engine.io import read_json
+from tool.engine.lr import sgd
 
 pytestmark = pytest.mark.slow   # end-to-end runs (pyproject.toml: make test-fast leaves them out)
 
@@ -121,7 +122,7 @@ def test_loss_in_bf16_is_refused(tmp_path):
     from tool.engine.config import TrainRecipe
 
     model = torch.nn.Linear(3, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = sgd([{"params": list(model.parameters()), "lr": 0.1}], momentum=0.9, weight_decay=0.0)
     data = [{"x": torch.randn(3)} for _ in range(4)]
 
     def loss_fn(batch):

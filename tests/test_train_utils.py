@@ -205,3 +205,41 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     assert file_identity("imagenet") is None and file_identity(None) is None
     hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet"])
     assert step_digest("train_cam", hub, ctx) == step_digest("train_cam", hub, ctx)
+
+
+def test_snapshots_keep_the_model_at_their_iterations(tmp_path):
+    """train.snapshots (0, 2, 4): iter0 is the untrained model, iter2 the model of the step-2 checkpoint (saved
+    independently by the checkpoint path), iter4 the final model; nothing at the other iterations."""
+    from tool.engine.config import TrainRecipe
+    from tool.engine.paths import WorkPaths
+    from tool.engine.runtime import Context
+    from tool.engine.train_loop import fit, snapshot_path
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = sgd([{"params": list(model.parameters()), "lr": 0.1}], momentum=0.9, weight_decay=0.0)
+    data = [{"x": torch.randn(3), "y": torch.randn(2)} for _ in range(8)]
+    ctx = Context(paths=WorkPaths(tmp_path), device=torch.device("cpu"), rank=0, world_size=1, seed=0, step="toy")
+    final = tmp_path / "net" / "model.pth"
+    captured = {}
+    import tool.engine.train_loop as loop
+    real_save = loop.save_checkpoint
+
+    def keep(path, *, model, **kw):       # the checkpoint of step 2, as written
+        captured[kw["step"]] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_save(path, model=model, **kw)
+    loop.save_checkpoint = keep
+    try:
+        fit(ctx, TrainRecipe(batch_size=2, epochs=1, snapshots=(0, 2, 4), checkpoint_every=2, log_every=1), model=model,
+            dataset=data, optimizer=opt, num_workers=0, final_path=final,
+            loss_fn=lambda b: {"loss": torch.nn.functional.mse_loss(model(b["x"]), b["y"])})
+    finally:
+        loop.save_checkpoint = real_save
+    snaps = {k: torch.load(snapshot_path(final, k), weights_only=True) for k in (0, 2, 4)}
+    assert sorted(p.name for p in final.parent.iterdir()) == ["model.iter0.pth", "model.iter2.pth",
+                                                              "model.iter4.pth", "model.pth"]
+    for k in start:
+        assert torch.equal(snaps[0][k], start[k])
+        assert torch.equal(snaps[2][k], captured[2][k]) and not torch.equal(snaps[2][k], start[k])
+        assert torch.equal(snaps[4][k], torch.load(final, weights_only=True)[k])
