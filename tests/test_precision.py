@@ -70,8 +70,9 @@ def test_first_iteration_terms_within_bf16_rounding(runs, step):
     for k in f32:
         diff = abs(b16[k] - f32[k])
         assert diff <= TERM_TOL * max(abs(f32[k]), 1.0), (step, k, f32[k], b16[k])
-        moved += diff > 1e-5 * max(abs(f32[k]), 1.0)
-    assert moved, f"{step}: no term moved beyond float32 rounding: did it run in bfloat16?"
+        moved += diff > 0
+    # the smoke run is deterministic: float32 twice gives the same bits, so a difference means bf16 ran
+    assert moved, f"{step}: every term equals float32's to the bit: did it run in bfloat16?"
     done = read_json(bf16 / "steps" / f"{step}.done.json")
     assert done["metrics"]["steps"] == read_json(ref / "steps" / f"{step}.done.json")["metrics"]["steps"]
 
@@ -103,7 +104,7 @@ def test_bf16_cams_and_masks_follow_float32(runs):
         diffs.append(np.abs(a["high_res"].astype(np.float32) - b["high_res"].astype(np.float32)).max())
     # max-normalised maps in [0, 1]: a ResNet-50's depth of bf16 roundings, then float16 storage (2^-11)
     assert 2 ** -11 < max(diffs) <= TERM_TOL, max(diffs)
-    for tag in ("sem_seg", "deeplab_pred/val"):
+    for tag in ("sem_seg", "deeplab_pred"):
         pairs = [(load_label_png(p), load_label_png(bf16 / tag / p.name)) for p in sorted((ref / tag).glob("*.png"))]
         assert pairs, tag
         same = sum(int((a == b).sum()) for a, b in pairs) / sum(a.size for a, _ in pairs)
@@ -114,7 +115,7 @@ def test_qape_in_bf16_asks_every_pair(runs):
     _, ref, bf16 = runs
     f32 = read_json(ref / "steps" / "qape.done.json")["metrics"]
     b16 = read_json(bf16 / "steps" / "qape.done.json")["metrics"]
-    assert b16["pairs"] == f32["pairs"] > 0 and b16["questions"] == f32["questions"]
+    assert b16["pairs_answered"] == f32["pairs_answered"] > 0 and b16["questions"] == f32["questions"]
 
 
 def test_loss_in_bf16_is_refused(tmp_path):
