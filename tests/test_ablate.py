@@ -232,6 +232,8 @@ def test_presets_run_at_smoke_size(tmp_path, monkeypatch):
         t = _first_terms(t4 / row)
         assert t["loss"] == pytest.approx(a * t["frc"] + b * t["brc"] + g * t["reg"], rel=1e-5), row
     assert sum(_starts(t4, "train_cam").values()) == 1 and sum(_starts(t4, "qape").values()) == 1
+    assert read_json(t4 / "ablate.json")["step_args"] == ["--until", "eval_cam"]      # a preset's default
+    assert not (t4 / "frc" / "steps" / "cam_to_ir_label.done.json").exists()
 
     # Table 5: no-QAPE asks nothing; an FG-only row gets the "no {class}" BG text, a BG-only row the class alone
     assert (t5 / "no_qape" / "steps" / "qape.skipped.json").is_file()

@@ -20,7 +20,7 @@ At the end ``tool.compare`` runs over the grid (``<root>/compare.html``, ``compa
 mean ± std table over the seeds is logged and appended to ``compare.md`` (docs/tracking.md).
 
 ``--preset`` runs one of the paper's ablations instead of a ``--grid``: exactly the rows the paper reports
-(``PRESETS``), each named, with the paper's figure in a ``paper`` column beside the measured mIoU; without
+(``PRESETS``), each named, with the paper's figure in a ``paper RITC CAM`` column beside the measured mIoU; without
 ``--steps`` / ``--from`` / ``--until`` it stops at ``eval_cam`` (the figure is the CAM mIoU; docs/reproduce.md).
 """
 from __future__ import annotations
