@@ -61,6 +61,12 @@ def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def skip_reason(cfg: Config, ctx: Context) -> str | None:
+    """The no-QAPE baseline (Table 5's first row) asks no questions: the runner skips the step, and
+    ``text_feats`` makes its texts from the labels alone, so no VQA model is loaded."""
+    return "qape.no_qape: the no-QAPE baseline asks no questions" if cfg.qape.no_qape else None
+
+
 class _Images(ImageItems):
     """Decode and BLIP-preprocess images in loader workers: (position, pixel_values [3, S, S] or None)."""
 

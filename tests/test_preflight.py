@@ -148,3 +148,38 @@ def test_gpu_memory_against_the_estimate(world, tmp_path, monkeypatch):
     assert "ritc.train.batch_size" not in _by_key(preflight(cfg, ["train_ritc"]))
     cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "device=cuda:3"))
     assert "1 GPU(s)" in _by_key(preflight(cfg, ["train_cam"]))["device"][0].message
+
+
+def test_paper_assets_unset_or_changed_are_notes(world, tmp_path, capsys):
+    """`--check` on configs/voc12.yaml names the ovseg mask-prompt checkpoint (unset there) as a note; every other
+    paper asset a config changes is named too, never fatal; a toy-world config gets none."""
+    from tool.preflight import paper_asset_notes
+
+    voc = ROOT / "configs/voc12.yaml"
+    notes = paper_asset_notes(load_config(voc), ALL)
+    assert [(p.key, p.fatal) for p in notes] == [("clip.mask_prompt_checkpoint", False)]
+    assert "ovseg_swinbase_vitL14_ft_mpt.pth" in notes[0].message and "docs/reproduce.md#assets" in notes[0].message
+    ckpt = tmp_path / "ovseg.pth"
+    ckpt.write_bytes(b"")
+    changed = load_config(voc, [f"clip.mask_prompt_checkpoint={ckpt}", "clip.mask_prompt_depth=2",
+                                "clip.pretrained=laion2b_s32b_b82k", "qape.vqa_model=Salesforce/blip-vqa-base",
+                                "irn.pretrained=cam_baseline", "deeplab.pretrained=cam_baseline",
+                                "dataset.train_split=train", "dataset.eval_split=val"])
+    assert [p.key for p in paper_asset_notes(changed, ALL)] == [
+        "clip.mask_prompt_depth", "clip.pretrained", "qape.vqa_model", "irn.pretrained", "deeplab.pretrained",
+        "dataset.train_split", "dataset.eval_split"]
+    # only the selected steps' assets; values it cannot judge (a model folder, a file) are left alone
+    assert paper_asset_notes(changed, ["eval_cam"])[0].key == "dataset.eval_split"
+    assert paper_asset_notes(load_config(voc, ["clip.model=ViT-B-16", f"qape.vqa_model={world / 'blip'}",
+                                               f"clip.mask_prompt_checkpoint={ckpt}"]), ALL)[0].key == "clip.model"
+    assert paper_asset_notes(load_config(voc, [f"clip.model={world / 'clip'}", f"qape.vqa_model={world / 'blip'}",
+                                               f"clip.mask_prompt_checkpoint={ckpt}"]), ALL) == []
+    wr38 = load_config(ROOT / "configs/voc12_wr38.yaml", ["deeplab.pretrained=null"])
+    assert [p.key for p in paper_asset_notes(wr38, ["train_deeplab"])] == ["deeplab.pretrained"]
+    assert paper_asset_notes(load_config(ROOT / "configs/smoke.yaml"), ALL) == []
+    # through run_sample.py --check: the note is printed (the absent VOC data is what is fatal here)
+    with pytest.raises(SystemExit):
+        run_sample.main(["--config", str(voc), "--check", "--steps", "train_ritc", "--set", "device=cpu",
+                         "--set", f"dataset.root={tmp_path / 'no_voc'}", "--set", f"work_dir={tmp_path / 'w'}"])
+    out = capsys.readouterr().out
+    assert "note  clip.mask_prompt_checkpoint: unset: the paper's RITC uses the ovseg mask-prompt CLIP" in out

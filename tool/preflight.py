@@ -11,7 +11,8 @@ to change; fatal ones would stop the run, the others are worth knowing (a downlo
 - inputs made by steps not selected (their done markers);
 - the device, and free GPU memory against :func:`train_memory_gb` per training step;
 - free disk against :func:`artefact_bytes` of the selected steps;
-- the torchrun world size against the batch settings (no training step may get zero optimiser steps).
+- the torchrun world size against the batch settings (no training step may get zero optimiser steps);
+- the paper's assets the config leaves unset or sets otherwise (:func:`paper_asset_notes`: notes, never fatal).
 
 The memory and disk figures are estimates with their formulas stated (docs/real-runs.md).
 """
@@ -119,6 +120,7 @@ def preflight(cfg: Config, steps: list[str], *, inputs_of: Callable[[str], tuple
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     counts, pixels = _check_dataset(cfg, steps, paths, decode_sample, problems)
     _check_weights(cfg, steps, paths, problems)
+    problems += paper_asset_notes(cfg, steps)
     if inputs_of is not None:
         _check_inputs(steps, paths, inputs_of, problems)
     _check_device_memory(cfg, steps, problems)
@@ -437,3 +439,79 @@ def _check_world(cfg: Config, steps: list[str], counts: dict[str, int], world: i
         if s == "train_deeplab" and (cfg.deeplab.accum_steps < 1 or sec.train.batch_size % cfg.deeplab.accum_steps):
             problems.append(Problem("deeplab.accum_steps", f"{cfg.deeplab.accum_steps} must be >= 1 and divide "
                                                            f"deeplab.train.batch_size {sec.train.batch_size}"))
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's assets
+# --------------------------------------------------------------------------------------------
+
+PAPER_CLIP = "ViT-L-14"                                # with OpenAI's weights (open_clip tag "openai")
+PAPER_VQA = "Salesforce/blip-vqa-capfilt-large"        # HF port of BLIP ViT-B CapFilt-L VQA
+PAPER_MASK_PROMPT_DEPTH = 3                            # ovseg's mask prompt
+_REPRODUCE = "docs/reproduce.md#assets"
+
+
+def paper_asset_notes(cfg: Config, steps: list[str]) -> list[Problem]:
+    """A note for every asset of the paper's runs that ``cfg`` leaves unset or sets otherwise, for the selected
+    ``steps``: such a run trains a model other than the paper's. Never fatal; a value this cannot judge (a model
+    folder, a local file) gets none, and a toy-world config (``toy.generate``) none at all: it is not the
+    paper's data. Each note points to the assets of docs/reproduce.md."""
+    if cfg.toy.generate:
+        return []
+    s = set(steps)
+    notes: list[Problem] = []
+
+    def note(key: str, message: str) -> None:
+        notes.append(Problem(key, f"{message} ({_REPRODUCE})", fatal=False))
+
+    c = cfg.clip
+    if "train_ritc" in s:
+        if not c.mask_prompt_checkpoint:
+            note("clip.mask_prompt_checkpoint", "unset: the paper's RITC uses the ovseg mask-prompt CLIP "
+                                                "(ovseg_swinbase_vitL14_ft_mpt.pth); without it RITC trains against "
+                                                "plain CLIP")
+        elif c.mask_prompt_depth != PAPER_MASK_PROMPT_DEPTH:
+            note("clip.mask_prompt_depth", f"{c.mask_prompt_depth}: ovseg's mask prompt, the paper's, reaches "
+                                           f"{PAPER_MASK_PROMPT_DEPTH} blocks")
+    if s & {"text_feats", "train_ritc"}:
+        arch = _clip_architecture(c.model)
+        if arch is not None and arch != PAPER_CLIP:
+            note("clip.model", f"{c.model!r}: the paper's CLIP is {PAPER_CLIP} with OpenAI's weights")
+        elif arch == PAPER_CLIP and c.pretrained and not Path(c.pretrained).expanduser().is_file() \
+                and c.pretrained != "openai":
+            note("clip.pretrained", f"{c.pretrained!r}: the paper's {PAPER_CLIP} weights are OpenAI's ('openai')")
+        elif arch == PAPER_CLIP and c.quick_gelu is False:
+            note("clip.quick_gelu", "false declares weights other than OpenAI's (theirs use QuickGELU): the paper "
+                                    f"used OpenAI's {PAPER_CLIP}")
+    vqa = cfg.qape.vqa_model
+    if "qape" in s and not cfg.qape.no_qape and not Path(vqa).expanduser().exists() and vqa.count("/") == 1 \
+            and not vqa.startswith((".", "/", "~")) and vqa != PAPER_VQA:
+        note("qape.vqa_model", f"{vqa!r}: the paper's VQA model is BLIP ViT-B CapFilt-L ({PAPER_VQA})")
+    if "train_irn" in s and cfg.irn.pretrained == "cam_baseline":
+        note("irn.pretrained", "cam_baseline: IRN, as the paper uses it, starts from ImageNet ResNet-50 ('imagenet')")
+    if "train_deeplab" in s:
+        d = cfg.deeplab
+        if d.arch == "v2_resnet101" and d.pretrained == "cam_baseline":
+            note("deeplab.pretrained", "cam_baseline: the paper's DeepLabV2 starts from ImageNet ResNet-101 "
+                                       "('imagenet')")
+        if d.arch == "v1_wr38" and d.pretrained is None:
+            note("deeplab.pretrained", "null: the paper's DeepLabV1 starts from the ImageNet ResNet-38 weights "
+                                       "(ilsvrc-cls_rna-a1_cls1000_ep-0001.params)")
+    trains = s & {"qape", "text_feats", "train_cam", "train_ritc", "train_irn", "make_cam"}
+    paper_train = {"voc12": ("train_aug", "VOC 2012 train + SBD, 10,582 images"),
+                   "coco14": ("train", "the 82,081 train2014 images with a label")}.get(cfg.dataset.name)
+    if trains and paper_train and cfg.dataset.train_split != paper_train[0]:
+        note("dataset.train_split", f"{cfg.dataset.train_split!r}: the paper trains on {paper_train[0]!r} "
+                                    f"({paper_train[1]})")
+    if cfg.dataset.name == "voc12" and s & {"eval_cam", "eval_sem_seg"} and cfg.dataset.eval_split != "train":
+        note("dataset.eval_split", f"{cfg.dataset.eval_split!r}: the paper's CAM and pseudo-mask figures (Tables 1, "
+                                   "4, 5) are on VOC 2012 'train' (1,464 images)")
+    return notes
+
+
+def _clip_architecture(model: str) -> str | None:
+    """The open_clip architecture ``clip.model`` names ("ViT-L-14"), or None for a folder / hub model (unknown)."""
+    if model.startswith(("hf-hub:", "local-dir:")) or Path(model).expanduser().is_dir() or \
+            ("/" in model and not model.endswith(".json")):
+        return None
+    return Path(model).stem if model.endswith(".json") else model

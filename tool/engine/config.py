@@ -192,8 +192,9 @@ class QapeConfig:
     # Question templates per group, "{}" = the class name as spelled for questions (paper Table 6).
     # Empty = the built-in defaults of net.qape_text.DEFAULT_QUESTIONS.
     questions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")   # Table 5 ablations
-    no_qape: bool = False                      # Table 5 "no QAPE": FG = class name, BG = "no {class}"
+    # Table 5 ablations: the question groups asked; without a BG group the BG text is "no {class}"
+    groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")
+    no_qape: bool = False                      # Table 5 "no QAPE": FG = class, BG = "no {class}"; qape skipped
     prompt: str = "a photo of {}."             # the CLIP prompt around each corpus text, {} = the text
     # FG answers that already name an alias of the class get no class name appended.
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
