@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tool.data.cam_io import find_cam, load_cam
 from tool.engine.config import Config
-from tool.data.registry import build_dataset, missing_gt, class_names_with_bg
+from tool.data.registry import build_dataset, missing_gt, class_names_with_bg, read_identity
 from tool.engine.io import write_json
 from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
 from tool.engine.runtime import Context
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam", "eval")
 INPUTS = ("make_cam",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of ``dataset.eval_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.eval_split: ("gt",)})
 
 
 def skip_reason(cfg: Config, ctx: Context) -> str | None:

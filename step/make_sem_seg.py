@@ -25,7 +25,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device
 from tool.engine.io import png_complete
 from tool.data.palette import save_label_png
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn")
 INPUTS = ("make_cam", "train_irn")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)})
 
 
 @torch.no_grad()

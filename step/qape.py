@@ -31,7 +31,7 @@ from net.blip_vqa import BlipVQA, preprocess_image
 from tool.engine import dist
 from tool.engine.config import Config, QapeConfig
 from tool.data.base import ImageItems
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.io import read_jsonl_repairing, write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.engine.per_image import PerImage
@@ -43,6 +43,11 @@ SECTIONS = ("dataset", "qape")
 INPUTS: tuple[str, ...] = ()
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("qape.vqa_model",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``qape.split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.qape.split or cfg.dataset.train_split: ("labels",)})
 
 
 def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:

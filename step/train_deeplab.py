@@ -32,7 +32,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast
@@ -45,6 +45,13 @@ SECTIONS = ("dataset", "deeplab", "seed")
 INPUTS = ("make_sem_seg", "train_cam")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab.pretrained",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the list of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("ids",)})
+
+
 def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     """Backbone from the trained CAM classifier (``deeplab.pretrained: cam_baseline``): offline runs,
     where no ImageNet weights exist, get a backbone that has at least seen the training images.

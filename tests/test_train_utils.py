@@ -182,13 +182,15 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     # ids are not files and leave the digest alone
     import os
 
+    from tests.test_voc12 import make_voc
     from tool.engine.config import load_config
     from tool.engine.runner import file_identity, step_digest
     from tool.engine.runtime import make_context
 
     weights = tmp_path / "resnet50_toy.pth"
     weights.write_bytes(b"first")
-    cfg = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", f"cam.pretrained={weights}"])
+    data = [f"dataset.root={make_voc(tmp_path)}", "dataset.train_split=train"]
+    cfg = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", f"cam.pretrained={weights}", *data])
     ctx = make_context(cfg)
     before = step_digest("train_cam", cfg, ctx)
     assert step_digest("train_cam", cfg, ctx) == before
@@ -203,5 +205,5 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     os.utime(tmp_path / "blip" / "config.json", ns=(1, 5))
     assert file_identity(tmp_path / "blip") == [["config.json", 2, 5]]
     assert file_identity("imagenet") is None and file_identity(None) is None
-    hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet"])
+    hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet", *data])
     assert step_digest("train_cam", hub, ctx) == step_digest("train_cam", hub, ctx)

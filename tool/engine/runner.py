@@ -1,10 +1,11 @@
 """Running steps: done markers, config digests, the work-dir session around a run.
 
 A step module exposes ``run(cfg, ctx) -> dict``, ``SECTIONS`` (the config sections its result
-depends on) and ``INPUTS`` (the steps whose artefacts it reads). Its marker
-``steps/<step>.done.json`` holds a digest of those sections and of the upstream markers' run ids:
-an unchanged step is skipped, a changed one (or one whose input was re-made) reruns. The runner
-hands the step its digest, name and force flag in the context (``ctx.digest``, ``ctx.step``,
+depends on), ``INPUTS`` (the steps whose artefacts it reads) and, if it reads the dataset,
+``data_identity(cfg, ctx)`` (what of the dataset it reads: split lists, labels, GT masks). Its marker
+``steps/<step>.done.json`` holds a digest of those sections, of the upstream markers' run ids and of that
+data: an unchanged step is skipped, a changed one (or one whose input or data was re-made) reruns. The
+runner hands the step its digest, name and force flag in the context (``ctx.digest``, ``ctx.step``,
 ``ctx.force``), so steps never import the runner. Steps are imported by name, when they run.
 """
 from __future__ import annotations
@@ -52,10 +53,12 @@ def file_identity(path: str | os.PathLike | None) -> list | None:
     return None
 
 
-def step_digest(name: str, cfg: Config, ctx: Context) -> str:
+def step_digest(name: str, cfg: Config, ctx: Context, data: bool = True) -> str:
     """The digest a step's done marker must match: its config ``SECTIONS``, the run ids of its
-    ``INPUTS`` steps, and the identity of the local files named by its ``FILES`` keys (``section.key``:
-    e.g. a retrained ``cam.pretrained`` file reruns ``train_cam``)."""
+    ``INPUTS`` steps, the identity of the local files named by its ``FILES`` keys (``section.key``:
+    e.g. a retrained ``cam.pretrained`` file reruns ``train_cam``) and of the data it reads
+    (``data_identity``: an edited label file, split list or GT mask reruns the steps that read it).
+    ``data=False``: the digest without the data, as markers of code before it was added hold it."""
     mod = step_module(name)
     upstream = {}
     for dep in getattr(mod, "INPUTS", ()):
@@ -63,15 +66,28 @@ def step_digest(name: str, cfg: Config, ctx: Context) -> str:
         upstream[dep] = read_json(marker).get("run_id") if marker.is_file() else None
     files = {key: file_identity(getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]))
              for key in getattr(mod, "FILES", ())}
-    extra = {"step": name, "upstream": upstream}
+    extra: dict = {"step": name, "upstream": upstream}
     if any(v is not None for v in files.values()):   # (digests of runs on hub / keyword weights unchanged)
         extra["files"] = {k: v for k, v in files.items() if v is not None}
+    hook = getattr(mod, "data_identity", None)
+    if data and hook is not None:
+        extra["data"] = hook(cfg, ctx)
     return section_digest(cfg, tuple(mod.SECTIONS), extra=extra)
+
+
+def marker_matches(done: dict, name: str, cfg: Config, ctx: Context, digest: str) -> bool:
+    """Whether the done marker ``done`` stands for the step as ``digest`` describes it now.
+
+    A marker written before the data entered the digests (no ``data`` field) matches on the digest without
+    it: an upgrade does not rerun finished steps; it takes the data as then read (``run_step`` rewrites it)."""
+    if done.get("digest") == digest:
+        return True
+    return "data" not in done and done.get("digest") == step_digest(name, cfg, ctx, data=False)
 
 
 def is_done(name: str, cfg: Config, ctx: Context) -> bool:
     marker = ctx.paths.done_marker(name)
-    return marker.is_file() and read_json(marker).get("digest") == step_digest(name, cfg, ctx)
+    return marker.is_file() and marker_matches(read_json(marker), name, cfg, ctx, step_digest(name, cfg, ctx))
 
 
 def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
@@ -97,10 +113,13 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
         recover_metrics_line(read_json(marker), ctx)
     if not force and marker.is_file():
         done = read_json(marker)
-        if done.get("digest") == digest:
+        if marker_matches(done, name, cfg, ctx, digest):
+            if done.get("digest") != digest and ctx.is_main:   # an older marker: it now holds the data too
+                write_json(marker, {**done, "digest": digest, "data": True})
+                log.info("step %s: marker of an earlier version, taken with the data as it is now", name)
             log.info("step %s: up to date (digest %s), skipped; --force reruns it", name, digest)
             return done.get("metrics", {})
-        log.info("step %s: configuration or inputs changed since its last run, rerunning", name)
+        log.info("step %s: configuration, inputs or data changed since its last run, rerunning", name)
     dist.barrier()
     if ctx.is_main and marker.is_file():
         # A rerun invalidates the old marker first: should it crash after deleting outputs, the next
@@ -123,7 +142,7 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     dist.barrier()
     if ctx.is_main:
         run_id = uuid.uuid4().hex
-        write_json(marker, {"step": name, "digest": digest, "run_id": run_id,
+        write_json(marker, {"step": name, "digest": digest, "data": True, "run_id": run_id,
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
                             "metrics": metrics})
         append_jsonl(ctx.paths.metrics_jsonl, {"step": name, "seconds": round(seconds, 2), **metrics, "run_id": run_id})
