@@ -358,7 +358,9 @@ class COCO14:
         try:
             base, row = self._locate(entry)
         except DatasetError as e:
-            raise DatasetError(f"{path}: {e}") from None
+            hint = (f"; list entries are file stems or COCO ids, without folder or extension "
+                    f"({Path(entry).stem!r}, not {entry!r})") if "/" in entry or Path(entry).suffix else ""
+            raise DatasetError(f"{path}: {e}{hint}") from None
         return self._stems[base][row]
 
     def image_path(self, image_id: str) -> Path:

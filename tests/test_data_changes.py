@@ -133,3 +133,93 @@ def test_coco_json_and_folder_labels_enter_the_digest(tmp_path):
     (root / "classes.txt").write_text("cat\ndog\ntv\n")
     (root / "labels.csv").write_text("image,labels\na.jpg,cat\nsub/b,tv\nc, dog | cat \n")
     assert step_digest("qape", cfg, ctx) != before             # renamed: QAPE asks about a "tv" now
+
+
+# ---- names a user mistyped -------------------------------------------------------------------------------
+
+def test_unknown_voc_object_names_are_named_by_the_reader_and_by_check(tmp_path):
+    """An image labelled dog + person whose dog is typed ``dgo`` is not read as person alone; an XML whose only
+    object is ``Car`` names ``Car``. ``--check`` reports the same, fatal."""
+    from tool.data.base import DatasetError
+    from tool.preflight import preflight
+    from voc12.dataset import VOC12
+
+    root = make_voc(tmp_path, ids=("a", "b", "c"))
+    (root / "Annotations" / "a.xml").write_text(XML.replace("diningtable", "dgo").format(id="a"))
+    (root / "Annotations" / "b.xml").write_text("<annotation><object><name>Car</name></object></annotation>")
+    with pytest.raises(DatasetError) as e:
+        VOC12(root, tmp_path / "cache").labels(["a", "b", "c"])
+    msg = str(e.value)
+    assert f"{root / 'Annotations' / 'a.xml'}: object name 'dgo' is not a VOC class (did you mean 'dog'?)" in msg
+    assert f"{root / 'Annotations' / 'b.xml'}: object name 'Car' is not a VOC class (did you mean 'car'?)" in msg
+    assert "and 1 more" in msg
+    # the good image is cached, the bad ones are not: fixed, they are read again
+    (root / "Annotations" / "b.xml").write_text("<annotation><object><name>car</name></object></annotation>")
+    (root / "Annotations" / "a.xml").write_text(XML.format(id="a"))
+    assert VOC12(root, tmp_path / "cache").labels(["a", "b", "c"]).sum(axis=1).tolist() == [2, 1, 2]
+
+    (root / "Annotations" / "c.xml").write_text(XML.replace("diningtable", "dgo").format(id="c"))
+    _touch_later(root / "Annotations" / "c.xml")
+    cfg = load_config(SMOKE, [f"work_dir={tmp_path / 'work'}", f"dataset.root={root}", "toy.generate=false",
+                              "dataset.train_split=train"])
+    found = [p for p in preflight(cfg, ["train_cam"]) if "dgo" in p.message]
+    assert len(found) == 1 and found[0].fatal and found[0].key == "dataset.train_split"
+
+
+def test_a_label_cache_of_older_code_is_rebuilt(tmp_path):
+    """Caches written when unknown names were dropped hold the wrong labels under matching stamps: rebuilt."""
+    from tool.data.base import DatasetError
+    from voc12.dataset import VOC12, XML_NAMES
+
+    root = make_voc(tmp_path, ids=("a",), xml=XML.replace("diningtable", "dgo"))
+    xml = root / "Annotations" / "a.xml"
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "voc12_labels.json").write_text(json.dumps({
+        "version": 2, "root": str(root.resolve()), "labels": {"a": [XML_NAMES.index("person")]},
+        "stamps": {"a": [xml.stat().st_size, xml.stat().st_mtime_ns]}}))
+    with pytest.raises(DatasetError, match="'dgo' is not a VOC class"):
+        VOC12(root, tmp_path / "cache").labels(["a"])
+
+
+def test_split_lists_of_another_format_are_refused_naming_the_line(tmp_path):
+    from tool.data.base import DatasetError
+    from voc12.dataset import VOC12
+
+    root = make_voc(tmp_path)
+    lst = root / "ImageSets" / "Segmentation" / "train.txt"
+    lst.write_text("a  1\nb -1\n")                    # ImageSets/Main/dog_train.txt: b is a negative
+    with pytest.raises(DatasetError, match=rf"{lst}:1: 'a  1' holds 2 words.*ImageSets/Main class list"):
+        VOC12(root).ids("train")
+    lst.write_text("a.jpg\nb\n")
+    with pytest.raises(DatasetError, match=r"without folder or extension \('a', not 'a.jpg'\)"):
+        VOC12(root).ids("train")
+
+
+def test_coco_list_entry_with_its_extension_gets_a_hint(tmp_path):
+    from coco14.dataset import COCO14
+    from tests.test_coco14 import TRAIN_ANNS, image, instances, stem, write_coco
+    from tool.data.base import DatasetError
+
+    root = write_coco(tmp_path / "COCO", instances(TRAIN_ANNS, [image(30), image(10)]))
+    (root / "lists").mkdir()
+    (root / "lists" / "mine.txt").write_text(f"{stem(10)}\n{stem(30)}.jpg\n")
+    with pytest.raises(DatasetError, match=rf"mine.txt: .*without folder or extension \('{stem(30)}', not"):
+        COCO14(root).ids("mine")
+
+
+def test_folder_split_list_entries_resolve_as_in_the_label_file_and_errors_name_their_key(tmp_path):
+    from tests.test_folder_dataset import cfg as folder_cfg
+    from tests.test_folder_dataset import make_folder
+    from tool.data.folder import FolderDataset
+    from tool.preflight import preflight
+
+    root = make_folder(tmp_path / "f")
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("./a.jpg\n.\\sub\\b.png\nc\n")
+    assert FolderDataset(folder_cfg(root)).ids("train") == ["a", "sub/b", "c"]
+
+    (root / "labels.csv").write_text("image,labels\na.jpg,cat;dgo\n")
+    cfg = load_config(SMOKE, [f"work_dir={tmp_path / 'work'}", "dataset.name=folder", f"dataset.root={root}",
+                              "toy.generate=false", "dataset.train_split=train"])
+    found = [p for p in preflight(cfg, ["train_cam"]) if "dgo" in p.message]
+    assert [(p.key, p.fatal) for p in found] == [("dataset.labels", True)]

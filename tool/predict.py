@@ -80,7 +80,7 @@ def collect_images(sources: Sequence[str]) -> dict[str, Path]:
             for f in files:
                 add(f.relative_to(p).with_suffix("").as_posix(), f, str(p))
         elif p.suffix.lower() == ".txt" and p.is_file():
-            for n, entry in enumerate(read_id_list(p), 1):
+            for n, entry in enumerate(read_id_list(p, whole_line=True), 1):
                 f = p.parent / entry                       # (an absolute entry stays itself)
                 if not f.is_file() and f.suffix.lower() not in IMAGE_EXTS:     # named without its extension
                     f = next((f.with_name(f.name + e) for e in IMAGE_EXTS if f.with_name(f.name + e).is_file()), f)

@@ -170,7 +170,8 @@ def _check_dataset(cfg: Config, steps: list[str], paths: WorkPaths, sample: int,
     try:
         ds = build_dataset(cfg.dataset, cache)
     except (RuntimeError, ValueError) as e:     # voc12 / coco14 DatasetError (a RuntimeError), unknown name
-        problems.append(Problem("dataset.root" if "root" in str(e) else "dataset.name", str(e)))
+        key = getattr(e, "key", None) or ("dataset.root" if "root" in str(e) else "dataset.name")
+        problems.append(Problem(key, str(e)))
         return counts, 0.0
     sizes: list[int] = []
     for (key, split), what in _split_needs(cfg, steps).items():
