@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 def check(cfg, chosen: list[str]) -> dict:
     """``--check``: print the preflight's problems (tool/preflight.py); SystemExit(1) when one is fatal."""
     from tool.preflight import preflight
-    from tool.engine.runner import step_module
+    from tool.engine.runner import step_needs
 
-    problems = preflight(cfg, chosen, inputs_of=lambda s: tuple(getattr(step_module(s), "INPUTS", ())))
+    problems = preflight(cfg, chosen, inputs_of=lambda s: step_needs(s, cfg))
     fatal = sum(pr.fatal for pr in problems)
     summary = f"preflight of {', '.join(chosen) or '(no steps)'}: {fatal} fatal, {len(problems) - fatal} note(s)"
     sys.stdout.write("".join(pr.line() + "\n" for pr in problems) + summary + "\n")

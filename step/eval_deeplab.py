@@ -47,6 +47,12 @@ INPUTS = ("train_deeplab",)
 FILES = ("deeplab_eval.model",)
 
 
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): train_deeplab's model, unless ``deeplab_eval.model`` names another file."""
+    return () if cfg.deeplab_eval.model else INPUTS
+
+
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of the evaluated split."""
     return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.deeplab_eval.split or cfg.dataset.val_split: ("gt",)})

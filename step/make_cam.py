@@ -36,6 +36,17 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam")
 INPUTS = ("train_cam", "train_ritc")
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the model of ``make_cam.source`` (and the baseline's for ``compare_baseline``)."""
+    c = cfg.make_cam
+    if c.source == "baseline":
+        return ("train_cam",)
+    return ("train_cam", "train_ritc") if c.compare_baseline else ("train_ritc",)
+
+
 CAM_KEYS = ("keys", "cam", "high_res")
 
 

@@ -47,6 +47,15 @@ INPUTS = ("make_sem_seg", "train_cam")
 FILES = ("deeplab.pretrained",)
 
 
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the pseudo masks of make_sem_seg (unless ``deeplab.label_dir``), the CAM classifier for
+    ``deeplab.pretrained: cam_baseline``."""
+    c = cfg.deeplab
+    return tuple(s for s, needed in (("make_sem_seg", c.label_dir is None),
+                                      ("train_cam", c.pretrained == "cam_baseline")) if needed)
+
+
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the list of ``dataset.train_split``."""
     return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("ids",)})

@@ -44,6 +44,12 @@ INPUTS = ("cam_to_ir_label", "train_cam")
 FILES = ("irn.pretrained",)
 
 
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the IR labels, and the CAM classifier for ``irn.pretrained: cam_baseline``."""
+    return ("cam_to_ir_label", "train_cam") if cfg.irn.pretrained == "cam_baseline" else ("cam_to_ir_label",)
+
+
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the list of the CAM split."""
     return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("ids",)})

@@ -46,6 +46,12 @@ INPUTS = ("train_cam", "text_feats")
 FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.init")
 
 
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the texts, and the CAM classifier unless ``ritc.init`` names another file."""
+    return ("train_cam", "text_feats") if cfg.ritc.init == "baseline" else ("text_feats",)
+
+
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``dataset.train_split``."""
     return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("labels",)})

@@ -39,6 +39,14 @@ def step_module(name: str) -> ModuleType:
         raise
 
 
+def step_needs(name: str, cfg: Config) -> tuple[str, ...]:
+    """The steps whose outputs ``name`` reads under ``cfg``: its ``needs(cfg)`` (``make_cam.source: baseline``
+    reads no RITC model), else its ``INPUTS``. What ``--check`` requires to be selected or done."""
+    mod = step_module(name)
+    hook = getattr(mod, "needs", None)
+    return tuple(hook(cfg)) if hook is not None else tuple(getattr(mod, "INPUTS", ()))
+
+
 def file_identity(path: str | os.PathLike | None) -> list | None:
     """What a done marker remembers of a local weights file or folder: size and mtime of the file, or of
     each file directly in the folder. ``None`` for values that are not local paths (``imagenet``, hub ids)."""
