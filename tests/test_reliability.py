@@ -464,3 +464,72 @@ def test_exif_orientation_is_ignored_and_said_once(tmp_path, caplog):
     imutils.read_image(tmp_path / "1.jpg")
     assert a.shape == (4, 6, 3)                        # stored pixels, not turned upright
     assert caplog.text.count("EXIF orientation 6: ignored") == 1
+
+
+def test_pickle_payload_or_torn_file_as_pretrained_weights_is_one_named_line(tmp_path):
+    """Every ``*.pretrained`` weight path (and ``deeplab_eval.model``, the mask-prompt checkpoint) is read by the
+    one safe reader: a payload is refused without running, a torn file named, each in one line."""
+    from net.clip_mask import _read_checkpoint
+    from net.deeplab import DeepLabV2, DeepLabV2MSC, load_trained
+    from net.deeplab import load_pretrained as deeplab_pretrained
+    from net.resnet50 import ResNet50, load_pretrained
+    from net.weights import UnreadableWeights
+    from net.wr38 import load_wr38_pretrained
+    from tool.engine.cli import user_message
+
+    ran = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "x": _Payload(ran)}, evil)
+    torn = tmp_path / "torn.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, torn)
+    _tear(torn)
+    loaders = {"cam.pretrained": lambda p: load_pretrained(ResNet50(), p, "cam.pretrained"),
+               "deeplab.pretrained": lambda p: deeplab_pretrained(DeepLabV2(3, blocks=(1, 1, 1, 1)), p, "torchvision"),
+               "deeplab_eval.model": lambda p: load_trained(DeepLabV2MSC(DeepLabV2(3, blocks=(1, 1, 1, 1))), p,
+                                                            "deeplab_eval.model"),
+               "deeplab.pretrained (wr38)": lambda p: load_wr38_pretrained(None, str(p)),
+               "clip.mask_prompt_checkpoint": lambda p: _read_checkpoint(p)}
+    for what, load in loaders.items():
+        key = what.split()[0]
+        for path, why in ((evil, "is not a plain state dict: loading it would run code it names"),
+                          (torn, "cannot be read as torch weights")):
+            with pytest.raises(UnreadableWeights) as e:
+                load(path)
+            msg = user_message(e.value)
+            assert msg is not None and msg.startswith(f"{key}: {path} {why}") and "\n" not in str(e.value), (what, msg)
+    assert not ran.exists()
+
+
+def test_damaged_clip_config_json_is_named(tmp_path):
+    from net.clip import load_clip
+    from tool.engine.cli import user_message
+    from tool.toy.tiny_models import write_tiny_clip
+
+    folder = write_tiny_clip(tmp_path / "clip")
+    (folder / "open_clip_config.json").write_text('{"model_cfg": {"embed_dim": 32,')
+    with pytest.raises(ValueError) as e:
+        load_clip(str(folder), config_key="clip")
+    assert user_message(e.value).startswith(f"clip.model: {folder / 'open_clip_config.json'} is not valid JSON")
+    arch = tmp_path / "my-vit.json"
+    arch.write_text("{")
+    with pytest.raises(ValueError, match=f"clip.model: {arch} is not valid JSON"):
+        load_clip(str(arch), "x.pt", config_key="clip")
+
+
+def test_a_run_refused_by_the_lock_writes_nothing_into_the_holders_log(tmp_path):
+    from tool.engine.cli import run_cli
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "log.txt").write_text("the holder's log\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tool.engine.lock import work_dir_lock\n"
+         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert run_cli(run_sample.main, smoke_args(tmp_path, "--steps", "train_cam")) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (work / "log.txt").read_text() == "the holder's log\n"

@@ -25,7 +25,7 @@ from tool.engine import dist
 from tool.engine.config import Config, section_digest
 from tool.engine.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
 from tool.engine.lock import work_dir_lock
-from tool.engine.runtime import Context, seed_step, write_run_files
+from tool.engine.runtime import Context, seed_step, setup_logging, write_run_files
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,9 @@ def run_session(cfg: Config, ctx: Context, command: list[str]) -> Iterator[None]
     write ``config.yaml`` and ``meta.json``; tear the process group down at the end."""
     try:
         with work_dir_lock(ctx.paths.root, [sys.executable, *command]):
+            setup_logging(ctx.paths.log_txt)         # ours now: a refused run never reaches this line
+            log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the "
+                     "rank)", ctx.paths.root, ctx.device, ctx.rank, ctx.world_size, ctx.run_seed)
             if ctx.is_main:
                 clean_temp_files(ctx.paths.root)    # anywhere in the work dir
             write_run_files(cfg, ctx, command)
