@@ -371,6 +371,30 @@ def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch)
         assert f.stat().st_mode & 0o777 == 0o644, f
 
 
+def test_files_of_writers_that_recreate_them_and_model_folders_follow_the_umask(tmp_path):
+    """safetensors deletes and recreates the file it writes (0600 whatever the umask); HF ``save_pretrained``
+    does too, in a ``mkdtemp`` folder (0700): colleagues sharing a work dir could not read them."""
+    from safetensors.torch import save_file
+
+    from tool.engine.io import atomic_path
+    from tool.toy.tiny_models import write_tiny_blip, write_tiny_clip
+
+    old = os.umask(0o002)
+    try:
+        with atomic_path(tmp_path / "qape" / "text_feats.x.safetensors") as tmp:
+            save_file({"feats": torch.zeros(2, 3)}, str(tmp))
+        write_tiny_clip(tmp_path / "models" / "clip")
+        write_tiny_blip(tmp_path / "models" / "blip")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "qape" / "text_feats.x.safetensors").stat().st_mode & 0o777 == 0o664
+    files = [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"model.safetensors", "open_clip_model.safetensors", "config.json"}
+    assert {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files
+            if p.stat().st_mode & 0o777 != 0o664} == {}
+    assert all(d.stat().st_mode & 0o777 == 0o775 for d in (tmp_path / "models").rglob("*") if d.is_dir())
+
+
 # ---- 6. data edge cases that misread silently --------------------------------------------------------
 
 def test_voc_label_cache_follows_edited_xml(tmp_path):

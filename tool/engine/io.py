@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,8 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     try:
         try:
             yield tmp_path
+            # again after the writer: some (safetensors) delete and recreate the file, as 0600
+            os.chmod(tmp_path, 0o666 & ~_umask())
             if durable:
                 fd = os.open(tmp_path, os.O_RDONLY)
                 try:
@@ -106,6 +109,29 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` (a model folder written by a
+    library's ``save_pretrained``), its folders and files given the umask's usual modes (``mkdtemp`` makes
+    0700, some writers 0600). On error the temp folder is removed and ``path`` untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        mask = _umask()
+        for folder, _, files in os.walk(tmp):
+            os.chmod(folder, 0o777 & ~mask)
+            for f in files:
+                os.chmod(os.path.join(folder, f), 0o666 & ~mask)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
