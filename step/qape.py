@@ -145,6 +145,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     n_pairs, n_questions, skipped_pairs = (int(v) for v in totals)
     skipped = counts["skipped_bad"]
     dist.barrier()
+    rate = round(n_questions / seconds, 2) if n_questions and seconds > 0 else None    # this session's
+    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     if ctx.is_main:
         merged = merge_corpus(qdir, ids, names)
         expected = int(labels.sum()) - skipped_pairs
@@ -152,10 +154,17 @@ def run(cfg: Config, ctx: Context) -> dict:
             raise RuntimeError(f"qape: {ctx.paths.corpus_jsonl} holds {merged} of the {expected} expected (image, "
                                f"class) pairs; its shards in {qdir} changed under this run (another process on this "
                                "work_dir?). Run qape again to complete it")
+        # the summary describes the corpus, whole: the pairs and questions answered before a resume count too
+        n_pairs, n_questions = merged, corpus_questions(ctx.paths.corpus_jsonl)
     dist.barrier()
-    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     return {"num_images": len(ids), "pairs_answered": n_pairs, "questions": n_questions, "skipped_bad": skipped,
-            "questions_per_s": round(n_questions / seconds, 2) if n_questions and seconds > 0 else None}
+            "questions_per_s": rate}
+
+
+def corpus_questions(path: Path) -> int:
+    """The questions answered in a merged corpus: its FG and BG (question, answer) pairs."""
+    with open(path, encoding="utf-8") as f:
+        return sum(len(r["fg"]) + len(r["bg"]) for r in map(json.loads, f))
 
 
 def merge_corpus(qdir: Path, ids: list[str], names: tuple[str, ...]) -> int:

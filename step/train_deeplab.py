@@ -114,10 +114,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     model = dist.wrap_ddp(model, ctx.device)
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
-    seen = [0]                                    # images trained in this session (for images/s)
-
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
-        seen[0] += len(batch["name"])
         x = normalize_input(batch["img"].to(ctx.device, non_blocking=True),
                             batch["valid"].to(ctx.device, non_blocking=True), c.pretrained_format)  # [N, 3, C, C]
         if channels_last:
@@ -136,9 +133,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
-    rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
-    log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
-    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})
+    log.info("train_deeplab: %s training images/s (all ranks, loading included)", metrics["images_per_s"])
+    metrics.update({"num_images": len(ids), "init": source})
     return metrics
 
 
