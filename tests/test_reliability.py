@@ -557,3 +557,43 @@ def test_a_run_refused_by_the_lock_writes_nothing_into_the_holders_log(tmp_path)
         holder.kill()
         holder.wait()
     assert (work / "log.txt").read_text() == "the holder's log\n"
+
+
+@pytest.mark.slow
+def test_sigterm_is_logged_leaves_no_torn_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
+    """SIGTERM (a scheduler ending the job) in the middle of writing train_cam's step-2 checkpoint: one line and
+    status 143, a log line, no temp file, the step-1 checkpoint intact, no marker; the next run resumes from
+    step 1 (default handling ended the process without a word). The handler is gone after the run."""
+    import signal
+    import time
+
+    from tool.engine import checkpoint
+    from tool.engine.cli import run_cli
+    from tool.engine.io import atomic_path
+
+    real, n = checkpoint.write_bytes, [0]
+
+    def dying(path, data, durable=True):
+        n[0] += str(path).endswith("checkpoints/train_cam.pth")
+        if n[0] == 2:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)                      # the handler raises before this ends
+        return real(path, data, durable)
+
+    monkeypatch.setattr(checkpoint, "write_bytes", dying)
+    args = smoke_args(tmp_path, "--steps", "train_cam", "--set", "cam.train.max_steps=4", "--set", "cam.train.epochs=2",
+                      "--set", "cam.train.checkpoint_every=1")
+    assert run_cli(run_sample.main, args) == 143
+    err = capsys.readouterr().err
+    assert "\nstopped: SIGTERM; run the same command again to resume\n" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    work = tmp_path / "work"
+    assert "received SIGTERM" in (work / "log.txt").read_text()
+    assert not [p for p in work.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    assert torch.load(work / "checkpoints" / "train_cam.pth", weights_only=False)["step"] == 1
+    assert not (work / "steps" / "train_cam.done.json").exists()
+    monkeypatch.setattr(checkpoint, "write_bytes", real)
+    out = run_sample.main(args)
+    assert out["train_cam"]["steps"] == 4 and "resumed from" in (work / "log.txt").read_text()

@@ -14,7 +14,9 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +24,7 @@ from types import ModuleType
 from typing import Iterator
 
 from tool.engine import dist
+from tool.engine.cli import Terminated
 from tool.engine.config import Config, section_digest
 from tool.engine.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
 from tool.engine.lock import work_dir_lock
@@ -205,11 +208,38 @@ def invalidate(e: DamagedFile, ctx: Context) -> str:
 
 
 @contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM is logged and raised as ``Terminated`` in the main thread: the step stops
+    where it is, atomic writes remove their temp files, the last checkpoint stays, no marker is written, and
+    the next run resumes as after a kill. (Default handling would end the process without a word.)"""
+    if threading.current_thread() is not threading.main_thread():   # signals reach the main thread only
+        yield
+        return
+
+    me = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != me:        # a forked DataLoader worker inherited it: end as by default, silently
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        log.warning("received SIGTERM (a scheduler ending the job?): stopping; the next run resumes from the last "
+                    "checkpoint and the outputs already written")
+        raise Terminated("SIGTERM; run the same command again to resume")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
 def run_session(cfg: Config, ctx: Context, command: list[str]) -> Iterator[None]:
     """Around one run of steps: hold the work-dir lock (one run per work_dir), remove what killed runs left,
-    write ``config.yaml`` and ``meta.json``; tear the process group down at the end."""
+    write ``config.yaml`` and ``meta.json``, stop cleanly on SIGTERM; tear the process group down at the end."""
     try:
-        with work_dir_lock(ctx.paths.root, [sys.executable, *command]):
+        with stop_on_sigterm(), work_dir_lock(ctx.paths.root, [sys.executable, *command]):
             setup_logging(ctx.paths.log_txt)         # ours now: a refused run never reaches this line
             log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the "
                      "rank)", ctx.paths.root, ctx.device, ctx.rank, ctx.world_size, ctx.run_seed)
