@@ -132,38 +132,6 @@ def test_predict_any_image_mode_and_size(folder_run):
         assert Image.open(out / f"{name}.overlay.jpg").size == size
 
 
-def test_predict_unreadable_images_stop_or_are_skipped_as_the_error_says(folder_run, capsys):
-    """An empty file (no header) and a truncated JPEG (a header, no pixels) stop predict naming the file and
-    how to skip; with ``dataset.skip_bad_images: true``, which the message suggests, they are skipped and
-    counted and the others predicted. ``--crf``'s help names the CRF keys as they are spelled now."""
-    from tool.data.imutils import BadImageError
-
-    tmp, args, _ = folder_run
-    src = tmp / "toy" / "folder" / "images"
-    new = tmp / "bad_images"
-    new.mkdir()
-    shutil.copy(src / "toy_000001.jpg", new / "good.jpg")
-    (new / "empty.jpg").write_bytes(b"")
-    data = (src / "toy_000002.jpg").read_bytes()
-    (new / "cut.jpg").write_bytes(data[: len(data) // 3])
-    cmd = ["--config", args[1], *args[2:], "--images", str(new), "--out", str(tmp / "predict_bad")]
-    with pytest.raises(ValueError, match=rf"{new / 'empty.jpg'}: cannot read the image .*--set "
-                                         "dataset.skip_bad_images=true"):
-        predict(cmd)
-    (new / "empty.jpg").unlink()
-    with pytest.raises(BadImageError, match=r"cut.jpg.*dataset.skip_bad_images: true"):
-        predict(cmd)
-    (new / "empty.jpg").write_bytes(b"")
-    summary = predict(cmd + ["--set", "dataset.skip_bad_images=true"])
-    assert summary["predicted"] == 1 and summary["skipped_bad"] == 2 and summary["images"] == 3
-    assert (tmp / "predict_bad" / "good.png").is_file() and not (tmp / "predict_bad" / "cut.png").exists()
-    assert "2 unreadable skipped" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        predict(["--help"])
-    helptext = capsys.readouterr().out
-    assert "deeplab_eval.crf.*" in helptext and "crf_" not in helptext
-
-
 def test_predict_flip_is_mirror_symmetric(folder_run):
     """With --flip the output of the mirrored image is the mirrored output (logits averaged with the mirror's);
     without it the network alone is not, so the check has power."""

@@ -597,3 +597,47 @@ def test_sigterm_is_logged_leaves_no_torn_checkpoint_and_resumes(tmp_path, monke
     monkeypatch.setattr(checkpoint, "write_bytes", real)
     out = run_sample.main(args)
     assert out["train_cam"]["steps"] == 4 and "resumed from" in (work / "log.txt").read_text()
+
+
+def test_predict_unreadable_images_stop_or_are_skipped_as_the_error_says(tmp_path, capsys):
+    """An empty file (no header) and a truncated JPEG (a header, no pixels) stop predict naming the file and
+    how to skip; with ``dataset.skip_bad_images: true``, which the messages suggest, they are skipped and
+    counted and the others predicted (predict ignored the key). ``--crf``'s help names the CRF keys as they are
+    spelled now (``deeplab_eval.crf.*``)."""
+    from PIL import Image
+
+    from net.deeplab import build_model
+    from tests.test_voc12 import make_voc
+    from tool.data.imutils import BadImageError
+    from tool.engine.config import load_config
+    from tool.predict import main as predict
+
+    sets = [f"work_dir={tmp_path / 'work'}", f"dataset.root={make_voc(tmp_path)}", "dataset.train_split=train",
+            "toy.generate=false"]
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", sets)
+    torch.save(build_model(cfg.deeplab, 21).state_dict(), tmp_path / "deeplab.pth")     # random weights will do
+    new = tmp_path / "new"
+    new.mkdir()
+    Image.new("RGB", (20, 16), (90, 120, 30)).save(new / "good.jpg")
+    (new / "empty.jpg").write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)   # a long JPEG body
+    Image.fromarray(noise).save(tmp_path / "whole.jpg", quality=95)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (new / "cut.jpg").write_bytes(data[: len(data) // 2])                            # the header is whole
+    cmd = ["--config", str(ROOT / "configs" / "smoke.yaml"), *(a for s in sets for a in ("--set", s)),
+           "--weights", str(tmp_path / "deeplab.pth"), "--images", str(new), "--out", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match=rf"{new / 'empty.jpg'}: cannot read the image .*--set "
+                                         "dataset.skip_bad_images=true"):
+        predict(cmd)
+    (new / "empty.jpg").unlink()
+    with pytest.raises(BadImageError, match=r"cut.jpg.*dataset.skip_bad_images: true"):
+        predict(cmd)
+    (new / "empty.jpg").write_bytes(b"")
+    summary = predict([*cmd, "--set", "dataset.skip_bad_images=true"])
+    assert summary["predicted"] == 1 and summary["skipped_bad"] == 2 and summary["images"] == 3
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "cut.png").exists()
+    assert "2 unreadable skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        predict(["--help"])
+    helptext = capsys.readouterr().out
+    assert "deeplab_eval.crf.*" in helptext and "crf_" not in helptext
