@@ -43,7 +43,7 @@ from net.resnet50 import (
     download_state_dict,
     init_segmentation_backbone,
 )
-from net.weights import load_state_dict_strict
+from net.weights import load_state_dict_strict, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def load_pretrained(model: DeepLabV2, pretrained: str | os.PathLike | None, fmt:
         path = Path(pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights(path, key)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         source = f"{path} ({fmt} layout)"
@@ -412,7 +412,7 @@ def load_trained(model: DeepLabV2MSC, path: str | os.PathLike, key: str) -> None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run train_deeplab first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, key)
     if any(k.startswith("base.backbone.") for k in state):
         load_state_dict_strict(model, state, source=str(path))
         return

@@ -30,7 +30,7 @@ from tool.engine import dist
 from tool.engine.config import Config
 from tool.seg.crf import crf_inference_prob, crf_kwargs
 from tool.data.cam_data import first_item
-from tool.data.registry import build_dataset, class_names_with_bg
+from tool.data.registry import build_dataset, class_names_with_bg, read_identity
 from tool.engine.io import png_complete, write_json
 from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png, save_label_png
@@ -45,6 +45,17 @@ SECTIONS = ("dataset", "deeplab", "deeplab_eval")
 INPUTS = ("train_deeplab",)
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab_eval.model",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): train_deeplab's model, unless ``deeplab_eval.model`` names another file."""
+    return () if cfg.deeplab_eval.model else INPUTS
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of the evaluated split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.deeplab_eval.split or cfg.dataset.val_split: ("gt",)})
 
 
 def finish_image(job: dict) -> np.ndarray | None:

@@ -26,7 +26,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device, strided_size, strided_up_size
 from tool.engine.io import npz_readable, save_npz
 from tool.engine.per_image import PerImage
@@ -36,7 +36,27 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam")
 INPUTS = ("train_cam", "train_ritc")
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the model of ``make_cam.source`` (and the baseline's for ``compare_baseline``)."""
+    c = cfg.make_cam
+    if c.source == "baseline":
+        return ("train_cam",)
+    return ("train_cam", "train_ritc") if c.compare_baseline else ("train_ritc",)
+
+
 CAM_KEYS = ("keys", "cam", "high_res")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split (and of
+    ``dataset.eval_split`` for the baseline's CAMs)."""
+    reads = {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)}
+    if cfg.make_cam.compare_baseline and cfg.make_cam.source != "baseline":
+        reads.setdefault(cfg.dataset.eval_split, ("labels",))
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, reads)
 
 
 @torch.no_grad()

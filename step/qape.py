@@ -31,7 +31,7 @@ from net.blip_vqa import BlipVQA, preprocess_image
 from tool.engine import dist
 from tool.engine.config import Config, QapeConfig
 from tool.data.base import ImageItems
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.io import read_jsonl_repairing, write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.engine.per_image import PerImage
@@ -43,6 +43,11 @@ SECTIONS = ("dataset", "qape")
 INPUTS: tuple[str, ...] = ()
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("qape.vqa_model",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``qape.split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.qape.split or cfg.dataset.train_split: ("labels",)})
 
 
 def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
@@ -147,6 +152,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     n_pairs, n_questions, skipped_pairs = (int(v) for v in totals)
     skipped = counts["skipped_bad"]
     dist.barrier()
+    rate = round(n_questions / seconds, 2) if n_questions and seconds > 0 else None    # this session's
+    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     if ctx.is_main:
         merged = merge_corpus(qdir, ids, names)
         expected = int(labels.sum()) - skipped_pairs
@@ -154,10 +161,17 @@ def run(cfg: Config, ctx: Context) -> dict:
             raise RuntimeError(f"qape: {ctx.paths.corpus_jsonl} holds {merged} of the {expected} expected (image, "
                                f"class) pairs; its shards in {qdir} changed under this run (another process on this "
                                "work_dir?). Run qape again to complete it")
+        # the summary describes the corpus, whole: the pairs and questions answered before a resume count too
+        n_pairs, n_questions = merged, corpus_questions(ctx.paths.corpus_jsonl)
     dist.barrier()
-    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     return {"num_images": len(ids), "pairs_answered": n_pairs, "questions": n_questions, "skipped_bad": skipped,
-            "questions_per_s": round(n_questions / seconds, 2) if n_questions and seconds > 0 else None}
+            "questions_per_s": rate}
+
+
+def corpus_questions(path: Path) -> int:
+    """The questions answered in a merged corpus: its FG and BG (question, answer) pairs."""
+    with open(path, encoding="utf-8") as f:
+        return sum(len(r["fg"]) + len(r["bg"]) for r in map(json.loads, f))
 
 
 def merge_corpus(qdir: Path, ids: list[str], names: tuple[str, ...]) -> int:

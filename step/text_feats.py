@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from net.clip import encode_texts, load_clip
 from tool.engine.config import Config
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.io import atomic_path, write_json
 from net.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts, side_of_group
 from tool.engine.runtime import Context
@@ -35,6 +35,11 @@ SECTIONS = ("dataset", "qape", "clip")
 INPUTS = ("qape",)
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("clip.model", "clip.pretrained")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``qape.split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.qape.split or cfg.dataset.train_split: ("labels",)})
 
 
 def pair_texts(record: dict, class_name: str, cfg: Config) -> tuple[list[str], list[str]]:

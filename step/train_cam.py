@@ -18,7 +18,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
@@ -31,6 +31,11 @@ SECTIONS = ("dataset", "cam", "seed")
 INPUTS: tuple[str, ...] = ()
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("cam.pretrained", "cam.init_checkpoint")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("labels",)})
 
 
 def run(cfg: Config, ctx: Context) -> dict:

@@ -33,7 +33,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast, memory_format
@@ -47,6 +47,22 @@ SECTIONS = ("dataset", "deeplab", "seed")
 INPUTS = ("make_sem_seg", "train_cam")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab.pretrained",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the pseudo masks of make_sem_seg (unless ``deeplab.label_dir``), the CAM classifier for
+    ``deeplab.pretrained: cam_baseline``."""
+    c = cfg.deeplab
+    return tuple(s for s, needed in (("make_sem_seg", c.label_dir is None),
+                                      ("train_cam", c.pretrained == "cam_baseline")) if needed)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the list of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("ids",)})
+
+
 def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     """Backbone from the trained CAM classifier (``deeplab.pretrained: cam_baseline``): offline runs,
     where no ImageNet weights exist, get a backbone that has at least seen the training images.
@@ -142,10 +158,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     model = dist.wrap_ddp(model, ctx.device)
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
-    seen = [0]                                    # images trained in this session (for images/s)
-
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
-        seen[0] += len(batch["name"])
         x = normalize_input(batch["img"].to(ctx.device, non_blocking=True),
                             batch["valid"].to(ctx.device, non_blocking=True), c.pretrained_format)  # [N, 3, C, C]
         x = x.contiguous(memory_format=fmt)
@@ -163,9 +176,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
-    rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
-    log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
-    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3), **prior})
+    log.info("train_deeplab: %s training images/s (all ranks, loading included)", metrics["images_per_s"])
+    metrics.update({"num_images": len(ids), "init": source, **prior})
     return metrics
 
 

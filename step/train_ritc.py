@@ -29,7 +29,7 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import ClipConfig, Config
 from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.engine.io import read_json
 from tool.engine.events import EventWriter
@@ -43,6 +43,17 @@ SECTIONS = ("dataset", "qape", "clip", "cam", "ritc", "seed")
 INPUTS = ("train_cam", "text_feats")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.init")
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the texts, and the CAM classifier unless ``ritc.init`` names another file."""
+    return ("train_cam", "text_feats") if cfg.ritc.init == "baseline" else ("text_feats",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("labels",)})
 
 
 def load_region_clip(c: ClipConfig, device: torch.device) -> tuple[ClipModel, Callable, bool]:

@@ -47,7 +47,8 @@ def test_qape_resumes_and_matches_single_questions(tmp_path, monkeypatch):
     labels = ds.labels(ids)
     expected = [(i, ds.class_names[k]) for i, lab in zip(ids, labels) for k in np.nonzero(lab)[0]]
     assert [(r["image"], r["class"]) for r in records] == expected          # every pair once, in list order
-    assert out["qape"]["pairs_answered"] == len(expected) - len(first)      # the first batch was kept
+    # the first batch was kept, not asked again; the summary describes the whole corpus, as an uninterrupted run's
+    assert out["qape"]["pairs_answered"] == len(expected) and out["qape"]["questions"] == 16 * len(expected)
     assert not list(qdir.glob("corpus.rank*.jsonl"))
 
     # the batched answers are those of one generate call per question

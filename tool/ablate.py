@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from tool.compare import compare, markdown, read_run, stage_columns, stage_header
+from tool.data.base import DatasetError
 from tool.engine.config import STEPS, Config, ConfigError, load_config
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
@@ -185,6 +186,14 @@ def _owner_config(owner: Path, cache: dict) -> Config | None:
     return cache[owner]
 
 
+def _owner_digest(step: str, cfg: Config, owner: Path) -> str | None:
+    """The digest the runner would compute for ``step`` in ``owner`` now (None: its data does not read)."""
+    try:
+        return step_digest(step, cfg, _context(owner))
+    except DatasetError:
+        return None
+
+
 def step_files(work_dir: Path, step: str) -> list[Path]:
     """The files of ``step``'s outputs (``STEP_OUTPUTS``) that exist under ``work_dir``, folders walked."""
     out = []
@@ -219,7 +228,10 @@ def adopt_shared_steps(cfg: Config, work_dir: Path, owners: Sequence[Path],
     configs: dict[Path, Config | None] = {}
     adopted = []
     for step in STEPS:
-        digest = step_digest(step, cfg, ctx)
+        try:
+            digest = step_digest(step, cfg, ctx)
+        except DatasetError:     # its data does not read (a split this dataset lacks): nothing to adopt
+            continue
         marker = ctx.paths.done_marker(step)
         if marker.is_file() and read_json(marker).get("digest") == digest:
             continue                                       # done here already (adopted before a kill, or run)
@@ -231,8 +243,7 @@ def adopt_shared_steps(cfg: Config, work_dir: Path, owners: Sequence[Path],
             done = read_json(owner_marker)
             owner_cfg = _owner_config(owner, configs)
             # the owner's marker must still be valid there (its config unchanged since), and match ours
-            if done.get("digest") != digest or owner_cfg is None or \
-                    step_digest(step, owner_cfg, _context(owner)) != digest:
+            if done.get("digest") != digest or owner_cfg is None or _owner_digest(step, owner_cfg, owner) != digest:
                 continue
             link = owner not in {Path(c).resolve() for c in copy_from}
             files = step_files(owner, step)

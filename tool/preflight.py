@@ -4,7 +4,8 @@ Nothing is run or written. Every problem found is returned (not just the first),
 to change; fatal ones would stop the run, the others are worth knowing (a download, a CPU run). Checks:
 
 - the dataset root, the split lists each step reads (every listed image present), their labels, the GT
-  masks of the evaluated splits, and a sample of images that must decode;
+  masks of the evaluated splits (for every image or none, class indices not colours, each of its image's
+  size, values in range), and a sample of images that must decode;
 - every weight a step loads: a local path exists and is the right kind of file (a torch state dict, a
   model folder), a hub id or tag is in the local cache (else named as needing a download), a CLIP
   architecture is one of open_clip's and its activation is known (``net.clip.quick_gelu_for``);
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tool.engine.config import PRECISION_KEYS, TRAIN_SECTIONS, Config
@@ -130,7 +132,7 @@ def preflight(cfg: Config, steps: list[str], *, inputs_of: Callable[[str], tuple
 
 
 def _split_needs(cfg: Config, steps: list[str]) -> dict[tuple[str, str], set[str]]:
-    """(config key, split) -> what the steps need of it: ``labels``, ``gt`` (all), ``gt?`` (optional)."""
+    """(config key, split) -> what the steps need of it: ``labels``, ``gt`` (the masks of an evaluated split)."""
     d = cfg.dataset
     cam_split = ("make_cam.split", cfg.make_cam.split) if cfg.make_cam.split else ("dataset.train_split", d.train_split)
     need: dict[tuple[str, str], set[str]] = {}
@@ -155,9 +157,8 @@ def _split_needs(cfg: Config, steps: list[str]) -> dict[tuple[str, str], set[str
             add(evals, "labels", "gt")
         elif s == "eval_deeplab":
             add(("deeplab_eval.split", cfg.deeplab_eval.split) if cfg.deeplab_eval.split
-                else ("dataset.val_split", d.val_split), "gt?")
-        elif s == "report":
-            add(evals, "gt")
+                else ("dataset.val_split", d.val_split), "gt")
+        # (report shows what exists: it needs nothing of a split)
     return need
 
 
@@ -173,7 +174,8 @@ def _check_dataset(cfg: Config, steps: list[str], paths: WorkPaths, sample: int,
     try:
         ds = build_dataset(cfg.dataset, cache)
     except (RuntimeError, ValueError) as e:     # voc12 / coco14 DatasetError (a RuntimeError), unknown name
-        problems.append(Problem("dataset.root" if "root" in str(e) else "dataset.name", str(e)))
+        key = getattr(e, "key", None) or ("dataset.root" if "root" in str(e) else "dataset.name")
+        problems.append(Problem(key, str(e)))
         return counts, 0.0
     sizes: list[int] = []
     for (key, split), what in _split_needs(cfg, steps).items():
@@ -188,13 +190,61 @@ def _check_dataset(cfg: Config, steps: list[str], paths: WorkPaths, sample: int,
                 ds.labels(ids)
             except RuntimeError as e:
                 problems.append(Problem(key, str(e)))
-        if what & {"gt", "gt?"}:
-            no_gt = [i for i in ids if not ds.has_gt(i)]
-            if no_gt and ("gt" in what or len(no_gt) < len(ids)):
-                problems.append(Problem(key, f"split {split!r}: {len(no_gt)} of {len(ids)} images have no GT mask, "
-                                             f"e.g. {ds.gt_path(no_gt[0])}"))
+        if "gt" in what:
+            _check_gt(ds, split, ids, key, sample, problems)
         sizes += _decode_sample(ds, ids, sample, key, cfg.dataset.skip_bad_images, problems)
     return counts, (sum(sizes) / len(sizes) if sizes else 0.0)
+
+
+def _check_gt(ds, split: str, ids: list[str], key: str, sample: int, problems: list[Problem]) -> None:
+    """The GT masks of an evaluated split, as the evaluations will read them: none (the evaluation is skipped,
+    a note), some (fatal: they stop at the first missing one), each paletted or greyscale class indices (an
+    RGB colour mask is not), of its image's size (headers only, every mask), values 0..K or 255 (decoded:
+    ``sample`` masks spread over the split)."""
+    from PIL import Image
+
+    have = [i for i in ids if ds.has_gt(i)]
+    if not have:
+        problems.append(Problem(key, f"split {split!r}: no image has a GT mask (e.g. {ds.gt_path(ids[0])}): its "
+                                     "evaluation is skipped (predictions only for eval_deeplab)", fatal=False))
+        return
+    if len(have) < len(ids):
+        missing = [i for i in ids if not ds.has_gt(i)]
+        problems.append(Problem(key, f"split {split!r}: {len(missing)} of {len(ids)} images have no GT mask, e.g. "
+                                     f"{ds.gt_path(missing[0])}; the evaluation needs a mask for every image (or for "
+                                     "none)"))
+    bad: dict[str, list[str]] = {}
+    for i in have:
+        path = ds.gt_path(i)
+        try:
+            with Image.open(path) as m:
+                mode, size = m.mode, m.size
+            with Image.open(ds.image_path(i)) as im:
+                image_size = im.size
+        except (OSError, ValueError) as e:   # an unreadable image is _decode_sample's to report
+            bad.setdefault("unreadable", []).append(f"{path} ({e})")
+            continue
+        if mode not in ("P", "L"):
+            bad.setdefault("mode", []).append(f"{path} is mode {mode}")
+        elif size != image_size:
+            bad.setdefault("size", []).append(f"{path} is {size[0]}×{size[1]}, its image {ds.image_path(i)} "
+                                              f"{image_size[0]}×{image_size[1]}")
+    for i in have[:: max(1, len(have) // max(sample, 1))][:sample]:
+        try:
+            values = np.unique(ds.load_gt(i))
+        except (OSError, ValueError, RuntimeError):
+            continue                                   # named above
+        out = values[(values > ds.num_classes) & (values != 255)]
+        if out.size:
+            bad.setdefault("values", []).append(f"{ds.gt_path(i)} holds {out.tolist()[:5]}")
+    why = {"unreadable": "do not read",
+           "mode": "are not class-index masks: a GT mask must be paletted (P) or greyscale (L) class indices, "
+                   "not colours (convert it with the palette)",
+           "size": "are not of their image's size: the mask belongs to another image or was resized",
+           "values": f"hold values outside 0..{ds.num_classes} and 255 (ignore)"}
+    for kind, items in bad.items():
+        of = f"{len(items)} of {len(have)}" if kind != "values" else f"{len(items)} of {min(sample, len(have))} read"
+        problems.append(Problem(key, f"split {split!r}: {of} GT masks {why[kind]}: {'; '.join(items[:3])}"))
 
 
 def _decode_sample(ds, ids: list[str], n: int, key: str, skip_bad: bool, problems: list[Problem]) -> list[int]:

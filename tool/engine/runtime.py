@@ -126,14 +126,13 @@ def seed_everything(seed: int) -> int:
 
 
 def make_context(cfg: Config, force: bool = False) -> Context:
-    """Device, process group, logging and seeding for a run of ``cfg``."""
+    """Device, process group, logging (to stderr; ``log.txt`` once the run holds the work-dir lock:
+    ``tool.engine.runner.run_session``) and seeding for a run of ``cfg``."""
     device = resolve_device(cfg.device)
     dist.init(device)
     paths = WorkPaths(Path(cfg.work_dir).resolve())
-    setup_logging(paths.log_txt)
+    setup_logging(None)     # a run refused by the lock must not write into the log of the run that holds it
     seed = run_seed(cfg.seed)
-    log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the rank)",
-             paths.root, device, dist.rank(), dist.world_size(), seed)
     return Context(paths=paths, device=device, rank=dist.rank(), world_size=dist.world_size(), seed=seed,
                    force=force, run_seed=seed, skip_bad_images=cfg.dataset.skip_bad_images)
 
