@@ -16,10 +16,14 @@ Measured (docs/real-runs.md has the table layout), each after a warm-up, median 
 
 The projection multiplies each per-item figure by the VOC counts (10,582 train_aug images; 15 RITC,
 5 CAM, 3 IRN epochs; 30,000 DeepLab iterations) and sets it next to the targets of docs/design.md §7.
+A second table projects COCO's per-image steps on ``--gpus`` GPUs (``project_coco``: the same per-image
+figures scaled to COCO's images and classes, the images shared evenly by the ranks; docs/cluster.md).
+``--targets`` measures nothing and projects from rates that meet the VOC targets exactly.
 ``--tiny`` shrinks models and sizes so that ``--device cpu --tiny`` runs in seconds (a test runs it);
 its figures mean nothing. Writes ``--out`` (JSON) and prints the table.
 
-    python -m bench.gpu [--device cuda] [--out gpu_bench.json] [--iters 3] [--only qape,ritc]
+    python -m bench.gpu [--device cuda] [--out gpu_bench.json] [--iters 3] [--only qape,ritc] [--gpus 8]
+    python -m bench.gpu --targets --gpus 8        # no GPU: COCO's per-image steps if the VOC targets are met
 """
 from __future__ import annotations
 
@@ -295,6 +299,62 @@ def project(res: dict) -> list[dict]:
     return out
 
 
+# COCO's per-image steps (configs/coco14.yaml): the 82,081 train2014 images with a class (docs/coco.md)
+COCO_TRAIN = 82081
+COCO_CLASSES_PER_IMAGE = 3.5    # the COCO paper's mean categories per image; VOC's 1.5 is what the bench measures
+VOC_CLASSES_PER_IMAGE = 1.5
+COCO_PIXELS = 640 * 480         # COCO's usual size, at most 640 on the long side: an upper bound of the mean
+VOC_PIXELS = 500 * 375
+WALK_ROWS_VOC = 3               # the bench's walk: 2 present classes + background
+
+
+def project_coco(res: dict, gpus: int) -> list[dict]:
+    """Minutes of COCO's per-image steps on ``gpus`` GPUs from the per-image figures measured at VOC size.
+
+    Each rank makes 1/``gpus`` of the images (``dist.shard``), so a step's time divides by ``gpus``. Scaled from
+    the measurement: QAPE by the classes per image (its questions; the image encoding does not grow, so an upper
+    bound), CAM export by the pixels (the CAM net's four scales), the random walk by the pixels and by the walk's
+    rows (classes + background). ``make_cam`` exports the train CAMs and, with ``make_cam.compare_baseline``, the
+    baseline's CAMs of ``dataset.eval_split`` (``train`` by default: twice 82,081). ``cam_to_ir_label`` (CRF in CPU
+    processes) is not measured here."""
+    def best(d: dict | None, field: str) -> float | None:
+        vals = [d[k][field] for k in VARIANTS if (d or {}).get(k)]
+        return max(vals) if vals else None
+
+    pixels = COCO_PIXELS / VOC_PIXELS
+    rows = []
+    qape = best(res.get("qape"), "images_per_s")
+    if qape:
+        per_image = COCO_CLASSES_PER_IMAGE / VOC_CLASSES_PER_IMAGE / qape
+        rows.append(("qape", COCO_TRAIN, per_image))
+    if res.get("make_cam"):
+        rows.append(("make_cam", 2 * COCO_TRAIN, pixels / res["make_cam"]["images_per_s"]))
+    if res.get("random_walk"):
+        walk_rows = (COCO_CLASSES_PER_IMAGE + 1) / WALK_ROWS_VOC
+        rows.append(("make_sem_seg", COCO_TRAIN, pixels * walk_rows * res["random_walk"]["ms_per_image"] / 1e3))
+    out = [{"stage": s, "images": n, "seconds_per_image": t, "gpu_hours": n * t / 3600,
+            "minutes": n * t / 60 / gpus} for s, n, t in rows]
+    if len(out) == 3:
+        out.append({"stage": "per-image total", "images": None, "seconds_per_image": None,
+                    "gpu_hours": sum(r["gpu_hours"] for r in out), "minutes": sum(r["minutes"] for r in out)})
+    return out
+
+
+def target_rates() -> dict:
+    """Per-item figures that meet the VOC targets of docs/design.md §7 exactly (what ``project`` inverts)."""
+    return {"qape": {"fp32": {"images_per_s": VOC_TRAIN_AUG / (TARGETS_MIN["qape"] * 60)}},
+            "make_cam": {"images_per_s": (VOC_TRAIN_AUG + 1464) / (TARGETS_MIN["make_cam"] * 60)},
+            "random_walk": {"ms_per_image": TARGETS_MIN["make_sem_seg"] * 60 * 1e3 / VOC_TRAIN_AUG}}
+
+
+def coco_table(rows: list[dict], gpus: int) -> str:
+    lines = [f"{'COCO per-image step':<28}{'images':>10}{'s/image':>10}{'GPU-hours':>11}{f'min on {gpus} GPU(s)':>18}"]
+    for r in rows:
+        lines.append(f"{r['stage']:<28}{r['images'] or '':>10}{_fmt(r['seconds_per_image'], '.4f'):>10}"
+                     f"{r['gpu_hours']:11.2f}{r['minutes']:18.1f}")
+    return "\n".join(lines + ["(cam_to_ir_label's CRF runs in CPU processes: not in this table)"])
+
+
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -336,7 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("gpu_bench.json"))
     ap.add_argument("--only", default=",".join(HOT_SPOTS), help=f"comma-separated subset of {','.join(HOT_SPOTS)}")
     ap.add_argument("--models", type=Path, default=None, help="reuse bench.real_scale models written here")
+    ap.add_argument("--gpus", type=int, default=8, help="GPUs of the COCO per-image projection (default 8)")
+    ap.add_argument("--targets", action="store_true",
+                    help="measure nothing: project COCO's per-image steps from rates that meet the VOC targets")
     a = ap.parse_args(argv)
+    if a.gpus < 1:
+        raise SystemExit(f"--gpus {a.gpus}: must be at least 1")
+    if a.targets:
+        print("not measured: the VOC targets of docs/design.md §7 (QAPE 5, CAM export 3, random walk 3 minutes on "
+              "one GPU) put through the COCO model")
+        print(coco_table(project_coco(target_rates(), a.gpus), a.gpus))
+        return 0
     from bench.real_scale import write_real_models
 
     dev = torch.device(a.device)
@@ -364,8 +434,12 @@ def main(argv: list[str] | None = None) -> int:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     res["projection"] = project(res)
+    res["coco_projection"] = {"gpus": a.gpus, "rows": project_coco(res, a.gpus)}
     a.out.write_text(json.dumps(res, indent=1))
     print(table(res))
+    if res["coco_projection"]["rows"]:
+        print()
+        print(coco_table(res["coco_projection"]["rows"], a.gpus))
     print(f"written {a.out}")
     return 0
 
