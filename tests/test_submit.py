@@ -44,7 +44,8 @@ def test_dry_run_writes_the_sbatch_script(tmp_path, capsys, nodes, gpus):
     assert f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}" in lines
     run = lines[lines.index("export SUBMITIT_EXECUTOR=slurm") + 1]
     assert shlex.split(run) == ["srun", "--unbuffered", "--output", f"{logs}/%j_%t_log.out", "--error",
-                                f"{logs}/%j_%t_log.err", sys.executable, "-u", "-m", "submitit.core._submit", str(logs)]
+                                f"{logs}/%j_%t_log.err", "--kill-on-bad-exit=1", sys.executable, "-u", "-m",
+                                "submitit.core._submit", str(logs)]
     assert not (work / "jobs.jsonl").exists()                          # nothing submitted
 
 

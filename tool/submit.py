@@ -105,8 +105,11 @@ def _setup_lines() -> list[str]:
 
 def slurm_parameters(res: Resources) -> dict:
     """submitit's SLURM parameters (sbatch's names) for ``res``."""
+    # --kill-on-bad-exit: one rank failing ends the job's other ranks at once (they would wait in a collective
+    # until its timeout); also the other ranks of an attempt whose rank 0 requeued the job and left
     params = {"job_name": res.name, "nodes": res.nodes, "ntasks_per_node": res.ranks_per_node,
-              "time": res.time_min, "signal_delay_s": SIGNAL_DELAY_S, "setup": _setup_lines()}
+              "time": res.time_min, "signal_delay_s": SIGNAL_DELAY_S, "setup": _setup_lines(),
+              "srun_args": ["--kill-on-bad-exit=1"]}
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     if res.partition:
