@@ -28,9 +28,13 @@ faster precision, and RITC's faster checkpointing variant: the configs can choos
 (10,582 train_aug images; 15 RITC, 5 CAM, 3 IRN epochs; 30,000 DeepLab iterations; 1,449 val images) and sets it
 next to the targets of docs/design.md §7. ``--tiny`` shrinks models and sizes so that ``--device cpu --tiny`` runs
 in seconds (a test runs it); its figures mean nothing. ``bench/bench_precision.py`` runs the same hot spots at
-CPU sizes. Writes ``--out`` (JSON) and prints the tables.
+CPU sizes. A second table projects COCO's per-image steps on ``--gpus`` GPUs (``project_coco``: the same
+per-image figures scaled to COCO's images and classes, the images shared evenly by the ranks; docs/cluster.md).
+``--targets`` measures nothing and projects from rates that meet the VOC targets exactly. Writes ``--out`` (JSON)
+and prints the tables.
 
-    python -m bench.gpu [--device cuda] [--out gpu_bench.json] [--iters 3] [--only qape,train_ritc]
+    python -m bench.gpu [--device cuda] [--out gpu_bench.json] [--iters 3] [--only qape,train_ritc] [--gpus 8]
+    python -m bench.gpu --targets --gpus 8        # no GPU: COCO's per-image steps if the VOC targets are met
 """
 from __future__ import annotations
 
@@ -416,13 +420,17 @@ def check_only(only: str) -> list[str]:
     return names
 
 
+def best_seconds(rows: list[dict], spot: str) -> float | None:
+    """Seconds per call (per image for an inference hot spot) of the fastest row of ``spot`` (either precision)."""
+    vals = [r[p]["s"] / (r["images"] or 1) for r in rows if r["hot_spot"] == spot for p in PRECISIONS]
+    return min(vals) if vals else None
+
+
 def project(rows: list[dict]) -> list[dict]:
     """VOC stage times (minutes) from the measured rows, each stage with its faster precision (and variant),
     next to the targets."""
     def best(spot: str) -> float | None:
-        """Seconds per call (per image for an inference hot spot) of the fastest row of ``spot``."""
-        vals = [r[p]["s"] / (r["images"] or 1) for r in rows if r["hot_spot"] == spot for p in PRECISIONS]
-        return min(vals) if vals else None
+        return best_seconds(rows, spot)
 
     def epochs(key: str, step_s: float) -> float:
         return VOC[f"{key}_epochs"] * (VOC_TRAIN_AUG // VOC[f"{key}_batch"]) * step_s / 60
@@ -445,6 +453,62 @@ def project(rows: list[dict]) -> list[dict]:
                 "note": "qape + train_cam + train_ritc + make_cam + train_irn + make_sem_seg; cam_to_ir_label's CRF "
                         "(CPU processes) and text_feats not measured here"})
     return out
+
+
+# COCO's per-image steps (configs/coco14.yaml): the 82,081 train2014 images with a class (docs/coco.md)
+COCO_TRAIN = 82081
+COCO_CLASSES_PER_IMAGE = 3.5    # the COCO paper's mean categories per image; VOC's 1.5 is what the bench measures
+VOC_CLASSES_PER_IMAGE = 1.5
+COCO_PIXELS = 640 * 480         # COCO's usual size, at most 640 on the long side: an upper bound of the mean
+VOC_PIXELS = 500 * 375
+WALK_ROWS_VOC = 3               # the bench's walk: 2 present classes + background
+
+
+def project_coco(rows: list[dict], gpus: int) -> list[dict]:
+    """Minutes of COCO's per-image steps on ``gpus`` GPUs from the per-image figures measured at VOC size (the
+    faster precision of each).
+
+    Each rank makes 1/``gpus`` of the images (``dist.shard``), so a step's time divides by ``gpus``. Scaled from
+    the measurement: QAPE by the classes per image (its questions; the image encoding does not grow, so an upper
+    bound), CAM export by the pixels (the CAM net's four scales), the boundary map and random walk by the pixels and
+    by the walk's rows (classes + background). ``make_cam`` exports the train CAMs and, with
+    ``make_cam.compare_baseline``, the baseline's CAMs of ``dataset.eval_split`` (``train`` by default: twice
+    82,081). ``cam_to_ir_label`` (CRF in CPU processes) is not measured here."""
+    pixels = COCO_PIXELS / VOC_PIXELS
+    out_rows = []
+    if (qape := best_seconds(rows, "qape")) is not None:
+        out_rows.append(("qape", COCO_TRAIN, COCO_CLASSES_PER_IMAGE / VOC_CLASSES_PER_IMAGE * qape))
+    if (cam := best_seconds(rows, "make_cam")) is not None:
+        out_rows.append(("make_cam", 2 * COCO_TRAIN, pixels * cam))
+    if (walk := best_seconds(rows, "make_sem_seg")) is not None:
+        out_rows.append(("make_sem_seg", COCO_TRAIN, pixels * (COCO_CLASSES_PER_IMAGE + 1) / WALK_ROWS_VOC * walk))
+    out = [{"stage": s, "images": n, "seconds_per_image": t, "gpu_hours": n * t / 3600,
+            "minutes": n * t / 60 / gpus} for s, n, t in out_rows]
+    if len(out) == 3:
+        out.append({"stage": "per-image total", "images": None, "seconds_per_image": None,
+                    "gpu_hours": sum(r["gpu_hours"] for r in out), "minutes": sum(r["minutes"] for r in out)})
+    return out
+
+
+def rate_row(spot: str, seconds_per_image: float) -> dict:
+    """A hot-spot row of one image per call taking ``seconds_per_image`` in both precisions (projections by hand)."""
+    t = {"s": seconds_per_image, "peak_gb": None}
+    return {"hot_spot": spot, "variant": "", "images": 1, "fp32": dict(t), "bf16": dict(t)}
+
+
+def target_rates() -> list[dict]:
+    """Rows that meet the VOC targets of docs/design.md §7 exactly (what ``project`` inverts)."""
+    return [rate_row("qape", TARGETS_MIN["qape"] * 60 / VOC_TRAIN_AUG),
+            rate_row("make_cam", TARGETS_MIN["make_cam"] * 60 / (VOC_TRAIN_AUG + 1464)),
+            rate_row("make_sem_seg", TARGETS_MIN["make_sem_seg"] * 60 / VOC_TRAIN_AUG)]
+
+
+def coco_table(rows: list[dict], gpus: int) -> str:
+    lines = [f"{'COCO per-image step':<28}{'images':>10}{'s/image':>10}{'GPU-hours':>11}{f'min on {gpus} GPU(s)':>18}"]
+    for r in rows:
+        lines.append(f"{r['stage']:<28}{r['images'] or '':>10}{_fmt(r['seconds_per_image'], '.4f'):>10}"
+                     f"{r['gpu_hours']:11.2f}{r['minutes']:18.1f}")
+    return "\n".join(lines + ["(cam_to_ir_label's CRF runs in CPU processes: not in this table)"])
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -494,7 +558,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("gpu_bench.json"))
     ap.add_argument("--only", default=",".join(HOT_SPOTS), help=f"comma-separated subset of {','.join(HOT_SPOTS)}")
     ap.add_argument("--models", type=Path, default=None, help="reuse bench.real_scale models written here")
+    ap.add_argument("--gpus", type=int, default=8, help="GPUs of the COCO per-image projection (default 8)")
+    ap.add_argument("--targets", action="store_true",
+                    help="measure nothing: project COCO's per-image steps from rates that meet the VOC targets")
     a = ap.parse_args(argv)
+    if a.gpus < 1:
+        raise SystemExit(f"--gpus {a.gpus}: must be at least 1")
+    if a.targets:
+        print("not measured: the VOC targets of docs/design.md §7 (QAPE 5, CAM export 3, random walk 3 minutes on "
+              "one GPU) put through the COCO model")
+        print(coco_table(project_coco(target_rates(), a.gpus), a.gpus))
+        return 0
     from bench.real_scale import write_real_models
 
     dev = torch.device(a.device)
@@ -514,8 +588,12 @@ def main(argv: list[str] | None = None) -> int:
             res["models_written_s"] = time.perf_counter() - t
         res["rows"] = list(measure(only, models, sz, dev, a.iters))
     res["projection"] = project(res["rows"])
+    res["coco_projection"] = {"gpus": a.gpus, "rows": project_coco(res["rows"], a.gpus)}
     a.out.write_text(json.dumps(res, indent=1))
     print(table(res))
+    if res["coco_projection"]["rows"]:
+        print()
+        print(coco_table(res["coco_projection"]["rows"], a.gpus))
     print(f"written {a.out}")
     return 0
 

@@ -268,3 +268,55 @@ def test_presets_run_at_smoke_size(tmp_path, monkeypatch):
             line = next(x for x in seeds_md.splitlines() if x.startswith(f"| {v.row} |"))
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert cells[len(v.values) + 2:len(v.values) + 4] == [f"{v.paper:.1f}", f"{miou:.1f} ± 0.0"], line
+
+
+def test_shared_steps_are_those_every_variant_computes_alike():
+    """A RITC grid shares what comes before RITC; a grid over the CAM's lr shares only what does not read the CAM;
+    a step one variant does not select is nobody's to share."""
+    from tool.engine.config import load_config
+
+    def shared(*sets_per_variant, until="eval_cam"):
+        import run_sample
+        cfgs = [load_config(SMOKE, list(s)) for s in sets_per_variant]
+        chosen = [run_sample.select_steps({n: getattr(c.steps, n) for n in ablate.STEPS}, None, None, until)
+                  for c in cfgs]
+        return ablate.shared_steps(cfgs, chosen)
+
+    assert shared(["ritc.frc=true"], ["ritc.frc=false"]) == ["qape", "text_feats", "train_cam"]
+    assert shared(["cam.train.lr=0.01"], ["cam.train.lr=0.02"]) == ["qape", "text_feats"]
+    assert shared(["ritc.frc=true"], ["ritc.frc=true", "seed=1"]) == ["qape", "text_feats"]    # seed-free steps
+    assert shared(["ritc.frc=true"], ["ritc.frc=false", "steps.qape=false"]) == ["train_cam"]     # qape: not in one
+
+
+@pytest.mark.slow
+def test_grid_as_jobs_of_submitits_local_executor(tmp_path, monkeypatch):
+    """--launcher submitit --cluster local: one job makes the shared steps, then both variants are submitted at once
+    as jobs that adopt them; the comparison is gathered when both have ended; job ids in jobs.jsonl / ablate.json."""
+    from tool.engine.io import read_jsonl_repairing
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    models, root = tmp_path / "models", tmp_path / "grid"
+    argv = ["--config", SMOKE, "--grid", "ritc.frc=true,false", "--root", str(root), "--until", "eval_cam",
+            "--set", f"dataset.root={tmp_path / 'toy' / 'VOC2012'}", "--set", f"toy.random_models_dir={models}",
+            "--set", f"qape.vqa_model={models / 'blip'}", "--set", f"clip.model={models / 'clip'}",
+            "--launcher", "submitit", "--cluster", "local", "--gpus-per-node", "0", "--time-min", "30"]
+    assert ablate.main(argv) == 0
+    names = ["ritc.frc=true", "ritc.frc=false"]
+    jobs = read_jsonl_repairing(root / "jobs.jsonl")
+    assert len(jobs) == 3 and len({j["job_id"] for j in jobs}) == 3      # the shared steps', then one per variant
+    assert jobs[0]["argv"][-2:] == ["--steps", "qape,text_feats,train_cam"]
+    assert jobs[0]["work_dir"] == str(root / names[0])
+    assert [j["work_dir"] for j in jobs[1:]] == [str(root / n) for n in names]
+    # qape and train_cam ran once for the grid (the first job); the variants' jobs adopted them
+    assert sum(_starts(root, "train_cam").values()) == 1 and sum(_starts(root, "qape").values()) == 1
+    assert _starts(root, "train_ritc") == dict.fromkeys(names, 1)
+    state = read_json(root / "ablate.json")["variants"]
+    assert {n: state[n]["job_id"] for n in names} == {n: j["job_id"] for n, j in zip(names, jobs[1:])}
+    assert {"qape", "text_feats", "train_cam"} <= set(state[names[1]]["adopted"])
+    # both variants were in the queue before either had finished
+    finished = min(read_json(root / n / "steps" / "eval_cam.done.json")["finished"] for n in names)
+    assert max(j["submitted"] for j in jobs[1:]) <= finished
+    md = (root / "compare.md").read_text()
+    assert "| run | ritc.frc |" in md and all(n in md for n in names)
+    for n in names:
+        assert (root / "submitit" / f"{state[n]['job_id']}_0_log.out").is_file()

@@ -107,3 +107,25 @@ def test_bench_precision_cpu_sizes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"native bf16 {'yes' if cpu_has_native_bf16() else 'no (emulated)'}" in printed
     assert "make_cam" in printed and "eval_deeplab" in printed
+
+
+def test_coco_projection_from_hand_rates(capsys):
+    """COCO's per-image steps on 8 GPUs, worked out by hand from the same rates: QAPE 82,081 images × 3.5 / 1.5
+    classes / 40 images/s (bf16, the faster), make_cam twice 82,081 images × 640·480 / 500·375 pixels / 100 images/s,
+    the walk 82,081 × the pixels × 4.5 / 3 rows × 6 ms; each over 8 GPUs."""
+    res = [{**gpu.rate_row("qape", 0.1), "bf16": {"s": 1 / 40, "peak_gb": None}},
+           gpu.rate_row("make_cam", 0.01), gpu.rate_row("make_sem_seg", 0.006)]
+    rows = {r["stage"]: r for r in gpu.project_coco(res, gpus=8)}
+    assert rows["qape"]["minutes"] == pytest.approx(9.97512, rel=1e-5)
+    assert rows["make_cam"]["minutes"] == pytest.approx(5.60340, rel=1e-5) and rows["make_cam"]["images"] == 164162
+    assert rows["make_sem_seg"]["minutes"] == pytest.approx(2.52153, rel=1e-5)
+    assert rows["per-image total"]["minutes"] == pytest.approx(9.97512 + 5.60340 + 2.52153, rel=1e-5)
+    assert rows["qape"]["gpu_hours"] == pytest.approx(9.97512 * 8 / 60, rel=1e-5)
+    assert [r["stage"] for r in gpu.project_coco([gpu.rate_row("make_cam", 0.01)], gpus=8)] == ["make_cam"]
+    # --targets: rates that meet the VOC targets exactly (QAPE 5 min for 10,582 images ...), nothing measured
+    assert gpu.main(["--targets", "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "not measured" in out and "min on 8 GPU(s)" in out
+    target = {r["stage"]: r["minutes"] for r in gpu.project(gpu.target_rates())}
+    assert target["qape"] == pytest.approx(5) and target["make_cam"] == pytest.approx(3)
+    assert target["make_sem_seg"] == pytest.approx(3)

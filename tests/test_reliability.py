@@ -70,6 +70,57 @@ def test_lock_held_by_another_process_and_stale_lock(tmp_path):
     assert (work / ".lock").read_text() == ""
 
 
+def test_requeued_job_waits_for_its_earlier_attempt(tmp_path, monkeypatch, caplog):
+    """The lock of an earlier attempt of the same scheduler job (SLURM_JOB_ID) is waited for, not refused; a
+    different job is refused at once, naming the holder's job."""
+    import time
+
+    from tool.engine.lock import WorkDirLocked, work_dir_lock
+
+    work = tmp_path / "work"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from tool.engine.lock import work_dir_lock\n"
+         f"with work_dir_lock({str(work)!r}, ['attempt 1']):\n    print('ready', flush=True); time.sleep(3)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "SLURM_JOB_ID": "4242"})
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        with pytest.raises(WorkDirLocked, match=f"pid {holder.pid} on host .*, job 4242"):
+            with work_dir_lock(work):
+                pass
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        t0 = time.monotonic()
+        with work_dir_lock(work, ["attempt 2"], same_job_wait_s=60):
+            assert json.loads((work / ".lock").read_text())["command"] == ["attempt 2"]
+            assert json.loads((work / ".lock").read_text())["job"] == "4242"
+        assert 1.0 < time.monotonic() - t0 < 30        # it waited for the holder's release (3 s), not the whole 60
+        assert "still locked by an earlier attempt of job 4242" in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_file_system_without_flock(tmp_path, monkeypatch):
+    """flock refused by the file system (ENOLCK: NFS without lockd, Lustre without -o flock): one message naming
+    the mount option and the way out; QA_CLIMS_WORK_DIR_LOCK=off runs without the lock."""
+    import errno
+    import fcntl
+
+    from tool.engine import lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(lock.LockUnsupported, match=r"refuses file locks \(flock: No locks available\); mount it "
+                                                   r"with locking \(Lustre: -o flock.*QA_CLIMS_WORK_DIR_LOCK=off"):
+        with lock.work_dir_lock(tmp_path / "work"):
+            pass
+    monkeypatch.setenv("QA_CLIMS_WORK_DIR_LOCK", "off")
+    with lock.work_dir_lock(tmp_path / "work"):
+        pass
+
+
 def test_empty_corpus_is_refused_by_text_feats(tmp_path):
     run_sample.main(smoke_args(tmp_path, "--steps", "qape"))
     corpus = tmp_path / "work" / "qape" / "corpus.jsonl"

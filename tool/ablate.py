@@ -2,7 +2,7 @@
 
     python -m tool.ablate --config configs/demo.yaml --grid ritc.frc=true,false --grid ritc.omega=0.05,0.1,0.2 \
         [--seeds 0 1 2] [--root work/ablate] [--until eval_cam | --steps a,b | --from x] [--set k=v ...] \
-        [--reuse work/demo]
+        [--reuse work/demo] [--launcher submitit --cluster slurm --gpus-per-node 2 --partition P ...]
     python -m tool.ablate --config configs/voc12.yaml --preset table4 | table5 | fat [--seeds 0 1 2]
 
 Each variant is ``run_sample.py`` in ``<root>/<key=value,...>``. Before a variant runs, every step whose
@@ -22,6 +22,12 @@ mean ± std table over the seeds is logged and appended to ``compare.md`` (docs/
 ``--preset`` runs one of the paper's ablations instead of a ``--grid``: exactly the rows the paper reports
 (``PRESETS``), each named, with the paper's figure in a ``paper RITC CAM`` column beside the measured mIoU; without
 ``--steps`` / ``--from`` / ``--until`` it stops at ``eval_cam`` (the figure is the CAM mIoU; docs/reproduce.md).
+
+``--launcher submitit`` (docs/cluster.md) runs the variants as scheduler jobs instead of one after another
+here: first one job makes the steps every variant shares (``shared_steps``: the same config sections, weight
+files and shared inputs) in the first variant's folder; then every variant adopts them (here, files only) and
+is submitted as its own job (``tool.submit``), all at once; the comparison is gathered when all have ended.
+Job ids go to ``<root>/jobs.jsonl`` and ``ablate.json``, submitit's logs to ``<root>/submitit/``.
 """
 from __future__ import annotations
 
@@ -45,8 +51,10 @@ from tool.engine.config import STEPS, Config, ConfigError, load_config
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
-from tool.engine.runner import step_digest
+from tool.engine.runner import is_done as step_is_done
+from tool.engine.runner import step_digest, step_module
 from tool.engine.runtime import Context, setup_logging
+from tool.submit import add_resource_args, resources_from
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +327,83 @@ def run_grid(variants: Sequence[Variant], root: Path, is_done: Callable[[Variant
     return failed
 
 
+def shared_steps(cfgs: Sequence[Config], chosen: Sequence[Sequence[str]]) -> list[str]:
+    """The steps every variant runs (``chosen``: each variant's selection) with one result: the digest the runner
+    would give them before anything ran (config sections, local weight files) is the same in every variant, and
+    their inputs that any variant selects are shared too. In pipeline order."""
+    blank = _context(Path(os.devnull) / "none")      # no markers: upstream run ids are unknown alike everywhere
+    shared: list[str] = []
+    for step in STEPS:
+        if not all(step in c for c in chosen):
+            continue
+        # an input that some variants make and others do not may differ; one made by none is read alike by all
+        inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
+        if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank) for cfg in cfgs}) == 1:
+            shared.append(step)
+    return shared
+
+
+def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequence[str], selection: dict,
+                reuse: Sequence[Path], res, cluster: str, is_done: Callable[[Variant], bool],
+                record: Callable[[Variant, dict], None]) -> list[str]:
+    """``--launcher submitit``: one job for the shared steps (in the first unfinished variant's folder), then every
+    unfinished variant as its own job at once, each after adopting the shared steps; ``record`` each as it ends.
+    Returns the failures' one-line messages, as :func:`run_grid`."""
+    import run_sample
+    from submitit.helpers import as_completed
+
+    from tool.submit import SubmitError, run_argv, submit_run, wait_job
+
+    todo = [v for v in variants if not is_done(v)]
+    if not todo:
+        return []
+    dirs = [root / v.name for v in variants]
+    folder, jobs_file = root / "submitit", root / "jobs.jsonl"
+    step_args = [a for flag, val in selection.items() if val for a in (flag, val)]
+    cfgs = {v.name: load_config(config, [*sets, *v.sets, f"work_dir={root / v.name}"]) for v in todo}
+    chosen = [run_sample.select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
+                                      selection["--steps"], selection["--from"], selection["--until"])
+              for c in cfgs.values()]
+    shared = shared_steps(list(cfgs.values()), chosen) if len(todo) > 1 else []
+    first = todo[0]
+
+    def owners(v: Variant) -> list[Path]:
+        return [*(d for d in dirs if d.is_dir() and d != root / v.name), *reuse]
+
+    if shared:
+        adopt_shared_steps(cfgs[first.name], root / first.name, owners(first), reuse)
+        ctx = _context(root / first.name)
+        if not all(step_is_done(s, cfgs[first.name], ctx) for s in shared):
+            log.info("ablate: the steps every variant shares (%s) first, as one job in %s", ", ".join(shared),
+                     root / first.name)
+            job = submit_run(run_argv(config, root / first.name, [*sets, *first.sets], ["--steps", ",".join(shared)]),
+                             root / first.name, res, cluster, folder, jobs_file)
+            try:
+                wait_job(job)
+            except SubmitError as e:
+                raise AblateError(f"the shared steps ({', '.join(shared)}) failed, so no variant was submitted: {e}; "
+                                  "fix it and run tool.ablate again") from e
+    jobs, started = {}, {}
+    for v in todo:
+        adopt_shared_steps(cfgs[v.name], root / v.name, owners(v), reuse)
+        jobs[v.name] = submit_run(run_argv(config, root / v.name, [*sets, *v.sets], step_args), root / v.name, res,
+                                  cluster, folder, jobs_file)
+        started[v.name] = time.time()
+    by_job = {str(j.job_id): name for name, j in jobs.items()}
+    failed = []
+    for job in as_completed(list(jobs.values()), poll_frequency=2):
+        v = next(x for x in todo if x.name == by_job[str(job.job_id)])
+        try:
+            wait_job(job)
+        except SubmitError as e:
+            log.error("ablate: %s failed, the others go on: %s", v.name, e)
+            failed.append(f"{v.name}: {e}")
+            continue
+        record(v, {"adopted": adopted_steps(root / v.name), "seconds": round(time.time() - started[v.name], 1),
+                   "job_id": str(job.job_id)})
+    return failed
+
+
 def raise_failures(failed: Sequence[str]) -> None:
     """After a grid's summary: one error naming every failed variant (finished ones are kept; a rerun resumes)."""
     if failed:
@@ -371,7 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--until", help="run_sample.py --until (e.g. eval_cam: ablate RITC to the CAM mIoU)")
     ap.add_argument("--reuse", nargs="+", default=[], metavar="WORK_DIR",
                     help="finished runs whose matching steps are copied in (read-only), e.g. work/demo")
+    ap.add_argument("--launcher", choices=("local", "submitit"), default="local",
+                    help="local: the variants one after another on this machine; submitit: each variant a job "
+                         "(after one job for the shared steps), with the scheduler flags below (docs/cluster.md)")
+    add_resource_args(ap)
     args = ap.parse_args(argv)
+    res = resources_from(args) if args.launcher == "submitit" else None
     grid = parse_grid(args.grid)
     if args.preset and grid:
         raise AblateError(f"--preset {args.preset} and --grid together: a preset is a whole grid; give one of them")
@@ -405,10 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         done[v.name] = {"sets": v.sets, "dir": str(root / v.name), **result}
         write_json(state_path, state)
 
-    failed = run_grid(variants, root, lambda v: v.name in done,
-             lambda v, owners: run_variant(args.config, root / v.name, [*args.set, *v.sets], step_args, owners,
-                                           copy_from=reuse),
-             record, reuse=reuse)
+    if args.launcher == "submitit":
+        selection = {"--steps": args.steps, "--from": args.start, "--until": args.until}
+        failed = submit_grid(variants, root, args.config, args.set, selection, reuse, res, args.cluster,
+                             lambda v: v.name in done, record)
+    else:
+        failed = run_grid(variants, root, lambda v: v.name in done,
+                          lambda v, owners: run_variant(args.config, root / v.name, [*args.set, *v.sets], step_args,
+                                                        owners, copy_from=reuse),
+                          record, reuse=reuse)
     write_json(state_path, state)
     variants = [v for v in variants if v.name in done]
     names = [v.name for v in variants]

@@ -1,7 +1,11 @@
 """Distribution helpers for ``torchrun``: rank, world size, barrier, sharding.
 
-Without ``torchrun`` (no WORLD_SIZE in the environment) everything degrades to a single process.
-Backend: NCCL on CUDA, gloo on CPU.
+The process group is joined from the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``); a SLURM job submitted by ``tool.submit`` exports the same variables from
+submitit's job environment before it gets here, so both launchers share this code (docs/cluster.md).
+Without them (no WORLD_SIZE) everything degrades to a single process.
+Backend: gloo on CPU; on CUDA, NCCL for CUDA tensors and gloo for the CPU ones (the per-image counts, the lock
+check), which NCCL cannot reduce.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def init(device: torch.device) -> None:
     """Join the process group when launched by torchrun; a no-op otherwise or if already joined."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend)
