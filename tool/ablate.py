@@ -37,6 +37,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -331,15 +332,17 @@ def shared_steps(cfgs: Sequence[Config], chosen: Sequence[Sequence[str]]) -> lis
     """The steps every variant runs (``chosen``: each variant's selection) with one result: the digest the runner
     would give them before anything ran (config sections, local weight files) is the same in every variant, and
     their inputs that any variant selects are shared too. In pipeline order."""
-    blank = _context(Path(os.devnull) / "none")      # no markers: upstream run ids are unknown alike everywhere
     shared: list[str] = []
-    for step in STEPS:
-        if not all(step in c for c in chosen):
-            continue
-        # an input that some variants make and others do not may differ; one made by none is read alike by all
-        inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
-        if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank) for cfg in cfgs}) == 1:
-            shared.append(step)
+    # no markers: upstream run ids are unknown alike everywhere; the folder only takes the data digest's label cache
+    with tempfile.TemporaryDirectory() as tmp:
+        blank = _context(Path(tmp))
+        for step in STEPS:
+            if not all(step in c for c in chosen):
+                continue
+            # an input that some variants make and others do not may differ; one made by none is read alike by all
+            inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
+            if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank) for cfg in cfgs}) == 1:
+                shared.append(step)
     return shared
 
 
