@@ -53,7 +53,7 @@ from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_rep
 from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
 from tool.engine.runner import is_done as step_is_done
-from tool.engine.runner import step_digest, step_module
+from tool.engine.runner import select_steps, step_digest, step_module
 from tool.engine.runtime import Context, setup_logging
 from tool.submit import add_resource_args, resources_from
 
@@ -352,7 +352,6 @@ def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequ
     """``--launcher submitit``: one job for the shared steps (in the first unfinished variant's folder), then every
     unfinished variant as its own job at once, each after adopting the shared steps; ``record`` each as it ends.
     Returns the failures' one-line messages, as :func:`run_grid`."""
-    import run_sample
     from submitit.helpers import as_completed
 
     from tool.submit import SubmitError, run_argv, submit_run, wait_job
@@ -364,8 +363,8 @@ def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequ
     folder, jobs_file = root / "submitit", root / "jobs.jsonl"
     step_args = [a for flag, val in selection.items() if val for a in (flag, val)]
     cfgs = {v.name: load_config(config, [*sets, *v.sets, f"work_dir={root / v.name}"]) for v in todo}
-    chosen = [run_sample.select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
-                                      selection["--steps"], selection["--from"], selection["--until"])
+    chosen = [select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
+                           selection["--steps"], selection["--from"], selection["--until"])
               for c in cfgs.values()]
     shared = shared_steps(list(cfgs.values()), chosen) if len(todo) > 1 else []
     first = todo[0]
