@@ -13,29 +13,12 @@ import logging
 import sys
 
 from tool.engine import dist
-from tool.engine.config import STEPS, load_config
+from tool.engine.config import STEPS, load_config, select_steps
 from tool.engine.runner import is_done, run_session, run_step
 from tool.engine.runtime import make_context
 from tool.toy.ensure import ensure_toy_world
 
 log = logging.getLogger("qa_clims")
-
-def select_steps(toggles: dict[str, bool], steps: str | None, start: str | None, until: str | None) -> list[str]:
-    """The steps to run, in table order: ``--steps`` if given, else the config toggles; then --from/--until."""
-    for flag, name in (("--from", start), ("--until", until)):
-        if name is not None and name not in STEPS:
-            raise SystemExit(f"{flag} {name!r}: unknown step; steps are {', '.join(STEPS)}")
-    if steps:
-        wanted = [s.strip() for s in steps.split(",") if s.strip()]
-        bad = [s for s in wanted if s not in STEPS]
-        if bad:
-            raise SystemExit(f"--steps: unknown step(s) {bad}; steps are {', '.join(STEPS)}")
-        chosen = [s for s in STEPS if s in wanted]
-    else:
-        chosen = [s for s in STEPS if toggles.get(s, False)]
-    lo = STEPS.index(start) if start else 0
-    hi = STEPS.index(until) if until else len(STEPS) - 1
-    return [s for s in chosen if lo <= STEPS.index(s) <= hi]
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

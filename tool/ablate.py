@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from tool.compare import compare, markdown, read_run, stage_columns, stage_header
-from tool.engine.config import STEPS, Config, ConfigError, load_config
+from tool.engine.config import STEPS, Config, ConfigError, load_config, select_steps
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
@@ -295,7 +295,6 @@ def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequ
     """``--launcher submitit``: one job for the shared steps (in the first unfinished variant's folder), then every
     unfinished variant as its own job at once, each after adopting the shared steps; ``record`` each as it ends.
     Returns the failures' one-line messages, as :func:`run_grid`."""
-    import run_sample
     from submitit.helpers import as_completed
 
     from tool.submit import SubmitError, run_argv, submit_run, wait_job
@@ -307,9 +306,8 @@ def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequ
     folder, jobs_file = root / "submitit", root / "jobs.jsonl"
     step_args = [a for flag, val in selection.items() if val for a in (flag, val)]
     cfgs = {v.name: load_config(config, [*sets, *v.sets, f"work_dir={root / v.name}"]) for v in todo}
-    chosen = [run_sample.select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
-                                      selection["--steps"], selection["--from"], selection["--until"])
-              for c in cfgs.values()]
+    chosen = [select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
+                           selection["--steps"], selection["--from"], selection["--until"]) for c in cfgs.values()]
     shared = shared_steps(list(cfgs.values()), chosen) if len(todo) > 1 else []
     first = todo[0]
 
