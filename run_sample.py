@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from tool.data.base import DatasetError
 from tool.engine import dist
 from tool.engine.config import STEPS, load_config, select_steps
 from tool.engine.runner import is_done, run_session, run_step
@@ -47,8 +48,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if args.list:
         try:
             for s in STEPS:
-                log.info("%-16s %-8s %s", s, "selected" if s in chosen else "-",
-                         "done" if is_done(s, cfg, ctx) else "pending")
+                try:
+                    state = "done" if is_done(s, cfg, ctx) else "pending"
+                except DatasetError as e:     # the digest reads the data: a step that would fail on it is not done
+                    state = f"pending (its data does not read: {e})"
+                log.info("%-16s %-8s %s", s, "selected" if s in chosen else "-", state)
             return {}
         finally:
             dist.cleanup()
@@ -61,9 +65,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 def check(cfg, chosen: list[str]) -> dict:
     """``--check``: print the preflight's problems (tool/preflight.py); SystemExit(1) when one is fatal."""
     from tool.preflight import preflight
-    from tool.engine.runner import step_module
+    from tool.engine.runner import step_needs
 
-    problems = preflight(cfg, chosen, inputs_of=lambda s: tuple(getattr(step_module(s), "INPUTS", ())))
+    problems = preflight(cfg, chosen, inputs_of=lambda s: step_needs(s, cfg))
     fatal = sum(pr.fatal for pr in problems)
     summary = f"preflight of {', '.join(chosen) or '(no steps)'}: {fatal} fatal, {len(problems) - fatal} note(s)"
     sys.stdout.write("".join(pr.line() + "\n" for pr in problems) + summary + "\n")

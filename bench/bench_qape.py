@@ -24,6 +24,7 @@ import argparse
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +36,18 @@ from voc12.dataset import CLASS_NAMES
 
 WIDTH, LAYERS, HEADS, PATCH = 192, 6, 3, 32
 INIT = 0.05  # weight std giving image- and question-dependent answers at width 192
+
+
+def write_bench_blip(out: str | Path, size: int, seed: int = 0) -> Path:
+    """The benchmarks' BLIP (real classes, width ``WIDTH``, patch ``PATCH`` at ``size`` px) written to ``out``."""
+    return write_tiny_blip(
+        out, seed=seed,
+        vision_config={"hidden_size": WIDTH, "intermediate_size": 4 * WIDTH, "num_hidden_layers": LAYERS,
+                       "num_attention_heads": HEADS, "image_size": size, "patch_size": PATCH},
+        text_config={"hidden_size": WIDTH, "intermediate_size": 4 * WIDTH, "num_hidden_layers": LAYERS,
+                     "num_attention_heads": HEADS},
+        init_range=INIT,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,15 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_tiny_blip(
-            f"{tmp}/blip", seed=args.seed,
-            vision_config={"hidden_size": WIDTH, "intermediate_size": 4 * WIDTH, "num_hidden_layers": LAYERS,
-                           "num_attention_heads": HEADS, "image_size": args.size, "patch_size": PATCH},
-            text_config={"hidden_size": WIDTH, "intermediate_size": 4 * WIDTH, "num_hidden_layers": LAYERS,
-                         "num_attention_heads": HEADS},
-            init_range=INIT,
-        )
-        vqa = BlipVQA.from_pretrained(folder, device="cpu", image_size=args.size)
+        vqa = BlipVQA.from_pretrained(write_bench_blip(f"{tmp}/blip", args.size, args.seed), device="cpu",
+                                      image_size=args.size)
 
     rng = np.random.default_rng(args.seed)
     images = [rng.integers(0, 256, size=(rng.integers(300, 500), rng.integers(300, 500), 3), dtype=np.uint8)

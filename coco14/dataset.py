@@ -332,7 +332,8 @@ class COCO14:
             source = str(path)
         if not ids:
             raise DatasetError(f"split {split!r}: {source} holds no images")
-        missing = [i for i in ids if not self.image_path(i).is_file()]
+        root = f"{self.root}{os.sep}"             # (string paths: 80k pathlib joins would cost seconds)
+        missing = [i for i in ids if not os.path.isfile(root + self._relative_image(i))]
         if missing:
             folders = sorted({str(self.image_path(i).parent) for i in missing})
             absent = [f for f in folders if not Path(f).is_dir()]
@@ -358,12 +359,17 @@ class COCO14:
         try:
             base, row = self._locate(entry)
         except DatasetError as e:
-            raise DatasetError(f"{path}: {e}") from None
+            hint = (f"; list entries are file stems or COCO ids, without folder or extension "
+                    f"({Path(entry).stem!r}, not {entry!r})") if "/" in entry or Path(entry).suffix else ""
+            raise DatasetError(f"{path}: {e}{hint}") from None
         return self._stems[base][row]
 
     def image_path(self, image_id: str) -> Path:
+        return self.root / self._relative_image(image_id)
+
+    def _relative_image(self, image_id: str) -> str:
         base, row = self._locate(image_id)
-        return self.root / base / str(self._index[base].file_names[row])
+        return f"{base}{os.sep}{self._index[base].file_names[row]}"
 
     def coco_id(self, image_id: str) -> int:
         """The integer COCO image id of an image id (stem)."""

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ class BlipVQA:
         tokenizer,
         *,
         device: torch.device | str,
-        dtype: str = "fp32",
+        precision: Callable[[], contextlib.AbstractContextManager] | None = None,
         image_size: int = 480,
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
@@ -91,13 +91,10 @@ class BlipVQA:
         max_length: int = 10,
         min_length: int = 1,
     ) -> None:
-        if dtype not in ("fp32", "bf16"):
-            raise ValueError(f"qape dtype {dtype!r}: expected 'fp32' or 'bf16'")
         self.device = torch.device(device)
-        if dtype == "bf16" and self.device.type != "cuda":
-            log.warning("bf16 autocast is used on CUDA only; running BLIP in fp32 on %s", self.device)
-            dtype = "fp32"
-        self.dtype = dtype
+        # The caller's precision context (``tool.engine.runtime.autocast`` for ``qape.precision``), entered around
+        # every forward pass; None = float32. The weights stay float32 either way.
+        self._precision = precision or contextlib.nullcontext
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
@@ -120,7 +117,7 @@ class BlipVQA:
         model_id_or_dir: str | os.PathLike = DEFAULT_VQA_MODEL,
         *,
         device: torch.device | str = "cpu",
-        dtype: str = "fp32",
+        precision: Callable[[], contextlib.AbstractContextManager] | None = None,
         image_size: int = 480,
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
@@ -152,7 +149,7 @@ class BlipVQA:
             raise FileNotFoundError(f"{config_key}={name!r}: could not load the BLIP VQA model ({e}). {how}") from e
         log.info("loaded BLIP VQA model %s", name)
         return cls(
-            model, tokenizer, device=device, dtype=dtype, image_size=image_size, mean=mean, std=std,
+            model, tokenizer, device=device, precision=precision, image_size=image_size, mean=mean, std=std,
             num_beams=num_beams, max_length=max_length, min_length=min_length,
         )
 
@@ -166,15 +163,10 @@ class BlipVQA:
         """List of uint8 RGB images -> ``pixel_values [N, 3, S, S]``."""
         return torch.stack([self.preprocess(im) for im in images])
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     @torch.no_grad()
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``pixel_values [N, 3, S, S]`` -> ``image_embeds [N, P, D]`` (ViT last hidden state)."""
-        with self._autocast():
+        with self._precision():
             out = self.model.vision_model(
                 pixel_values=pixel_values.to(self.device), interpolate_pos_encoding=self.interpolate_pos_encoding
             )
@@ -239,7 +231,7 @@ class BlipVQA:
             by_length[len(token_ids[question])].append(pos)
 
         answers: list[str | None] = [None] * len(items)
-        with self._autocast():
+        with self._precision():
             for length in sorted(by_length):
                 positions = by_length[length]
                 for start in range(0, len(positions), batch_size):
@@ -261,7 +253,7 @@ class BlipVQA:
         if pixel_values.ndim == 3:
             pixel_values = pixel_values[None]  # [1, 3, S, S]
         input_ids = self.tokenizer(question, return_tensors="pt")["input_ids"].to(self.device)  # [1, L]
-        with self._autocast():
+        with self._precision():
             out = self.model.generate(
                 input_ids=input_ids,
                 pixel_values=pixel_values.to(self.device),

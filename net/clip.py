@@ -201,7 +201,12 @@ def load_clip(
         if pretrained:
             log.warning("%s.pretrained=%r is ignored: the weights come from the folder %s",
                         config_key, pretrained, folder)
-        folder_cfg = json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
+        config_file = folder / "open_clip_config.json"
+        try:
+            folder_cfg = json.loads(config_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{config_key}.model: {config_file} is not valid JSON ({e}); download the model "
+                             "folder again") from e
         folder_qg = bool(folder_cfg.get("model_cfg", {}).get("quick_gelu", False))
         if declared is not None and declared != folder_qg:
             raise ValueError(f"{config_key}.quick_gelu={str(declared).lower()} contradicts "
@@ -218,6 +223,10 @@ def load_clip(
             config_file = Path(name).expanduser()
             if not config_file.is_file():
                 raise _missing(f"{config_key}.model", f"architecture file {name!r} not found", "")
+            try:   # (parsed here first: open_clip's own parse error would name no file)
+                json.loads(config_file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{config_key}.model: {config_file} is not valid JSON ({e})") from e
             # Registers the architecture under the file's stem in open_clip's config registry.
             open_clip.add_model_config(config_file)
             name = config_file.stem
@@ -248,8 +257,9 @@ def load_clip(
         )
         if jit_weights is not None:
             _load_torchscript_weights(model, jit_weights)
-    except (RuntimeError, OSError) as e:
-        what = f"could not load CLIP {model_name!r} / {pretrained!r} ({e})"
+    except Exception as e:   # noqa: BLE001 - torn or foreign weight files (torch, safetensors): named below
+        first = (str(e).strip().splitlines() or [""])[0]
+        what = f"could not load CLIP {model_name!r} / {pretrained!r} ({type(e).__name__}: {first})"
         raise _missing(f"{config_key}.pretrained", what, "") from e
     tokenizer = open_clip.get_tokenizer(source)
     model = model.eval().requires_grad_(False)

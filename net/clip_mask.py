@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from net.weights import read_weights
+
 log = logging.getLogger(__name__)
 
 OVSEG_PREFIX = "clip_adapter.clip_model."
@@ -177,10 +179,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"ovseg mask-prompt checkpoint {path} not found: download "
                                 f"ovseg_swinbase_vitL14_ft_mpt.pth (facebookresearch/ov-seg) and set its path "
                                 f"in the config (clip.mask_prompt_checkpoint)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure: re-raised with the file named
-        raise ValueError(f"cannot read {path} as a weights-only torch checkpoint: {exc}") from exc
+    ckpt = read_weights(path, "clip.mask_prompt_checkpoint")
     # detectron2 checkpoints hold the weights under "model"; accept a bare state dict too.
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):

@@ -43,7 +43,7 @@ from net.resnet50 import (
     download_state_dict,
     init_segmentation_backbone,
 )
-from net.weights import load_state_dict_strict
+from net.weights import load_state_dict_strict, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,18 @@ IGNORE = 255
 
 
 class DilatedResNet(nn.Module):
-    """ResNet at output stride 8: x [N, 3, H, W] -> [N, 2048, ~H/8, ~W/8].
+    """ResNet at output stride 8 (or 16): x [N, 3, H, W] -> [N, 2048, ~H/8, ~W/8] (~H/16, ~W/16).
 
     Args:
         blocks: bottlenecks per stage; (3, 4, 23, 3) is ResNet-101 (smaller counts are for tests).
         style: ``torchvision`` or ``caffe`` (see the module docstring).
         bn: ``fixed`` (FixedBatchNorm, parameters frozen) or ``batch`` (trainable BatchNorm).
+        output_stride: 8 (DeepLabV2) or 16 (layer3 keeps its stride; every dilation halves).
+        frozen_stages: 0..4, the stem with layer1, then layer2, 3, 4 kept fixed (needs ``bn="fixed"``).
     """
 
     def __init__(self, blocks: tuple[int, ...] = RESNET101_BLOCKS, style: str = "torchvision", bn: str = "fixed",
-                 layer4_dilation: int = 4):
+                 layer4_dilation: int = 4, output_stride: int = 8, frozen_stages: int = 0):
         super().__init__()
         _check_choice("deeplab.pretrained_format", style, STYLES)
         _check_choice("deeplab.bn", bn, BN_MODES)
@@ -83,12 +85,29 @@ class DilatedResNet(nn.Module):
         # (planes, stride, dilation) of layer1..4: strides 1, 2, 1, 1 and dilations 1, 1, 2, 4 -> OS 8.
         # The dilations undo the strides the weights were trained with: ImageNet ResNets stride layer3 and
         # layer4 (×2 each: dilations 2, 4); the CAM classifier already runs layer4 at stride 1 (2, 2).
+        # Output stride 16 keeps layer3's stride, so every dilation halves (ImageNet 1, 2; CAM classifier 1, 1:
+        # exactly the classifier's own geometry).
         if layer4_dilation not in (2, 4):
             raise ValueError(f"layer4_dilation must be 2 or 4, got {layer4_dilation}")
-        plan = ((64, 1, 1), (128, 2, 1), (256, 1, 2), (512, 1, layer4_dilation))
+        if output_stride not in (8, 16):
+            raise ValueError(f"deeplab.output_stride: {output_stride} is not 8 or 16")
+        if not 0 <= frozen_stages <= 4:
+            raise ValueError(f"deeplab.frozen_stages: {frozen_stages} is not in 0..4")
+        if frozen_stages and bn != "fixed":
+            raise ValueError("deeplab.frozen_stages needs deeplab.bn: fixed (trainable BN would still move the "
+                             "frozen stages' statistics)")
+        half = output_stride // 8          # 1 at OS 8, 2 at OS 16
+        plan = ((64, 1, 1), (128, 2, 1), (256, half, 2 // half), (512, 1, layer4_dilation // half))
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             self._make_layer(p, n, s, d, caffe, norm) for (p, s, d), n in zip(plan, blocks))
         init_segmentation_backbone(self, bn)
+        self.output_stride = output_stride
+        # Frozen stages (the stem counts with layer1) keep their weights: no gradient, not in the optimiser, and
+        # backward stops above them.
+        stages = ((self.conv1, self.bn1, self.layer1), (self.layer2,), (self.layer3,), (self.layer4,))
+        for stage in stages[:frozen_stages]:
+            for module in stage:
+                module.requires_grad_(False)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int, caffe: bool,
                     norm: type[nn.BatchNorm2d]) -> nn.Sequential:
@@ -147,9 +166,10 @@ class DeepLabV2(nn.Module):
 
     def __init__(self, num_classes: int, blocks: tuple[int, ...] = RESNET101_BLOCKS,
                  rates: tuple[int, ...] = (6, 12, 18, 24), style: str = "torchvision", bn: str = "fixed",
-                 layer4_dilation: int = 4):
+                 layer4_dilation: int = 4, output_stride: int = 8, frozen_stages: int = 0):
         super().__init__()
-        self.backbone = DilatedResNet(blocks, style=style, bn=bn, layer4_dilation=layer4_dilation)
+        self.backbone = DilatedResNet(blocks, style=style, bn=bn, layer4_dilation=layer4_dilation,
+                                      output_stride=output_stride, frozen_stages=frozen_stages)
         self.aspp = ASPP(2048, num_classes, rates)
 
     def head_convs(self) -> tuple[nn.Conv2d, ...]:
@@ -179,7 +199,7 @@ class DeepLabV2MSC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         full = self.base(x)
-        if self.training and not self.train_msc:
+        if (self.training and not self.train_msc) or not self.scales:   # one scale: nothing to fuse
             return [full]
         outs = [full]
         for s in self.scales:
@@ -193,11 +213,13 @@ class DeepLabV2MSC(nn.Module):
 
 def build_deeplab(num_classes: int, blocks: tuple[int, ...] = RESNET101_BLOCKS,
                   rates: tuple[int, ...] = (6, 12, 18, 24), msc_scales: tuple[float, ...] = (0.75, 0.5),
-                  style: str = "torchvision", bn: str = "fixed", layer4_dilation: int = 4) -> DeepLabV2MSC:
-    """DeepLabV2 (random init) wrapped in MSC; ``num_classes`` includes the background. ``layer4_dilation``:
-    4 for weights trained at output stride 32 (ImageNet), 2 for the CAM classifier's (layer4 at stride 1)."""
-    return DeepLabV2MSC(DeepLabV2(num_classes, blocks, rates, style=style, bn=bn, layer4_dilation=layer4_dilation),
-                        msc_scales)
+                  style: str = "torchvision", bn: str = "fixed", layer4_dilation: int = 4, output_stride: int = 8,
+                  frozen_stages: int = 0) -> DeepLabV2MSC:
+    """DeepLabV2 (random init) wrapped in MSC; ``num_classes`` includes the background. ``layer4_dilation``
+    (at output stride 8): 4 for weights trained at output stride 32 (ImageNet), 2 for the CAM classifier's
+    (layer4 at stride 1). ``frozen_stages``: the stem and the first n stages keep their weights."""
+    return DeepLabV2MSC(DeepLabV2(num_classes, blocks, rates, style=style, bn=bn, layer4_dilation=layer4_dilation,
+                                  output_stride=output_stride, frozen_stages=frozen_stages), msc_scales)
 
 
 @torch.no_grad()
@@ -372,7 +394,7 @@ def load_pretrained(model: DeepLabV2, pretrained: str | os.PathLike | None, fmt:
         path = Path(pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights(path, key)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         source = f"{path} ({fmt} layout)"
@@ -390,7 +412,7 @@ def load_trained(model: DeepLabV2MSC, path: str | os.PathLike, key: str) -> None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run train_deeplab first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, key)
     if any(k.startswith("base.backbone.") for k in state):
         load_state_dict_strict(model, state, source=str(path))
         return
@@ -419,4 +441,5 @@ def build_model(c, num_classes: int) -> DeepLabV2MSC:
         return DeepLabV2MSC(DeepLabV1(num_classes, bn=c.bn, bn_momentum=c.bn_momentum, width_div=c.width_div),
                             c.msc_scales, train_msc=False)
     return build_deeplab(num_classes, blocks=c.blocks, rates=c.atrous_rates, msc_scales=c.msc_scales,
-                         style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4)
+                         style=c.pretrained_format, bn=c.bn, layer4_dilation=2 if c.pretrained == "cam_baseline" else 4,
+                         output_stride=c.output_stride, frozen_stages=c.frozen_stages)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from net.weights import read_weights
+
 log = logging.getLogger(__name__)
 
 # torchvision's IMAGENET1K_V1 ResNet-50 (the weights IRN/CLIMS/QA-CLIMS start from).
@@ -160,7 +162,7 @@ def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: 
         path = Path(pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights(path, key)
         source = str(path)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:

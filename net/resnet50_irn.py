@@ -192,6 +192,12 @@ class AffinityDisplacementLoss(IRNet):
         if tuple(edge.shape[-2:]) != self.path_index.size:
             raise ValueError(f"images of size {tuple(img.shape[-2:])} give {tuple(edge.shape[-2:])} feature maps but "
                              f"the path index was built for {self.path_index.size} (irn crop_size // 4)")
+        # The losses in float32 whatever the caller's autocast: -log(aff + 1e-5) in bf16 would round the 1e-5 away.
+        with torch.autocast(device_type=edge.device.type, enabled=False):
+            return self._losses(edge.float(), dp.float(), bg_pos.float(), fg_pos.float(), neg.float())
+
+    def _losses(self, edge: torch.Tensor, dp: torch.Tensor, bg_pos: torch.Tensor, fg_pos: torch.Tensor,
+                neg: torch.Tensor) -> dict[str, torch.Tensor]:
         aff = self.to_affinity(torch.sigmoid(edge))  # [N, n_dirs, n_src]
         pos_aff_loss = -torch.log(aff + 1e-5)
         neg_aff_loss = -torch.log(1.0 + 1e-5 - aff)

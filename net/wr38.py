@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from net.resnet50 import FixedBatchNorm, init_segmentation_backbone
+from net.weights import read_weights
 
 BN_MODES = ("fixed", "batch")
 
@@ -245,7 +246,7 @@ def load_wr38_pretrained(backbone: WideResNet38, pretrained: str | None, key: st
     if is_params_file(path):
         state, fmt = load_params(path), "MXNet .params"
     else:
-        state, fmt = torch.load(path, map_location="cpu", weights_only=True), "torch state dict"
+        state, fmt = read_weights(path, key), "torch state dict"
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
     mapped = map_wr38_state(state, backbone, str(path))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tool.data.cam_io import find_cam, load_cam
 from tool.engine.config import Config
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import BadImageError, read_image
 from tool.seg.crf import crf_kwargs
 from tool.seg.ir_label import make_ir_label
@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn")
 INPUTS = ("make_cam",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the list of the CAM split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("ids",)})
 
 
 def _work(job: tuple) -> tuple[str, str | None]:

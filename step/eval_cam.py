@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tool.data.cam_io import find_cam, load_cam
 from tool.engine.config import Config
-from tool.data.registry import build_dataset, missing_gt, class_names_with_bg
+from tool.data.registry import build_dataset, missing_gt, class_names_with_bg, read_identity
 from tool.engine.io import write_json
 from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
 from tool.engine.runtime import Context
@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam", "eval")
 INPUTS = ("make_cam",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the CAMs of make_cam, unless ``eval.cam_dir`` names another folder."""
+    return () if cfg.eval.cam_dir else INPUTS
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of ``dataset.eval_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.eval_split: ("gt",)})
 
 
 def skip_reason(cfg: Config, ctx: Context) -> str | None:
@@ -44,6 +55,20 @@ def sweep_thresholds(cfg: Config) -> np.ndarray:
     n = int(np.floor((e.sweep_stop - e.sweep_start) / e.sweep_step + 1e-6)) + 1
     grid = np.round(e.sweep_start + e.sweep_step * np.arange(n), 6)
     return np.unique(np.append(grid, e.cam_threshold).astype(np.float32))
+
+
+def size_mismatch(ds, image_id: str, cam_path: Path, cam_hw: tuple[int, int], gt_hw: tuple[int, int]) -> str:
+    """Why a CAM and its GT mask differ in size, blaming the one that differs from the image."""
+    from PIL import Image
+
+    with Image.open(ds.image_path(image_id)) as im:
+        image_hw = (im.height, im.width)
+    if cam_hw == image_hw:
+        return (f"GT mask {ds.gt_path(image_id)} is {gt_hw[0]}×{gt_hw[1]} (H×W), its image {ds.image_path(image_id)} "
+                f"{image_hw[0]}×{image_hw[1]}: the mask belongs to another image or was resized; replace it "
+                f"(run_sample.py --check lists every such mask)")
+    return (f"{cam_path}: CAM size {cam_hw} differs from its image {ds.image_path(image_id)} {image_hw} (and the GT "
+            f"{gt_hw}); were the CAMs made from other images?")
 
 
 def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "make_cam",
@@ -64,8 +89,7 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "
         keys, cams = load_cam(path, producer=producer, allow_pickle=cfg.eval.allow_pickle_cams)
         gt = ds.load_gt(image_id)
         if cams.shape[1:] != gt.shape:
-            raise ValueError(f"{path}: CAM size {cams.shape[1:]} differs from the GT size {gt.shape}; "
-                             "were the CAMs made from other images?")
+            raise ValueError(size_mismatch(ds, image_id, path, tuple(cams.shape[1:]), gt.shape))
         try:
             sweep.add(cams, keys + 1, gt)
         except ValueError as e:

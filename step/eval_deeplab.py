@@ -30,12 +30,12 @@ from tool.engine import dist
 from tool.engine.config import Config
 from tool.seg.crf import crf_inference_prob, crf_kwargs
 from tool.data.cam_data import first_item
-from tool.data.registry import build_dataset, class_names_with_bg
+from tool.data.registry import build_dataset, class_names_with_bg, read_identity
 from tool.engine.io import png_complete, write_json
 from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png, save_label_png
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context, autocast
+from tool.engine.runtime import Context, autocast, memory_format
 from tool.data.seg_data import SegImages
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
@@ -45,6 +45,17 @@ SECTIONS = ("dataset", "deeplab", "deeplab_eval")
 INPUTS = ("train_deeplab",)
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab_eval.model",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): train_deeplab's model, unless ``deeplab_eval.model`` names another file."""
+    return () if cfg.deeplab_eval.model else INPUTS
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of the evaluated split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.deeplab_eval.split or cfg.dataset.val_split: ("gt",)})
 
 
 def finish_image(job: dict) -> np.ndarray | None:
@@ -103,8 +114,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     model_path = e.model or ctx.paths.deeplab_model
     model = build_model(cfg.deeplab, num_classes)
     load_trained(model, model_path, "deeplab_eval.model" if e.model else "train_deeplab")
-    channels_last = c.channels_last and ctx.device.type == "cuda"
-    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    fmt = memory_format(c.channels_last)
+    model.to(ctx.device, memory_format=fmt).eval()
 
     todo = images.plan(ids, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)
@@ -129,9 +140,8 @@ def run(cfg: Config, ctx: Context) -> dict:
             img = item["img"]                                                     # uint8 [H, W, 3]
             x = normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None].to(ctx.device), None,
                                 c.pretrained_format)                              # [1, 3, H, W]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(c.precision, ctx.device, key="deeplab.precision"):
+            x = x.contiguous(memory_format=fmt)
+            with autocast(e.precision, ctx.device, key="deeplab_eval.precision"):
                 logits = predict_logits(model, x, e.msc, e.flip)                  # [1, K, h, w]
             logits = F.interpolate(logits.float(), size=img.shape[:2], mode="bilinear", align_corners=False)
             job = {"out": str(out_dir / f"{item['name']}.png"), "num_classes": num_classes,

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tool.engine.config import Config
-from tool.data.registry import build_dataset, missing_gt, class_names_with_bg
+from tool.data.registry import build_dataset, missing_gt, class_names_with_bg, read_identity
 from tool.engine.io import write_json
 from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png
@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset",)
 INPUTS = ("make_sem_seg",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the GT masks of ``dataset.eval_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.eval_split: ("gt",)})
 
 
 def skip_reason(cfg: Config, ctx: Context) -> str | None:

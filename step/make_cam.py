@@ -26,23 +26,44 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device, strided_size, strided_up_size
 from tool.engine.io import npz_readable, save_npz
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "cam", "make_cam")
 INPUTS = ("train_cam", "train_ritc")
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the model of ``make_cam.source`` (and the baseline's for ``compare_baseline``)."""
+    c = cfg.make_cam
+    if c.source == "baseline":
+        return ("train_cam",)
+    return ("train_cam", "train_ritc") if c.compare_baseline else ("train_ritc",)
+
+
 CAM_KEYS = ("keys", "cam", "high_res")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split (and of
+    ``dataset.eval_split`` for the baseline's CAMs)."""
+    reads = {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)}
+    if cfg.make_cam.compare_baseline and cfg.make_cam.source != "baseline":
+        reads.setdefault(cfg.dataset.eval_split, ("labels",))
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, reads)
 
 
 @torch.no_grad()
 def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, size: tuple[int, int],
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                   device: torch.device, precision: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
     """CAMs of the present classes ``keys`` [K'] from the uint8 scaled images ``imgs`` ([3, h_s, w_s] each).
+    ``precision`` (``make_cam.precision``) applies to the network; the scales are summed in float32.
 
     Returns (strided [K', ceil(H/4), ceil(W/4)], high_res [K', H, W]), both max-normalised per class.
     """
@@ -53,7 +74,8 @@ def multiscale_cam(model: CAMNet, imgs: list[torch.Tensor], keys: torch.Tensor, 
         for img in imgs:
             x = normalize_on_device(img.to(device).unsqueeze(0))           # [1, 3, h, w]
             x = torch.cat([x, x.flip(-1)], dim=0)                          # [2, 3, h, w]: image and its flip
-            cam = model.cams(x)                                            # [2, K, h/16, w/16]
+            with autocast(precision, device, key="make_cam.precision"):
+                cam = model.cams(x).float()                                # [2, K, h/16, w/16]
             yield cam[0] + cam[1].flip(-1)                                 # [K, h/16, w/16]
 
     return fuse_scales(per_scale(), keys, size)
@@ -107,7 +129,8 @@ def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
             images.skipped += 1
             continue
         keys = torch.nonzero(item["label"])[:, 0]                       # [K'] 0-based present classes
-        strided, high = multiscale_cam(model, item["imgs"], keys.to(ctx.device), tuple(item["size"]), ctx.device)
+        strided, high = multiscale_cam(model, item["imgs"], keys.to(ctx.device), tuple(item["size"]), ctx.device,
+                                       c.precision)
         save_npz(images.out_dir / f"{item['name']}.npz", keys=keys.numpy().astype(np.int64),
                  cam=strided.cpu().numpy().astype(dtype), high_res=high.cpu().numpy().astype(dtype))
         images.made += 1

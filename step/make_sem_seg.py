@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -23,20 +24,41 @@ from net.resnet50_irn import EdgeDisplacement
 from tool.data.cam_io import find_cam, load_cam
 from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
-from tool.engine.config import Config
+from tool.engine.config import Config, IrnConfig
 from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device
 from tool.engine.io import png_complete
 from tool.data.palette import save_label_png
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("dataset", "make_cam", "irn")
 INPUTS = ("make_cam", "train_irn")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)})
+
+
+@torch.no_grad()
+def pseudo_mask(model, x: torch.Tensor, keys: np.ndarray, cams: torch.Tensor, c: IrnConfig) -> tuple[np.ndarray, float]:
+    """The pseudo mask uint8 [H, W] of the normalised image x [1, 3, H, W] from its stride-4 CAMs [K', h, w] of
+    the classes ``keys`` [K'], and the random walk's seconds. With ``irn.infer_scale`` s the boundary map is
+    of the image ×s at stride 4, so the walked CAMs are upsampled by 4 / s back to the image."""
+    with autocast(c.precision, x.device, key="irn.precision"):     # the walk below stays float32
+        edge = boundary_map(model, x, c.infer_scale).float()                       # [h', w'] boundary probs
+    cams = cams_to_edge_size(cams, tuple(edge.shape), c.infer_scale)               # [K', h', w']
+    t1 = time.time()
+    rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
+                     cpu_threads=c.walk_threads)                                   # [K', h', w']
+    seconds = time.time() - t1
+    return sem_seg_from_rw(rw, keys, tuple(x.shape[-2:]), bg_thres=c.sem_seg_bg_thres,
+                           stride=4 // c.infer_scale), seconds
 
 
 @torch.no_grad()
@@ -66,17 +88,11 @@ def run(cfg: Config, ctx: Context) -> dict:
             images.skipped += 1
             continue
         x = normalize_on_device(item["imgs"][0].to(ctx.device).unsqueeze(0))      # [1, 3, H, W]
-        edge = boundary_map(model, x, c.infer_scale)                               # [h', w'] boundary probs
         keys, cams = load_cam(find_cam(cam_dir, item["name"]), "cam", producer="make_cam",
                               allow_pickle=cfg.eval.allow_pickle_cams)                # [K'], [K', h, w]
-        cams = cams_to_edge_size(torch.from_numpy(cams).to(ctx.device), tuple(edge.shape), c.infer_scale)
-        t1 = time.time()
-        rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
-                         cpu_threads=c.walk_threads)                               # [K', h', w']
-        walk_s += time.time() - t1
-        save_label_png(images.out_dir / f"{item['name']}.png", sem_seg_from_rw(rw, keys, tuple(item["size"]),
-                                                                       bg_thres=c.sem_seg_bg_thres,
-                                                                       stride=4 // c.infer_scale))
+        mask, seconds = pseudo_mask(model, x, keys, torch.from_numpy(cams).to(ctx.device), c)
+        walk_s += seconds
+        save_label_png(images.out_dir / f"{item['name']}.png", mask)
         images.made += 1
     counts = images.finish()
     log.info("make_sem_seg: %d masks (%s images/s; random walk %.1f s on rank %d)", counts["made"],

@@ -31,11 +31,11 @@ from net.blip_vqa import BlipVQA, preprocess_image
 from tool.engine import dist
 from tool.engine.config import Config, QapeConfig
 from tool.data.base import ImageItems
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.io import read_jsonl_repairing, write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ SECTIONS = ("dataset", "qape")
 INPUTS: tuple[str, ...] = ()
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("qape.vqa_model",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``qape.split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.qape.split or cfg.dataset.train_split: ("labels",)})
 
 
 def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
@@ -59,6 +64,12 @@ def question_templates(q: QapeConfig) -> dict[str, tuple[str, ...]]:
     out = {g: tuple(templates[g]) for g in templates if g in q.groups}
     expand_questions(out, "class")   # every template must hold exactly one "{}"
     return out
+
+
+def skip_reason(cfg: Config, ctx: Context) -> str | None:
+    """The no-QAPE baseline (Table 5's first row) asks no questions: the runner skips the step, and
+    ``text_feats`` makes its texts from the labels alone, so no VQA model is loaded."""
+    return "qape.no_qape: the no-QAPE baseline asks no questions" if cfg.qape.no_qape else None
 
 
 class _Images(ImageItems):
@@ -94,7 +105,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     dist.barrier()
     done = {(r["image"], r["class"]) for s in sorted(qdir.glob("corpus.rank*.jsonl")) for r in read_jsonl_repairing(s)}
 
-    vqa = BlipVQA.from_pretrained(q.vqa_model, device=ctx.device, dtype="bf16" if q.precision == "bfloat16" else "fp32",
+    vqa = BlipVQA.from_pretrained(q.vqa_model, device=ctx.device,
+                                  precision=lambda: autocast(q.precision, ctx.device, key="qape.precision"),
                                   image_size=q.image_size, num_beams=q.num_beams, max_length=q.max_length,
                                   min_length=q.min_length, config_key="qape.vqa_model")
     names = ds.class_names
@@ -140,6 +152,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     n_pairs, n_questions, skipped_pairs = (int(v) for v in totals)
     skipped = counts["skipped_bad"]
     dist.barrier()
+    rate = round(n_questions / seconds, 2) if n_questions and seconds > 0 else None    # this session's
+    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     if ctx.is_main:
         merged = merge_corpus(qdir, ids, names)
         expected = int(labels.sum()) - skipped_pairs
@@ -147,10 +161,17 @@ def run(cfg: Config, ctx: Context) -> dict:
             raise RuntimeError(f"qape: {ctx.paths.corpus_jsonl} holds {merged} of the {expected} expected (image, "
                                f"class) pairs; its shards in {qdir} changed under this run (another process on this "
                                "work_dir?). Run qape again to complete it")
+        # the summary describes the corpus, whole: the pairs and questions answered before a resume count too
+        n_pairs, n_questions = merged, corpus_questions(ctx.paths.corpus_jsonl)
     dist.barrier()
-    log.info("qape: %d pairs, %d questions in %.1f s", n_pairs, n_questions, seconds)
     return {"num_images": len(ids), "pairs_answered": n_pairs, "questions": n_questions, "skipped_bad": skipped,
-            "questions_per_s": round(n_questions / seconds, 2) if n_questions and seconds > 0 else None}
+            "questions_per_s": rate}
+
+
+def corpus_questions(path: Path) -> int:
+    """The questions answered in a merged corpus: its FG and BG (question, answer) pairs."""
+    with open(path, encoding="utf-8") as f:
+        return sum(len(r["fg"]) + len(r["bg"]) for r in map(json.loads, f))
 
 
 def merge_corpus(qdir: Path, ids: list[str], names: tuple[str, ...]) -> int:

@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 SECTIONS = ("dataset", "eval", "report")
 INPUTS = ("qape", "eval_cam", "eval_sem_seg", "eval_deeplab")
 
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): none: it shows what exists and names what is missing."""
+    return ()
+
+
 # (key, what it is, how to make it) of each stage; the metric file comes from ``_stage_files``.
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("cam_baseline", "Baseline CAM (ResNet-50 classifier)", "make_cam + eval_cam with make_cam.source: baseline"),

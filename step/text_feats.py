@@ -10,7 +10,8 @@ Writes: ``qape/texts.json`` — ``{"prompt", "clip_id", "corpus_sha256", "no_qap
 FG texts: each of the L FG answers, with the class name appended unless it names the class or an
 alias; the class name itself (the L+1-th text) is encoded by ``train_ritc`` with its own CLIP, as
 the official code does. BG texts: lemmatised, deduplicated, the class removed; a pair may have none
-(RITC skips it). ``qape.no_qape``: FG = the class name only, BG = "no {class}" (paper Table 5).
+(RITC skips it). ``qape.no_qape``: FG = the class name only, BG = "no {class}" (paper Table 5); with no BG
+group in ``qape.groups`` (Table 5's FG-only rows) the BG text is "no {class}" too.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from safetensors.torch import save_file
 
 from net.clip import encode_texts, load_clip
 from tool.engine.config import Config
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.io import atomic_path, write_json
-from net.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts
+from net.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts, side_of_group
 from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ INPUTS = ("qape",)
 FILES = ("clip.model", "clip.pretrained")
 
 
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``qape.split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.qape.split or cfg.dataset.train_split: ("labels",)})
+
+
 def pair_texts(record: dict, class_name: str, cfg: Config) -> tuple[list[str], list[str]]:
     """(FG answer texts without the class-name text, BG texts) of one corpus record, un-prompted."""
     q = cfg.qape
@@ -44,6 +50,10 @@ def pair_texts(record: dict, class_name: str, cfg: Config) -> tuple[list[str], l
         return [], bg          # FG = the class name alone, which train_ritc encodes as the class text
     aliases = dict(q.aliases) if q.aliases else CLASS_ALIASES
     fg = fg_texts([a for _, a in record["fg"]], class_name, aliases)[:-1]   # the L answers; class is last
+    if not any(side_of_group(g) == "bg" for g in q.groups):
+        # Table 5's FG-only rows: no BG question was asked, so BG is the no-QAPE text "no {class}" (with no
+        # BG text at all every pair would be skipped in FRC / BRC and RITC would train REG alone)
+        return fg, no_qape_texts(class_name)[1]
     return fg, bg_texts([a for _, a in record["bg"]], class_name)
 
 

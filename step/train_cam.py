@@ -18,11 +18,11 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import normalize_on_device
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ SECTIONS = ("dataset", "cam", "seed")
 INPUTS: tuple[str, ...] = ()
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("cam.pretrained", "cam.init_checkpoint")
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("labels",)})
 
 
 def run(cfg: Config, ctx: Context) -> dict:
@@ -57,8 +62,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))   # [N, 3, C, C]
-        logits = model(x)                                                           # [N, K]
-        loss = F.multilabel_soft_margin_loss(logits, batch["label"].to(ctx.device))
+        with autocast(c.precision, ctx.device, key="cam.precision"):
+            logits = model(x)                                                       # [N, K]
+        loss = F.multilabel_soft_margin_loss(logits.float(), batch["label"].to(ctx.device))
         return {"loss": loss}
 
     log.info("train_cam: %d images of %s, batch %d, %d epoch(s)", len(ids), cfg.dataset.train_split,

@@ -17,6 +17,7 @@ import logging
 import torch
 
 from net.deeplab import (
+    IGNORE,
     build_model,
     init_aspp_from_classifier,
     load_pretrained,
@@ -32,11 +33,12 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.cam_data import collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context, autocast
-from tool.data.seg_data import SegCrops, check_labels
+from tool.engine.runtime import Context, autocast, memory_format
+from tool.data.palette import load_label_png
+from tool.data.seg_data import SegCrops, SegImages, check_labels, label_path
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,22 @@ SECTIONS = ("dataset", "deeplab", "seed")
 INPUTS = ("make_sem_seg", "train_cam")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("deeplab.pretrained",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the pseudo masks of make_sem_seg (unless ``deeplab.label_dir``), the CAM classifier for
+    ``deeplab.pretrained: cam_baseline``."""
+    c = cfg.deeplab
+    return tuple(s for s, needed in (("make_sem_seg", c.label_dir is None),
+                                      ("train_cam", c.pretrained == "cam_baseline")) if needed)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the list of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("ids",)})
+
+
 def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     """Backbone from the trained CAM classifier (``deeplab.pretrained: cam_baseline``): offline runs,
     where no ImageNet weights exist, get a backbone that has at least seen the training images.
@@ -62,14 +80,53 @@ def init_from_cam_classifier(base, cfg: Config, ctx: Context) -> str:
     return f"the CAM classifier's backbone and, in the ASPP's centre taps, its classifier ({path})"
 
 
+PRIOR_IMAGES = 64     # training images, evenly spread, that set the background prior (deeplab.init_bg_prior)
+
+
+@torch.no_grad()
+def init_background_prior(model, ds, ids: list[str], label_dir, c, device: torch.device, skips) -> dict:
+    """Set the background logit's bias so that the initial model calls background the share of cells its
+    training labels do (``deeplab.init_bg_prior``).
+
+    The bias added is the ``q``-quantile of the margin ``max_c l_c − l_bg`` over the labelled cells of up to
+    ``PRIOR_IMAGES`` training images (whole images at scale 1, labels shrunk as in training), where ``q`` is their
+    background share. A head that starts as the CAM classifier has ``l_bg = 0`` everywhere while some class logit
+    is positive almost everywhere: without this it calls nearly every cell foreground. Returns what was set."""
+    base = model.base
+    was_training = base.training
+    base.eval()
+    pick = ids[:: max(1, len(ids) // PRIOR_IMAGES)][:PRIOR_IMAGES]
+    margins, bg, labelled = [], 0, 0
+    for item in SegImages(ds, pick, skip_bad=skips):
+        if item is None:
+            continue
+        x = normalize_input(torch.from_numpy(item["img"]).permute(2, 0, 1)[None].to(device), None,
+                            c.pretrained_format)                                     # [1, 3, H, W]
+        logits = base(x)[0].float()                                                  # [K, h, w]
+        label = torch.from_numpy(load_label_png(label_path(label_dir, item["name"])))[None]
+        label = resize_labels(label, tuple(logits.shape[-2:]))[0].to(device)          # [h, w]
+        keep = label != IGNORE
+        margins.append((logits[1:].amax(0) - logits[0])[keep].cpu())
+        bg += int((label[keep] == 0).sum())
+        labelled += int(keep.sum())
+    base.train(was_training)
+    if not labelled:
+        raise ValueError(f"deeplab.init_bg_prior: the labels of {len(pick)} training images in {label_dir} have no "
+                         "labelled pixel; check the pseudo masks or set deeplab.init_bg_prior: false")
+    share = bg / labelled
+    bias = float(torch.quantile(torch.cat(margins).double(), share))
+    head = base.head_convs()[0]
+    head.bias[0] += bias
+    log.info("train_deeplab: background bias %+.3f, the label prior (%.1f %% background cells on %d images)",
+             bias, 100 * share, len(pick))
+    return {"bg_bias": round(bias, 4), "bg_share": round(share, 4)}
+
+
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.deeplab
-    autocast(c.precision, ctx.device, key="deeplab.precision")      # checks deeplab.precision before any work
     if c.accum_steps < 1 or c.train.batch_size % c.accum_steps:
         raise ValueError(f"deeplab.accum_steps: {c.accum_steps} must be >= 1 and divide deeplab.train.batch_size "
                          f"{c.train.batch_size}")
-    if c.precision == "bfloat16" and ctx.device.type != "cuda":
-        log.info("deeplab.precision bfloat16 applies on CUDA only; training in float32 on %s", ctx.device)
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     skips = ctx.skips()
     ids = skips.filter(ds.ids(cfg.dataset.train_split), ds)
@@ -90,22 +147,21 @@ def run(cfg: Config, ctx: Context) -> dict:
         source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
     aspp = "" if c.pretrained == "cam_baseline" else "; ASPP N(0, 0.01)"
     log.info("train_deeplab: backbone initialised from %s%s", source, aspp)
-    channels_last = c.channels_last and ctx.device.type == "cuda"
-    model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # (a resumed run recomputes the same prior, then its checkpoint's weights replace the model's)
+    prior = init_background_prior(model.to(ctx.device), ds, ids, label_dir, c, ctx.device, skips) \
+        if c.init_bg_prior else {}
+    fmt = memory_format(c.channels_last)
+    model.to(ctx.device, memory_format=fmt)
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
     groups = optimizer_groups(model.base, c.train.lr, c.train.weight_decay, c.aspp_weight_lr_mult,
                               c.aspp_bias_lr_mult)
     model = dist.wrap_ddp(model, ctx.device)
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
-    seen = [0]                                    # images trained in this session (for images/s)
-
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
-        seen[0] += len(batch["name"])
         x = normalize_input(batch["img"].to(ctx.device, non_blocking=True),
                             batch["valid"].to(ctx.device, non_blocking=True), c.pretrained_format)  # [N, 3, C, C]
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=fmt)
         labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
         with autocast(c.precision, ctx.device, key="deeplab.precision"):
             outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
@@ -120,9 +176,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
-    rate = seen[0] * dist.world_size() / metrics["seconds_train"] if metrics["seconds_train"] > 0 else float("nan")
-    log.info("train_deeplab: %.2f training images/s (all ranks, loading included)", rate)
-    metrics.update({"num_images": len(ids), "init": source, "images_per_s": round(rate, 3)})
+    log.info("train_deeplab: %s training images/s (all ranks, loading included)", metrics["images_per_s"])
+    metrics.update({"num_images": len(ids), "init": source, **prior})
     return metrics
 
 

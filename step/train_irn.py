@@ -28,12 +28,12 @@ from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.base import ImageItems
 from tool.data.cam_data import AffinityCrops, collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
 from tool.engine.io import DamagedFile, png_complete
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,17 @@ SECTIONS = ("dataset", "make_cam", "irn", "seed")
 INPUTS = ("cam_to_ir_label", "train_cam")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("irn.pretrained",)
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the IR labels, and the CAM classifier for ``irn.pretrained: cam_baseline``."""
+    return ("cam_to_ir_label", "train_cam") if cfg.irn.pretrained == "cam_baseline" else ("cam_to_ir_label",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the list of the CAM split."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("ids",)})
 
 
 def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) -> str:
@@ -103,7 +114,9 @@ def run(cfg: Config, ctx: Context) -> dict:
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))          # [N, 3, C, C]
-        terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos", "neg")))
+        with autocast(c.precision, ctx.device, key="irn.precision"):   # the losses inside run in float32
+            terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos",
+                                                                                          "neg")))
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 
     log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids),

@@ -13,7 +13,6 @@ FRC (Eq. 5–6) + BRC (Eq. 7–8) against the pair's texts gathered from an on-d
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -30,12 +29,12 @@ from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
 from tool.engine.config import ClipConfig, Config
 from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset
+from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 from tool.engine.io import read_json
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
-from tool.engine.runtime import Context
+from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,17 @@ SECTIONS = ("dataset", "qape", "clip", "cam", "ritc", "seed")
 INPUTS = ("train_cam", "text_feats")
 # local weights whose change reruns the step (their size and mtime are part of its digest)
 FILES = ("clip.model", "clip.pretrained", "clip.mask_prompt_checkpoint", "ritc.init")
+
+
+def needs(cfg: Config) -> tuple[str, ...]:
+    """The steps of ``INPUTS`` whose outputs this config reads (``--check``; the digest follows all of
+    ``INPUTS``): the texts, and the CAM classifier unless ``ritc.init`` names another file."""
+    return ("train_cam", "text_feats") if cfg.ritc.init == "baseline" else ("text_feats",)
+
+
+def data_identity(cfg: Config, ctx: Context) -> dict:
+    """What of the dataset it reads, for its digest (an edit reruns it): the labels of ``dataset.train_split``."""
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.dataset.train_split: ("labels",)})
 
 
 def load_region_clip(c: ClipConfig, device: torch.device) -> tuple[ClipModel, Callable, bool]:
@@ -123,14 +133,12 @@ class RitcLoss:
         visual = clip.model.visual
         self.patch = int(visual.patch_size[0]) if hasattr(visual, "patch_size") else 14
         self.weights = (r.alpha if r.frc else 0.0, r.beta if r.brc else 0.0, r.gamma if r.reg else 0.0)
-        self.bf16 = r.precision == "bfloat16" and device.type == "cuda"
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         r = self.r
         x = normalize_on_device(batch["img"].to(self.device, non_blocking=True),
                                 batch["valid"].to(self.device, non_blocking=True))   # [N, 3, C, C]
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with amp:
+        with autocast(r.precision, self.device, key="ritc.precision"):
             P = self.model(x, maps=True)                                             # [N, K, C/16, C/16]
             # Labels stay on the CPU so finding the positive pairs never waits for the GPU.
             region = build_region_images(to_clip_pixels(x, self.normalization, self.clip), P, batch["label"],

@@ -3,6 +3,7 @@ other variants adopt them by digest), resumes after a kill without redoing finis
 over two of its runs names exactly the key that differs. Plus the grid helpers by hand."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -147,6 +148,126 @@ def test_a_failed_variant_does_not_stop_the_grid(tmp_path):
     with pytest.raises(ablate.AblateError, match=r"1 variant\(s\) failed.*ritc.brc=true,ritc.reg=false"):
         ablate.raise_failures(failed)
     ablate.raise_failures([])
+
+
+def test_presets_are_the_papers_rows():
+    """The three presets hold exactly the rows the paper reports, with its figures (Tables 4, 5 and the FAT table)."""
+    t4 = ablate.preset_variants("table4", None)
+    assert [(v.name, v.sets, v.paper) for v in t4] == [
+        ("frc", ["ritc.frc=true", "ritc.brc=false", "ritc.reg=false"], 60.3),
+        ("brc", ["ritc.frc=false", "ritc.brc=true", "ritc.reg=false"], 57.7),
+        ("frc+brc", ["ritc.frc=true", "ritc.brc=true", "ritc.reg=false"], 67.1),
+        ("frc+brc+reg", ["ritc.frc=true", "ritc.brc=true", "ritc.reg=true"], 67.3)]
+    t5 = {v.row: (v.sets, v.paper) for v in ablate.preset_variants("table5", None)}
+    assert t5 == {"no_qape": (["qape.no_qape=true", "qape.groups=[]"], 60.2),
+                  "fine_grained": (["qape.no_qape=false", "qape.groups=[fine_grained]"], 61.0),
+                  "alias": (["qape.no_qape=false", "qape.groups=[alias]"], 60.7),
+                  "surrounding": (["qape.no_qape=false", "qape.groups=[surrounding]"], 66.3),
+                  "scene": (["qape.no_qape=false", "qape.groups=[scene]"], 64.5),
+                  "fine_grained+alias": (["qape.no_qape=false", "qape.groups=[fine_grained,alias]"], 61.2),
+                  "surrounding+scene": (["qape.no_qape=false", "qape.groups=[surrounding,scene]"], 67.0),
+                  "all": (["qape.no_qape=false", "qape.groups=[fine_grained,alias,surrounding,scene]"], 67.3)}
+    fat = ablate.preset_variants("fat", [0, 1])
+    assert [(v.name, v.sets, v.paper) for v in fat] == [
+        ("no_fat,seed=0", ["ritc.fat=false", "seed=0"], 66.9), ("no_fat,seed=1", ["ritc.fat=false", "seed=1"], 66.9),
+        ("fat,seed=0", ["ritc.fat=true", "seed=0"], 67.3), ("fat,seed=1", ["ritc.fat=true", "seed=1"], 67.3)]
+    # the full method's row of every preset is the configuration's default: one run serves all three
+    from tool.engine.config import Config, load_config
+    full = [v for v in (*t4, *ablate.preset_variants("table5", None), *fat[2:3]) if v.paper == 67.3]
+    assert [load_config(SMOKE, v.sets[:len(v.values)]) for v in full] == [load_config(SMOKE)] * 3
+    assert Config().ritc.fat and Config().qape.groups == ("fine_grained", "alias", "surrounding", "scene")
+    # the seed table puts the paper's figure beside the measured mean ± std: 30 and 34 -> 32.0 ± 2.0
+    runs = {v.name: {"stages": {"cam_ritc": {"miou": m}}} for v, m in zip(fat, (30.0, 34.0, 40.0))}
+    head, rows = ablate.seed_table(fat, runs)
+    assert head == ["row", "ritc.fat", "seeds", "paper RITC CAM", "RITC CAM"]
+    assert rows == [["no_fat", "false", "2", "66.9", "32.0 ± 2.0"], ["fat", "true", "1", "67.3", "40.0 ± 0.0"]]
+    with pytest.raises(ablate.AblateError, match="--preset table4 and --grid together"):
+        ablate.main(["--config", SMOKE, "--preset", "table4", "--grid", "ritc.frc=true,false"])
+    with pytest.raises(ablate.AblateError, match="not one of"):
+        ablate.preset_variants("table9", None)
+
+
+def _first_terms(work_dir: Path) -> dict[str, float]:
+    """The loss terms of train_ritc's first optimiser step (log_every 1 on the smoke config)."""
+    from tool.engine.events import read_events
+    records, _ = read_events(work_dir / "events" / "train_ritc.jsonl")
+    assert records[0]["iter"] == 1
+    return records[0]["terms"]
+
+
+def _texts(work_dir: Path) -> tuple[list[str], list[dict]]:
+    meta = read_json(work_dir / "qape" / "texts.json")
+    return meta["texts"], meta["pairs"]
+
+
+@pytest.mark.slow
+def test_presets_run_at_smoke_size(tmp_path, monkeypatch):
+    """All three presets through eval_cam on the smoke world (in-process runs, 1 RITC step, CAMs of the 8 eval
+    images at one scale): each row's switches reach the step they steer, the paper's figure stands beside each
+    measured one, and the full method's row, common to the three, is trained once and adopted by the others."""
+    import run_sample
+
+    models = tmp_path / "models"
+    common = ["--set", f"dataset.root={tmp_path / 'toy' / 'VOC2012'}", "--set", f"toy.random_models_dir={models}",
+              "--set", f"qape.vqa_model={models / 'blip'}", "--set", f"clip.model={models / 'clip'}",
+              "--set", "ritc.train.max_steps=1", "--set", "ritc.train.checkpoint_every=10",
+              "--set", "make_cam.scales=[1.0]", "--set", "make_cam.compare_baseline=false",
+              "--set", "make_cam.split=train"]
+
+    def in_process(config, work_dir, sets, step_args):
+        run_sample.main(["--config", config, "--set", f"work_dir={work_dir}",
+                         *(a for s in sets for a in ("--set", s)), *step_args])
+
+    monkeypatch.setattr(ablate, "run_pipeline", in_process)
+    t4, t5, fat = tmp_path / "table4", tmp_path / "table5", tmp_path / "fat"
+    assert ablate.main(["--config", SMOKE, "--preset", "table4", "--root", str(t4), *common]) == 0
+    full = t4 / "frc+brc+reg"
+    for preset, root in (("table5", t5), ("fat", fat)):
+        assert ablate.main(["--config", SMOKE, "--preset", preset, "--root", str(root), "--reuse", str(full),
+                            *common]) == 0
+
+    # Table 4: the loss of each row is its switched-on terms only (Eq. 1, α β γ = 10, 8, 0.2)
+    for row, (a, b, g) in {"frc": (10, 0, 0), "brc": (0, 8, 0), "frc+brc": (10, 8, 0),
+                           "frc+brc+reg": (10, 8, 0.2)}.items():
+        t = _first_terms(t4 / row)
+        assert t["loss"] == pytest.approx(a * t["frc"] + b * t["brc"] + g * t["reg"], rel=1e-5), row
+    assert sum(_starts(t4, "train_cam").values()) == 1 and sum(_starts(t4, "qape").values()) == 1
+    assert read_json(t4 / "ablate.json")["step_args"] == ["--until", "eval_cam"]      # a preset's default
+    assert not (t4 / "frc" / "steps" / "cam_to_ir_label.done.json").exists()
+
+    # Table 5: no-QAPE asks nothing; an FG-only row gets the "no {class}" BG text, a BG-only row the class alone
+    assert (t5 / "no_qape" / "steps" / "qape.skipped.json").is_file()
+    assert not (t5 / "no_qape" / "qape" / "corpus.jsonl").exists()
+    names = read_json(t5 / "no_qape" / "qape" / "texts.json")["classes"]
+    for row in ("no_qape", "fine_grained"):
+        texts, pairs = _texts(t5 / row)
+        assert pairs and all([texts[i] for i in p["bg"]] == [f"a photo of no {names[p['class']]}."] for p in pairs)
+    texts, pairs = _texts(t5 / "no_qape")
+    assert all(p["fg"] == [] for p in pairs)
+    corpus = [json.loads(x) for x in (t5 / "fine_grained" / "qape" / "corpus.jsonl").read_text().splitlines()]
+    assert corpus and all(len(r["fg"]) == 2 and r["bg"] == [] for r in corpus)
+    corpus = [json.loads(x) for x in (t5 / "surrounding" / "qape" / "corpus.jsonl").read_text().splitlines()]
+    assert corpus and all(r["fg"] == [] and len(r["bg"]) == 7 for r in corpus)
+    texts, pairs = _texts(t5 / "surrounding")
+    assert all(p["fg"] == [] for p in pairs) and any(p["bg"] for p in pairs)
+
+    # the full method's row is adopted whole from table4's run; FAT off changes the region images
+    for root, row in ((t5, "all"), (fat, "fat")):
+        adopted = read_json(root / "ablate.json")["variants"][row]["adopted"]
+        assert {"train_ritc", "make_cam", "eval_cam"} <= set(adopted), (root, adopted)
+        assert not _starts(root, "train_ritc").get(row)
+    assert _first_terms(fat / "fat") == _first_terms(full)
+    assert _first_terms(fat / "no_fat") != _first_terms(fat / "fat")
+
+    # the paper's figure beside the measured one, in every preset's compare.md
+    for root, preset in ((t4, "table4"), (t5, "table5"), (fat, "fat")):
+        md = (root / "compare.md").read_text()
+        seeds_md = md[md.index(f"the paper's {preset} beside them"):]
+        for v in ablate.preset_variants(preset, None):
+            miou = read_json(root / v.name / "eval_cam.json")["miou"]
+            line = next(x for x in seeds_md.splitlines() if x.startswith(f"| {v.row} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[len(v.values) + 2:len(v.values) + 4] == [f"{v.paper:.1f}", f"{miou:.1f} ± 0.0"], line
 
 
 def test_shared_steps_are_those_every_variant_computes_alike():

@@ -122,7 +122,18 @@ def test_folder_without_weights_names_the_config_key(blip_dir, tmp_path):
         BlipVQA.from_pretrained(broken, device="cpu", config_key="my.key")
 
 
-def test_bf16_falls_back_to_fp32_on_cpu(blip_dir):
-    assert BlipVQA.from_pretrained(blip_dir, device="cpu", dtype="bf16").dtype == "fp32"
-    with pytest.raises(ValueError, match="fp16"):
-        BlipVQA.from_pretrained(blip_dir, device="cpu", dtype="fp16")
+def test_precision_context_runs_blip_in_bf16(blip_dir, vqa):
+    """``qape.precision: bfloat16`` reaches BLIP as the runtime's autocast (CPU included): the image embeddings
+    differ from the float32 ones by bf16's rounding (float32 alone would differ by ~1e-7), and the weights stay
+    float32."""
+    from tool.engine.runtime import autocast
+
+    cpu = torch.device("cpu")
+    b16 = BlipVQA.from_pretrained(blip_dir, device="cpu", image_size=SIZE,
+                                  precision=lambda: autocast("bfloat16", cpu, key="qape.precision"))
+    px = vqa.preprocess_batch(random_images(3, seed=5))
+    e32, e16 = vqa.encode_images(px), b16.encode_images(px)
+    assert {p.dtype for p in b16.model.parameters()} == {torch.float32}
+    # 2 ViT blocks of bf16 products (unit roundoff 2^-8 = 0.0039) and one final rounding: a few units, not 0
+    rel = float((e16.float() - e32).norm() / e32.norm())
+    assert 2 ** -12 < rel < 8 * 2 ** -8, rel

@@ -487,3 +487,106 @@ def test_aspp_starts_as_the_cam_classifier():
     assert out[:, 0].abs().max() == 0
     with pytest.raises(ValueError, match="does not fit an ASPP of 5 classes"):
         init_aspp_from_classifier(aspp, torch.randn(5, 16))
+
+
+def _cam_like(classes: int = 4) -> torch.nn.Module:
+    """A CAM classifier with non-trivial BN statistics (as a trained one has)."""
+    from net.resnet50_cam import CAMNet
+    torch.manual_seed(0)
+    cam = CAMNet(classes, pretrained=None).eval()
+    for m in cam.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return cam
+
+
+def test_output_stride_16_from_the_classifier_is_the_classifier():
+    """deeplab.output_stride 16 with pretrained cam_baseline: the backbone has the classifier's own geometry (layer3
+    strided, nothing dilated), so DeepLab at iteration 0 gives exactly the classifier's CAM logits W·x on the
+    classifier's stride-16 grid, and 0 for the background. At output stride 8 it cannot (layer3's first block is
+    dilated where the classifier strided), so the two are compared at stride 16 only."""
+    from net.deeplab import build_model, init_aspp_from_classifier
+    from tool.engine.config import load_config
+    cam = _cam_like()
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
+                      ["deeplab.output_stride=16", "deeplab.atrous_rates=[1,2,3,4]", "deeplab.msc_scales=[]"])
+    model = build_model(cfg.deeplab, 5).eval()
+    bb = model.base.backbone
+    assert [bb.layer3[0].conv2.stride, bb.layer3[0].conv2.dilation, bb.layer4[1].conv2.dilation] == \
+        [(2, 2), (1, 1), (1, 1)]
+    bb.load_state_dict({k[len("backbone."):]: v for k, v in cam.state_dict().items() if k.startswith("backbone.")})
+    init_aspp_from_classifier(model.base.aspp, cam.classifier.weight)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        outs = model(x)
+        ref = F.conv2d(cam.features(x), cam.classifier.weight)                       # [1, 4, 4, 5]
+    assert len(outs) == 1 and outs[0].shape == (1, 5, 4, 5)                          # no extra scales: one output
+    torch.testing.assert_close(outs[0][:, 1:], ref, rtol=1e-4, atol=1e-4)
+    assert outs[0][:, 0].abs().max() == 0
+
+
+def test_frozen_stages_leave_the_optimiser_and_keep_their_weights():
+    model = build_deeplab(3, blocks=(1, 1, 1, 1), rates=(1, 2), frozen_stages=3)
+    groups = {g["name"]: g["params"] for g in optimizer_groups(model.base, 0.1, 0.0)}
+    bb = model.base.backbone
+    assert {id(p) for p in groups["backbone"]} == {id(p) for p in bb.layer4.parameters() if p.requires_grad} != set()
+    assert not any(p.requires_grad for m in (bb.conv1, bb.layer1, bb.layer2, bb.layer3)
+                                 for p in m.parameters())
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    opt = sgd(optimizer_groups(model.base, 0.1, 0.0), momentum=0.9, weight_decay=0.0)
+    model.train()
+    model(torch.randn(2, 3, 48, 48))[0].square().mean().backward()
+    opt.step()
+    moved = {k for k, v in bb.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("layer4.") for k in moved)
+    with pytest.raises(ValueError, match="frozen_stages needs deeplab.bn: fixed"):
+        build_deeplab(3, blocks=(1, 1, 1, 1), bn="batch", frozen_stages=1)
+
+
+def test_background_prior_makes_the_label_share_background(tmp_path):
+    """deeplab.init_bg_prior: after it, the share of labelled cells the model calls background equals the labels'
+    background share (here 60 %), where before it every cell with a positive class logit was foreground."""
+    from net.deeplab import init_aspp_from_classifier
+    from step.train_deeplab import init_background_prior
+    from tool.engine.config import DeepLabConfig
+
+    cam = _cam_like(3)
+    model = build_deeplab(4, blocks=(3, 4, 6, 3), rates=(1, 2), msc_scales=(), output_stride=16,
+                          layer4_dilation=2)
+    model.base.backbone.load_state_dict({k[9:]: v for k, v in cam.state_dict().items() if k.startswith("backbone.")})
+    init_aspp_from_classifier(model.base.aspp, cam.classifier.weight)
+    rng = np.random.default_rng(0)
+
+    class Images:
+        def image_path(self, image_id):
+            return tmp_path / f"{image_id}.png"
+    ids = [f"im{i}" for i in range(5)]
+    for i in ids:
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        label = np.where(rng.random((64, 80)) < 0.6, 0, 1 + rng.integers(0, 3, (64, 80))).astype(np.uint8)
+        label[:4] = 255                                       # ignored rows do not count
+        save_label_png(tmp_path / "labels" / f"{i}.png", label)
+
+    def bg_share(m):
+        calls, total = 0, 0
+        with torch.no_grad():
+            for i in ids:
+                img = np.array(Image.open(tmp_path / f"{i}.png"))
+                logits = m.base.eval()(normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None], None,
+                                                        "torchvision"))[0]
+                lab = resize_labels(torch.from_numpy(load_label_png(tmp_path / "labels" / f"{i}.png"))[None],
+                                    tuple(logits.shape[-2:]))[0]
+                keep = lab != 255
+                calls += int((logits.argmax(0)[keep] == 0).sum())
+                total += int(keep.sum())
+        return calls / total, total
+
+    before, _ = bg_share(model)
+    out = init_background_prior(model, Images(), ids, tmp_path / "labels", DeepLabConfig(), torch.device("cpu"),
+                                False)
+    after, cells = bg_share(model)
+    assert before < 0.2
+    assert abs(out["bg_share"] - 0.6) < 0.05
+    assert abs(after - out["bg_share"]) <= 1.0 / cells + 1e-9       # the quantile puts the split on one cell
+    torch.testing.assert_close(model.base.aspp.convs[0].bias[0], torch.tensor(out["bg_bias"]), atol=1e-4, rtol=0)

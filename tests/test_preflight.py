@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,3 +149,112 @@ def test_gpu_memory_against_the_estimate(world, tmp_path, monkeypatch):
     assert "ritc.train.batch_size" not in _by_key(preflight(cfg, ["train_ritc"]))
     cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "device=cuda:3"))
     assert "1 GPU(s)" in _by_key(preflight(cfg, ["train_cam"]))["device"][0].message
+
+
+def test_paper_assets_unset_or_changed_are_notes(world, tmp_path, capsys):
+    """`--check` on configs/voc12.yaml names the ovseg mask-prompt checkpoint (unset there) as a note; every other
+    paper asset a config changes is named too, never fatal; a toy-world config gets none."""
+    from tool.preflight import paper_asset_notes
+
+    voc = ROOT / "configs/voc12.yaml"
+    notes = paper_asset_notes(load_config(voc), ALL)
+    assert [(p.key, p.fatal) for p in notes] == [("clip.mask_prompt_checkpoint", False)]
+    assert "ovseg_swinbase_vitL14_ft_mpt.pth" in notes[0].message and "docs/reproduce.md#assets" in notes[0].message
+    ckpt = tmp_path / "ovseg.pth"
+    ckpt.write_bytes(b"")
+    changed = load_config(voc, [f"clip.mask_prompt_checkpoint={ckpt}", "clip.mask_prompt_depth=2",
+                                "clip.pretrained=laion2b_s32b_b82k", "qape.vqa_model=Salesforce/blip-vqa-base",
+                                "irn.pretrained=cam_baseline", "deeplab.pretrained=cam_baseline",
+                                "dataset.train_split=train", "dataset.eval_split=val"])
+    assert [p.key for p in paper_asset_notes(changed, ALL)] == [
+        "clip.mask_prompt_depth", "clip.pretrained", "qape.vqa_model", "irn.pretrained", "deeplab.pretrained",
+        "dataset.train_split", "dataset.eval_split"]
+    # only the selected steps' assets; values it cannot judge (a model folder, a file) are left alone
+    assert paper_asset_notes(changed, ["eval_cam"])[0].key == "dataset.eval_split"
+    assert paper_asset_notes(load_config(voc, ["clip.model=ViT-B-16", f"qape.vqa_model={world / 'blip'}",
+                                               f"clip.mask_prompt_checkpoint={ckpt}"]), ALL)[0].key == "clip.model"
+    assert paper_asset_notes(load_config(voc, [f"clip.model={world / 'clip'}", f"qape.vqa_model={world / 'blip'}",
+                                               f"clip.mask_prompt_checkpoint={ckpt}"]), ALL) == []
+    wr38 = load_config(ROOT / "configs/voc12_wr38.yaml", ["deeplab.pretrained=null"])
+    assert [p.key for p in paper_asset_notes(wr38, ["train_deeplab"])] == ["deeplab.pretrained"]
+    assert paper_asset_notes(load_config(ROOT / "configs/smoke.yaml"), ALL) == []
+    # through run_sample.py --check: the note is printed (the absent VOC data is what is fatal here)
+    with pytest.raises(SystemExit):
+        run_sample.main(["--config", str(voc), "--check", "--steps", "train_ritc", "--set", "device=cpu",
+                         "--set", f"dataset.root={tmp_path / 'no_voc'}", "--set", f"work_dir={tmp_path / 'w'}"])
+    out = capsys.readouterr().out
+    assert "note  clip.mask_prompt_checkpoint: unset: the paper's RITC uses the ovseg mask-prompt CLIP" in out
+
+
+def test_inputs_follow_the_config(world, tmp_path):
+    """``make_cam.source: baseline`` reads no RITC model, ``deeplab_eval.model: <path>`` no train_deeplab,
+    ``deeplab.label_dir`` no pseudo masks: configs that run are not refused for steps they do not need."""
+    from tool.engine.runner import step_needs
+
+    model = tmp_path / "deeplab.pth"
+    torch.save({"x": torch.zeros(1)}, model)
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "make_cam.source=baseline",
+                                                         f"deeplab_eval.model={model}"))
+    keys = _by_key(preflight(cfg, ["train_cam", "make_cam", "eval_cam", "eval_deeplab"],
+                             inputs_of=lambda s: step_needs(s, cfg)))
+    assert not [k for k in keys if k.startswith("steps.")], keys
+    keys = _by_key(preflight(cfg, ["make_cam"], inputs_of=lambda s: step_needs(s, cfg)))
+    assert list(k for k in keys if k.startswith("steps.")) == ["steps.train_cam"]
+    ritc = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "make_cam.compare_baseline=false"))
+    assert step_needs("make_cam", ritc) == ("train_ritc",) and step_needs("eval_deeplab", ritc) == ("train_deeplab",)
+    assert step_needs("train_deeplab", ritc) == ("make_sem_seg", "train_cam")      # pretrained: cam_baseline
+    own = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, "deeplab.label_dir=/x",
+                                                         "deeplab.pretrained=null", "irn.pretrained=null"))
+    assert step_needs("train_deeplab", own) == () and step_needs("train_irn", own) == ("cam_to_ir_label",)
+    assert step_needs("report", own) == () and step_needs("qape", own) == ()
+
+
+def test_gt_masks_of_evaluated_splits_are_checked(world, tmp_path):
+    """Every GT mask of an evaluated split: all there or none, class indices (not an RGB colour mask), its
+    image's size, values in range; a split where some images lack a mask is fatal, one with none a note."""
+    from PIL import Image
+
+    from tool.data.palette import save_label_png
+
+    voc = tmp_path / "VOC2012"
+    shutil.copytree(world / "VOC2012", voc)
+    ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    seg = voc / "SegmentationClass"
+    Image.new("RGB", (64, 48), (128, 0, 0)).save(seg / f"{ids[0]}.png")             # a colour mask
+    save_label_png(seg / f"{ids[1]}.png", np.zeros((24, 32), np.uint8))             # half size
+    save_label_png(seg / f"{ids[2]}.png", np.full((48, 64), 30, np.uint8))          # class 30 of 20
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, f"dataset.root={voc}"))
+    found = [p for p in preflight(cfg, ["eval_cam"], decode_sample=10) if p.key == "dataset.eval_split"]
+    text = "\n".join(p.line() for p in found)
+    assert all(p.fatal for p in found) and len(found) == 3, text
+    assert "1 of 6 GT masks are not class-index masks" in text and f"{ids[0]}.png is mode RGB" in text
+    assert f"{ids[1]}.png is 32×24, its image {voc / 'JPEGImages' / ids[1]}.jpg 64×48" in text
+    assert f"{ids[2]}.png holds [30]" in text and "outside 0..20 and 255" in text
+
+    (seg / f"{ids[0]}.png").unlink()                                                 # some masks missing
+    found = [p for p in preflight(cfg, ["eval_cam"]) if p.key == "dataset.eval_split" and "no GT mask" in p.message]
+    assert len(found) == 1 and found[0].fatal and "1 of 6 images have no GT mask" in found[0].message
+    for i in ids:                                                                    # no mask at all: a note
+        (seg / f"{i}.png").unlink(missing_ok=True)
+    found = [p for p in preflight(cfg, ["eval_cam"]) if p.key == "dataset.eval_split"]
+    assert [p.fatal for p in found] == [False] and "evaluation is skipped" in found[0].message
+
+
+def test_eval_cam_blames_a_gt_mask_of_the_wrong_size(world, tmp_path):
+    from step.eval_cam import evaluate
+    from tool.data.palette import save_label_png
+    from tool.engine.io import save_npz
+    from voc12.dataset import VOC12
+
+    voc = tmp_path / "VOC2012"
+    shutil.copytree(world / "VOC2012", voc)
+    ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    cams = tmp_path / "cams"
+    for i in ids:
+        save_npz(cams / f"{i}.npz", keys=np.zeros(1, np.int64), cam=np.zeros((1, 12, 16), np.float16),
+                 high_res=np.zeros((1, 48, 64), np.float16))
+    save_label_png(voc / "SegmentationClass" / f"{ids[3]}.png", np.zeros((24, 32), np.uint8))
+    cfg = load_config(ROOT / "configs/smoke.yaml", _sets(world, tmp_path, f"dataset.root={voc}"))
+    with pytest.raises(ValueError, match=rf"GT mask .*{ids[3]}.png is 24×32 \(H×W\), its image .*{ids[3]}.jpg 48×64: "
+                                         "the mask belongs to another image"):
+        evaluate(cfg, VOC12(voc), cams, tmp_path / "out.json")

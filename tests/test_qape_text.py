@@ -112,3 +112,20 @@ def test_post_processing_does_not_depend_on_hash_seed():
         outs.append(json.loads(res.stdout))
     assert outs[0] == outs[1]
     assert outs[0][0] == ["water", "sky", "dock", "harbor", "sea", "ocean", "pier"]
+
+
+def test_text_feats_pair_texts_follow_the_question_groups():
+    """text_feats' texts of one corpus record: FG-only groups (Table 5) get the no-QAPE BG text "no {class}";
+    BG-only groups keep the BG answers and FG is the class name alone; all groups keep both (official)."""
+    from step.text_feats import pair_texts
+    from tool.engine.config import load_config
+
+    rec = {"image": "x", "class": "dog", "fg": [["What kind of dog is in the photo?", "terrier"]],
+           "bg": [["what is under the dog?", "grass"], ["what is next to the dog?", "dogs"]]}
+    smoke = ROOT / "configs" / "smoke.yaml"
+    assert pair_texts(rec, "dog", load_config(smoke)) == (["terrier dog"], ["grass"])
+    assert pair_texts(rec, "dog", load_config(smoke, ["qape.groups=[fine_grained]"])) == (["terrier dog"], ["no dog"])
+    assert pair_texts(rec, "dog", load_config(smoke, ["qape.groups=[alias, scene]"])) == (["terrier dog"], ["grass"])
+    no_fg = {**rec, "fg": []}      # what qape writes when no FG group is asked
+    assert pair_texts(no_fg, "dog", load_config(smoke, ["qape.groups=[surrounding]"])) == ([], ["grass"])
+    assert pair_texts(rec, "dog", load_config(smoke, ["qape.no_qape=true"])) == ([], ["no dog"])

@@ -422,6 +422,30 @@ def test_temp_files_modes_and_metrics_lines_survive_kills(tmp_path, monkeypatch)
         assert f.stat().st_mode & 0o777 == 0o644, f
 
 
+def test_files_of_writers_that_recreate_them_and_model_folders_follow_the_umask(tmp_path):
+    """safetensors deletes and recreates the file it writes (0600 whatever the umask); HF ``save_pretrained``
+    does too, in a ``mkdtemp`` folder (0700): colleagues sharing a work dir could not read them."""
+    from safetensors.torch import save_file
+
+    from tool.engine.io import atomic_path
+    from tool.toy.tiny_models import write_tiny_blip, write_tiny_clip
+
+    old = os.umask(0o002)
+    try:
+        with atomic_path(tmp_path / "qape" / "text_feats.x.safetensors") as tmp:
+            save_file({"feats": torch.zeros(2, 3)}, str(tmp))
+        write_tiny_clip(tmp_path / "models" / "clip")
+        write_tiny_blip(tmp_path / "models" / "blip")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "qape" / "text_feats.x.safetensors").stat().st_mode & 0o777 == 0o664
+    files = [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"model.safetensors", "open_clip_model.safetensors", "config.json"}
+    assert {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files
+            if p.stat().st_mode & 0o777 != 0o664} == {}
+    assert all(d.stat().st_mode & 0o777 == 0o775 for d in (tmp_path / "models").rglob("*") if d.is_dir())
+
+
 # ---- 6. data edge cases that misread silently --------------------------------------------------------
 
 def test_voc_label_cache_follows_edited_xml(tmp_path):
@@ -515,3 +539,156 @@ def test_exif_orientation_is_ignored_and_said_once(tmp_path, caplog):
     imutils.read_image(tmp_path / "1.jpg")
     assert a.shape == (4, 6, 3)                        # stored pixels, not turned upright
     assert caplog.text.count("EXIF orientation 6: ignored") == 1
+
+
+def test_pickle_payload_or_torn_file_as_pretrained_weights_is_one_named_line(tmp_path):
+    """Every ``*.pretrained`` weight path (and ``deeplab_eval.model``, the mask-prompt checkpoint) is read by the
+    one safe reader: a payload is refused without running, a torn file named, each in one line."""
+    from net.clip_mask import _read_checkpoint
+    from net.deeplab import DeepLabV2, DeepLabV2MSC, load_trained
+    from net.deeplab import load_pretrained as deeplab_pretrained
+    from net.resnet50 import ResNet50, load_pretrained
+    from net.weights import UnreadableWeights
+    from net.wr38 import load_wr38_pretrained
+    from tool.engine.cli import user_message
+
+    ran = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "x": _Payload(ran)}, evil)
+    torn = tmp_path / "torn.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, torn)
+    _tear(torn)
+    loaders = {"cam.pretrained": lambda p: load_pretrained(ResNet50(), p, "cam.pretrained"),
+               "deeplab.pretrained": lambda p: deeplab_pretrained(DeepLabV2(3, blocks=(1, 1, 1, 1)), p, "torchvision"),
+               "deeplab_eval.model": lambda p: load_trained(DeepLabV2MSC(DeepLabV2(3, blocks=(1, 1, 1, 1))), p,
+                                                            "deeplab_eval.model"),
+               "deeplab.pretrained (wr38)": lambda p: load_wr38_pretrained(None, str(p)),
+               "clip.mask_prompt_checkpoint": lambda p: _read_checkpoint(p)}
+    for what, load in loaders.items():
+        key = what.split()[0]
+        for path, why in ((evil, "is not a plain state dict: loading it would run code it names"),
+                          (torn, "cannot be read as torch weights")):
+            with pytest.raises(UnreadableWeights) as e:
+                load(path)
+            msg = user_message(e.value)
+            assert msg is not None and msg.startswith(f"{key}: {path} {why}") and "\n" not in str(e.value), (what, msg)
+    assert not ran.exists()
+
+
+def test_damaged_clip_config_json_is_named(tmp_path):
+    from net.clip import load_clip
+    from tool.engine.cli import user_message
+    from tool.toy.tiny_models import write_tiny_clip
+
+    folder = write_tiny_clip(tmp_path / "clip")
+    (folder / "open_clip_config.json").write_text('{"model_cfg": {"embed_dim": 32,')
+    with pytest.raises(ValueError) as e:
+        load_clip(str(folder), config_key="clip")
+    assert user_message(e.value).startswith(f"clip.model: {folder / 'open_clip_config.json'} is not valid JSON")
+    arch = tmp_path / "my-vit.json"
+    arch.write_text("{")
+    with pytest.raises(ValueError, match=f"clip.model: {arch} is not valid JSON"):
+        load_clip(str(arch), "x.pt", config_key="clip")
+
+
+def test_a_run_refused_by_the_lock_writes_nothing_into_the_holders_log(tmp_path):
+    from tool.engine.cli import run_cli
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "log.txt").write_text("the holder's log\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tool.engine.lock import work_dir_lock\n"
+         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert run_cli(run_sample.main, smoke_args(tmp_path, "--steps", "train_cam")) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (work / "log.txt").read_text() == "the holder's log\n"
+
+
+@pytest.mark.slow
+def test_sigterm_is_logged_leaves_no_torn_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
+    """SIGTERM (a scheduler ending the job) in the middle of writing train_cam's step-2 checkpoint: one line and
+    status 143, a log line, no temp file, the step-1 checkpoint intact, no marker; the next run resumes from
+    step 1 (default handling ended the process without a word). The handler is gone after the run."""
+    import signal
+    import time
+
+    from tool.engine import checkpoint
+    from tool.engine.cli import run_cli
+    from tool.engine.io import atomic_path
+
+    real, n = checkpoint.write_bytes, [0]
+
+    def dying(path, data, durable=True):
+        n[0] += str(path).endswith("checkpoints/train_cam.pth")
+        if n[0] == 2:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)                      # the handler raises before this ends
+        return real(path, data, durable)
+
+    monkeypatch.setattr(checkpoint, "write_bytes", dying)
+    args = smoke_args(tmp_path, "--steps", "train_cam", "--set", "cam.train.max_steps=4", "--set", "cam.train.epochs=2",
+                      "--set", "cam.train.checkpoint_every=1")
+    assert run_cli(run_sample.main, args) == 143
+    err = capsys.readouterr().err
+    assert "\nstopped: SIGTERM; run the same command again to resume\n" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    work = tmp_path / "work"
+    assert "received SIGTERM" in (work / "log.txt").read_text()
+    assert not [p for p in work.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    assert torch.load(work / "checkpoints" / "train_cam.pth", weights_only=False)["step"] == 1
+    assert not (work / "steps" / "train_cam.done.json").exists()
+    monkeypatch.setattr(checkpoint, "write_bytes", real)
+    out = run_sample.main(args)
+    assert out["train_cam"]["steps"] == 4 and "resumed from" in (work / "log.txt").read_text()
+
+
+def test_predict_unreadable_images_stop_or_are_skipped_as_the_error_says(tmp_path, capsys):
+    """An empty file (no header) and a truncated JPEG (a header, no pixels) stop predict naming the file and
+    how to skip; with ``dataset.skip_bad_images: true``, which the messages suggest, they are skipped and
+    counted and the others predicted (predict ignored the key). ``--crf``'s help names the CRF keys as they are
+    spelled now (``deeplab_eval.crf.*``)."""
+    from PIL import Image
+
+    from net.deeplab import build_model
+    from tests.test_voc12 import make_voc
+    from tool.data.imutils import BadImageError
+    from tool.engine.config import load_config
+    from tool.predict import main as predict
+
+    sets = [f"work_dir={tmp_path / 'work'}", f"dataset.root={make_voc(tmp_path)}", "dataset.train_split=train",
+            "toy.generate=false"]
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", sets)
+    torch.save(build_model(cfg.deeplab, 21).state_dict(), tmp_path / "deeplab.pth")     # random weights will do
+    new = tmp_path / "new"
+    new.mkdir()
+    Image.new("RGB", (20, 16), (90, 120, 30)).save(new / "good.jpg")
+    (new / "empty.jpg").write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)   # a long JPEG body
+    Image.fromarray(noise).save(tmp_path / "whole.jpg", quality=95)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (new / "cut.jpg").write_bytes(data[: len(data) // 2])                            # the header is whole
+    cmd = ["--config", str(ROOT / "configs" / "smoke.yaml"), *(a for s in sets for a in ("--set", s)),
+           "--weights", str(tmp_path / "deeplab.pth"), "--images", str(new), "--out", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match=rf"{new / 'empty.jpg'}: cannot read the image .*--set "
+                                         "dataset.skip_bad_images=true"):
+        predict(cmd)
+    (new / "empty.jpg").unlink()
+    with pytest.raises(BadImageError, match=r"cut.jpg.*dataset.skip_bad_images: true"):
+        predict(cmd)
+    (new / "empty.jpg").write_bytes(b"")
+    summary = predict([*cmd, "--set", "dataset.skip_bad_images=true"])
+    assert summary["predicted"] == 1 and summary["skipped_bad"] == 2 and summary["images"] == 3
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "cut.png").exists()
+    assert "2 unreadable skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        predict(["--help"])
+    helptext = capsys.readouterr().out
+    assert "deeplab_eval.crf.*" in helptext and "crf_" not in helptext

@@ -182,13 +182,15 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     # ids are not files and leave the digest alone
     import os
 
+    from tests.test_voc12 import make_voc
     from tool.engine.config import load_config
     from tool.engine.runner import file_identity, step_digest
     from tool.engine.runtime import make_context
 
     weights = tmp_path / "resnet50_toy.pth"
     weights.write_bytes(b"first")
-    cfg = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", f"cam.pretrained={weights}"])
+    data = [f"dataset.root={make_voc(tmp_path)}", "dataset.train_split=train"]
+    cfg = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", f"cam.pretrained={weights}", *data])
     ctx = make_context(cfg)
     before = step_digest("train_cam", cfg, ctx)
     assert step_digest("train_cam", cfg, ctx) == before
@@ -203,5 +205,100 @@ def test_step_digest_follows_local_weight_files(tmp_path):
     os.utime(tmp_path / "blip" / "config.json", ns=(1, 5))
     assert file_identity(tmp_path / "blip") == [["config.json", 2, 5]]
     assert file_identity("imagenet") is None and file_identity(None) is None
-    hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet"])
+    hub = load_config("configs/smoke.yaml", [f"work_dir={tmp_path / 'w'}", "cam.pretrained=imagenet", *data])
     assert step_digest("train_cam", hub, ctx) == step_digest("train_cam", hub, ctx)
+
+
+def test_snapshots_keep_the_model_at_their_iterations(tmp_path):
+    """train.snapshots (0, 2, 4): iter0 is the untrained model, iter2 the model of the step-2 checkpoint (saved
+    independently by the checkpoint path), iter4 the final model; nothing at the other iterations."""
+    from tool.engine.config import TrainRecipe
+    from tool.engine.paths import WorkPaths
+    from tool.engine.runtime import Context
+    from tool.engine.train_loop import fit, snapshot_path
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = sgd([{"params": list(model.parameters()), "lr": 0.1}], momentum=0.9, weight_decay=0.0)
+    data = [{"x": torch.randn(3), "y": torch.randn(2)} for _ in range(8)]
+    ctx = Context(paths=WorkPaths(tmp_path), device=torch.device("cpu"), rank=0, world_size=1, seed=0, step="toy")
+    final = tmp_path / "net" / "model.pth"
+    captured = {}
+    import tool.engine.train_loop as loop
+    real_save = loop.save_checkpoint
+
+    def keep(path, *, model, **kw):       # the checkpoint of step 2, as written
+        captured[kw["step"]] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_save(path, model=model, **kw)
+    loop.save_checkpoint = keep
+    try:
+        fit(ctx, TrainRecipe(batch_size=2, epochs=1, snapshots=(0, 2, 4), checkpoint_every=2, log_every=1), model=model,
+            dataset=data, optimizer=opt, num_workers=0, final_path=final,
+            loss_fn=lambda b: {"loss": torch.nn.functional.mse_loss(model(b["x"]), b["y"])})
+    finally:
+        loop.save_checkpoint = real_save
+    snaps = {k: torch.load(snapshot_path(final, k), weights_only=True) for k in (0, 2, 4)}
+    assert sorted(p.name for p in final.parent.iterdir()) == ["model.iter0.pth", "model.iter2.pth",
+                                                              "model.iter4.pth", "model.pth"]
+    for k in start:
+        assert torch.equal(snaps[0][k], start[k])
+        assert torch.equal(snaps[2][k], captured[2][k]) and not torch.equal(snaps[2][k], start[k])
+        assert torch.equal(snaps[4][k], torch.load(final, weights_only=True)[k])
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """10 items {x [3], y [1]} of a fixed linear relation plus noise."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(10, 3, generator=g)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(10, 1, generator=g)
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+def _fit(tmp_path, name: str):
+    from tool.engine.config import TrainRecipe
+    from tool.engine.paths import WorkPaths
+    from tool.engine.runtime import Context
+    from tool.engine.train_loop import fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    ctx = Context(paths=WorkPaths(tmp_path / name), device=torch.device("cpu"), rank=0, world_size=1, seed=0,
+                  step="train_toy", digest="d")
+    recipe = TrainRecipe(batch_size=2, epochs=1, lr=0.05, momentum=0.9, checkpoint_every=2, log_every=1)
+
+    def loss_fn(batch):
+        return {"loss": torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])}
+
+    optimizer = sgd([{"params": list(model.parameters()), "lr": 0.05}], momentum=0.9, weight_decay=0.0)
+    out = fit(ctx, recipe, model=model, dataset=_Pairs(), optimizer=optimizer, loss_fn=loss_fn,
+              final_path=tmp_path / name / "model.pth", num_workers=0)
+    return out, model
+
+
+def test_summary_after_a_resume_describes_the_whole_run(tmp_path, monkeypatch):
+    """Killed at step 3 of 5 (checkpoint at 2), resumed: the weights and the summary loss (mean of the epoch)
+    are those of the uninterrupted run, and its image count covers all 5 steps."""
+    from tool.engine import train_loop
+
+    ref, ref_model = _fit(tmp_path, "ref")
+
+    def crash(step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_loop, "_after_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, "run")
+    monkeypatch.setattr(train_loop, "_after_step", lambda step: None)
+    out, model = _fit(tmp_path, "run")
+    assert torch.equal(model.weight, ref_model.weight)
+    assert out["steps"] == ref["steps"] == 5 and out["loss"] == ref["loss"]
+    assert out["images"] == ref["images"] == 10                      # 5 steps × 2 images, 3 of them after the resume

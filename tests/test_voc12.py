@@ -52,7 +52,7 @@ def test_labels_cached_and_checked(tmp_path):
 
 
 def test_image_without_class_is_an_error(tmp_path):
-    root = make_voc(tmp_path, ids=("c",), xml="<annotation><object><name>head</name></object></annotation>")
+    root = make_voc(tmp_path, ids=("c",), xml="<annotation><filename>c.jpg</filename></annotation>")
     with pytest.raises(DatasetError, match="names none of the 20 VOC classes"):
         VOC12(root).labels(["c"])
 
@@ -64,7 +64,7 @@ def test_missing_root_subfolder_split_and_image(tmp_path):
     with pytest.raises(DatasetError, match="train_aug.*make_train_aug"):
         VOC12(root).ids("train_aug")
     (root / "JPEGImages" / "b.jpg").unlink()
-    with pytest.raises(DatasetError, match=r"1 listed image\(s\) missing.*'b'"):
+    with pytest.raises(DatasetError, match=r"1 listed image\(s\) of .*train.txt missing.*'b'"):
         VOC12(root).ids("train")
     (tmp_path / "bare").mkdir()
     with pytest.raises(DatasetError, match="no JPEGImages/"):

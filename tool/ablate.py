@@ -3,6 +3,7 @@
     python -m tool.ablate --config configs/demo.yaml --grid ritc.frc=true,false --grid ritc.omega=0.05,0.1,0.2 \
         [--seeds 0 1 2] [--root work/ablate] [--until eval_cam | --steps a,b | --from x] [--set k=v ...] \
         [--reuse work/demo] [--launcher submitit --cluster slurm --gpus-per-node 2 --partition P ...]
+    python -m tool.ablate --config configs/voc12.yaml --preset table4 | table5 | fat [--seeds 0 1 2]
 
 Each variant is ``run_sample.py`` in ``<root>/<key=value,...>``. Before a variant runs, every step whose
 result it would share with a run already made is *adopted*: when another variant of the grid (or a
@@ -17,6 +18,10 @@ Adopted markers keep their run ids, so the digests of the steps after them match
 run again, skips the finished variants and resumes the interrupted one (the runner resumes its steps).
 At the end ``tool.compare`` runs over the grid (``<root>/compare.html``, ``compare.md``) and a
 mean ± std table over the seeds is logged and appended to ``compare.md`` (docs/tracking.md).
+
+``--preset`` runs one of the paper's ablations instead of a ``--grid``: exactly the rows the paper reports
+(``PRESETS``), each named, with the paper's figure in a ``paper RITC CAM`` column beside the measured mIoU; without
+``--steps`` / ``--from`` / ``--until`` it stops at ``eval_cam`` (the figure is the CAM mIoU; docs/reproduce.md).
 
 ``--launcher submitit`` (docs/cluster.md) runs the variants as scheduler jobs instead of one after another
 here: first one job makes the steps every variant shares (``shared_steps``: the same config sections, weight
@@ -41,6 +46,7 @@ import numpy as np
 import torch
 
 from tool.compare import compare, markdown, read_run, stage_columns, stage_header
+from tool.data.base import DatasetError
 from tool.engine.config import STEPS, Config, ConfigError, load_config, select_steps
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
@@ -84,10 +90,48 @@ class Variant:
     name: str                          # also its folder under the root
     values: tuple[tuple[str, str], ...]  # (config key, value as given) of each --grid
     seed: int | None                   # --seeds, or None: the config's
+    row: str = ""                      # a --preset's row name (the name without the seed)
+    paper: float | None = None         # the paper's mIoU for this row (a --preset)
 
     @property
     def sets(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.values] + ([f"seed={self.seed}"] if self.seed is not None else [])
+
+
+# The paper's ablations, all RITC CAM mIoU (%) on VOC 2012 train with the full method's other settings:
+# per preset, its rows in the paper's order as (row name, config values, the paper's figure). Every row of a
+# preset sets the same keys, so the seed table has one column per key. Table 5's check marks did not survive
+# in the paper's text: its rows follow the paper's prose (docs/reproduce.md#table-5-question-groups).
+_T4 = ("ritc.frc", "ritc.brc", "ritc.reg")
+_T5 = ("qape.no_qape", "qape.groups")
+PRESETS: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]] = {
+    "table4": tuple((row, tuple(zip(_T4, on)), paper) for row, on, paper in (
+        ("frc", ("true", "false", "false"), 60.3),
+        ("brc", ("false", "true", "false"), 57.7),
+        ("frc+brc", ("true", "true", "false"), 67.1),
+        ("frc+brc+reg", ("true", "true", "true"), 67.3))),
+    # FG is always the class name; "no_qape": BG "no {class}" and no question asked; a row without a BG group
+    # gets that BG text too (step/text_feats.py)
+    "table5": tuple((row, tuple(zip(_T5, ("true" if row == "no_qape" else "false", f"[{groups}]"))), paper)
+                    for row, groups, paper in (
+        ("no_qape", "", 60.2),
+        ("fine_grained", "fine_grained", 61.0),
+        ("alias", "alias", 60.7),
+        ("surrounding", "surrounding", 66.3),
+        ("scene", "scene", 64.5),
+        ("fine_grained+alias", "fine_grained,alias", 61.2),
+        ("surrounding+scene", "surrounding,scene", 67.0),
+        ("all", "fine_grained,alias,surrounding,scene", 67.3))),
+    "fat": (("no_fat", (("ritc.fat", "false"),), 66.9), ("fat", (("ritc.fat", "true"),), 67.3)),
+}
+
+
+def preset_variants(name: str, seeds: Sequence[int] | None) -> list[Variant]:
+    """The variants of ``PRESETS[name]``, seeds innermost; folder ``<row>`` or ``<row>,seed=<s>``."""
+    if name not in PRESETS:
+        raise AblateError(f"--preset {name!r}: not one of {sorted(PRESETS)}")
+    return [Variant(row + (f",seed={seed}" if seed is not None else ""), values, seed, row, paper)
+            for row, values, paper in PRESETS[name] for seed in (seeds or [None])]
 
 
 def split_values(text: str) -> list[str]:
@@ -150,6 +194,14 @@ def _owner_config(owner: Path, cache: dict) -> Config | None:
     return cache[owner]
 
 
+def _owner_digest(step: str, cfg: Config, owner: Path) -> str | None:
+    """The digest the runner would compute for ``step`` in ``owner`` now (None: its data does not read)."""
+    try:
+        return step_digest(step, cfg, _context(owner))
+    except DatasetError:
+        return None
+
+
 def step_files(work_dir: Path, step: str) -> list[Path]:
     """The files of ``step``'s outputs (``STEP_OUTPUTS``) that exist under ``work_dir``, folders walked."""
     out = []
@@ -184,7 +236,10 @@ def adopt_shared_steps(cfg: Config, work_dir: Path, owners: Sequence[Path],
     configs: dict[Path, Config | None] = {}
     adopted = []
     for step in STEPS:
-        digest = step_digest(step, cfg, ctx)
+        try:
+            digest = step_digest(step, cfg, ctx)
+        except DatasetError:     # its data does not read (a split this dataset lacks): nothing to adopt
+            continue
         marker = ctx.paths.done_marker(step)
         if marker.is_file() and read_json(marker).get("digest") == digest:
             continue                                       # done here already (adopted before a kill, or run)
@@ -196,8 +251,7 @@ def adopt_shared_steps(cfg: Config, work_dir: Path, owners: Sequence[Path],
             done = read_json(owner_marker)
             owner_cfg = _owner_config(owner, configs)
             # the owner's marker must still be valid there (its config unchanged since), and match ours
-            if done.get("digest") != digest or owner_cfg is None or \
-                    step_digest(step, owner_cfg, _context(owner)) != digest:
+            if done.get("digest") != digest or owner_cfg is None or _owner_digest(step, owner_cfg, owner) != digest:
                 continue
             link = owner not in {Path(c).resolve() for c in copy_from}
             files = step_files(owner, step)
@@ -277,14 +331,15 @@ def shared_steps(cfgs: Sequence[Config], chosen: Sequence[Sequence[str]]) -> lis
     """The steps every variant runs (``chosen``: each variant's selection) with one result: the digest the runner
     would give them before anything ran (config sections, local weight files) is the same in every variant, and
     their inputs that any variant selects are shared too. In pipeline order."""
-    blank = _context(Path(os.devnull) / "none")      # no markers: upstream run ids are unknown alike everywhere
+    # no markers (upstream run ids unknown alike everywhere) and no data read: the dataset section is in the digest
+    blank = _context(Path(os.devnull) / "none")
     shared: list[str] = []
     for step in STEPS:
         if not all(step in c for c in chosen):
             continue
         # an input that some variants make and others do not may differ; one made by none is read alike by all
         inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
-        if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank) for cfg in cfgs}) == 1:
+        if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank, data=False) for cfg in cfgs}) == 1:
             shared.append(step)
     return shared
 
@@ -356,17 +411,22 @@ def raise_failures(failed: Sequence[str]) -> None:
 
 def seed_table(variants: Sequence[Variant], runs: dict[str, dict]) -> tuple[list, list]:
     """(header, rows): the variants grouped over seeds; per stage mean ± std (population) of the mIoU at the
-    configured threshold and of the best-threshold mIoU (CAM stages), with the number of seeds."""
-    groups: dict[tuple, list[str]] = {}
+    configured threshold and of the best-threshold mIoU (CAM stages), with the number of seeds. A preset's
+    rows lead with their name and put the paper's figure beside the measured ones."""
+    groups: dict[tuple, list[Variant]] = {}
     for v in variants:
-        groups.setdefault(v.values, []).append(v.name)
+        groups.setdefault(v.values, []).append(v)
     columns = stage_columns([r["stages"] for r in runs.values()])
     keys = [k for k, _ in variants[0].values] if variants else []
-    head = [*keys, "seeds", *stage_header(columns)]
+    preset = any(v.paper is not None for v in variants)
+    head = [*(["row"] if preset else []), *keys, "seeds", *(["paper RITC CAM"] if preset else []),
+            *stage_header(columns)]
     rows = []
     for values, members in groups.items():
-        done = [runs[m] for m in members if m in runs]
-        row = [v for _, v in values] + [str(len(done))]
+        done = [runs[m.name] for m in members if m.name in runs]
+        row = ([members[0].row] if preset else []) + [v for _, v in values] + [str(len(done))]
+        if preset:
+            row.append("–" if members[0].paper is None else f"{members[0].paper:.1f}")
         for s, best in columns:
             got = [r["stages"][s] for r in done if s in r["stages"]]
             row.append(_mean_std([m["miou"] for m in got]))
@@ -384,6 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tool.ablate", description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="YAML config every variant starts from")
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", help="a grid axis (repeatable)")
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help="one of the paper's ablations instead of --grid: its rows, the paper's figure beside each "
+                         "(default --until eval_cam)")
     ap.add_argument("--seeds", type=int, nargs="+", help="run every combination with each of these seeds")
     ap.add_argument("--root", default="work/ablate", help="one work directory per variant under here, ablate.json")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="applied to every variant")
@@ -399,22 +462,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = resources_from(args) if args.launcher == "submitit" else None
     grid = parse_grid(args.grid)
-    if not grid and not args.seeds:
-        raise AblateError("tool.ablate: give at least one --grid KEY=V1,V2 (or --seeds)")
+    if args.preset and grid:
+        raise AblateError(f"--preset {args.preset} and --grid together: a preset is a whole grid; give one of them")
+    if not grid and not args.seeds and not args.preset:
+        raise AblateError("tool.ablate: give at least one --grid KEY=V1,V2 (or --seeds, or a --preset)")
+    if args.preset and not (args.steps or args.start or args.until):
+        args.until = "eval_cam"          # the paper's ablation figures are CAM mIoUs
     root = Path(args.root)
     setup_logging(root / "ablate.log")
-    variants = expand(grid, args.seeds)
+    variants = preset_variants(args.preset, args.seeds) if args.preset else expand(grid, args.seeds)
     for v in variants:       # every key and value checked before anything runs
         load_config(args.config, [*args.set, *v.sets])
     step_args = [a for flag, val in (("--steps", args.steps), ("--from", args.start), ("--until", args.until))
                  if val for a in (flag, val)]
     state_path = root / "ablate.json"
     state = read_json(state_path) if state_path.is_file() else {}
-    want = {"config": args.config, "grid": [[k, v] for k, v in grid], "sets": args.set, "step_args": step_args}
+    want = {"config": args.config, "grid": [[k, v] for k, v in grid], "preset": args.preset, "sets": args.set,
+            "step_args": step_args}
     if state and any(state.get(k) != v for k, v in want.items()):
         raise AblateError(f"{state_path} holds another grid (config {state.get('config')}, grid {state.get('grid')}, "
-                          f"--set {state.get('sets')}, steps {state.get('step_args')}); use another --root or "
-                          "delete it")
+                          f"preset {state.get('preset')}, --set {state.get('sets')}, steps {state.get('step_args')}); "
+                          "use another --root or delete it")
     state.update(want)
     done = state.setdefault("variants", {})
     reuse = [Path(r) for r in args.reuse]
@@ -440,7 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [v.name for v in variants]
     runs = {n: read_run(root / n) for n in names}
     head, rows = seed_table(variants, runs)
-    seeds_md = f"Mean ± std over seeds ({args.seeds or 'the config seed'}):\n\n{markdown(head, rows)}"
+    title = f"Mean ± std over seeds ({args.seeds or 'the config seed'})"
+    if args.preset:
+        title += (f"; the paper's {args.preset} beside them (its figures: RITC CAM mIoU on VOC 2012 train, "
+                  "docs/reproduce.md)")
+    seeds_md = f"{title}:\n\n{markdown(head, rows)}"
     summary = compare([root / n for n in names], root, names, extra_md=seeds_md)
     shared = {n: done[n].get("adopted", []) for n in names}
     log.info("ablate: %d variant(s) in %s; steps adopted (not recomputed): %s\n%s\n%s", len(names), root, shared,

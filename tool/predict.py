@@ -6,7 +6,7 @@
 
 ``--model deeplab`` (default): the run's ``deeplab/model.pth`` (or ``deeplab_eval.model``), whole-image
 inference as ``step.eval_deeplab`` (single scale or ``--msc``, optional ``--flip``), softmax, optional dense
-CRF (``deeplab_eval.crf_*``). ``--model cam``: the RITC CAM network (``make_cam.source``'s model) as
+CRF (``deeplab_eval.crf.*``). ``--model cam``: the RITC CAM network (``make_cam.source``'s model) as
 ``step.make_cam`` exports CAMs (``make_cam.scales``, flip-summed, docs/design.md §4 item 7), for the
 classes of ``--labels`` (the folder dataset's CSV / JSON formats) or, without it, the classes whose
 classifier score sigmoid(W · GAP(Z)) reaches ``--cls-threshold``; the mask is argmax([threshold, CAM_k])
@@ -48,7 +48,7 @@ from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, png_complete, read_id_list, save_npz
 from tool.data.palette import save_label_png, voc_palette
 from tool.engine.paths import WorkPaths
-from tool.engine.runtime import Context, autocast, resolve_device
+from tool.engine.runtime import Context, autocast, memory_format, resolve_device
 from tool.data.seg_data import SegImages
 from tool.data.base import DatasetError
 
@@ -80,7 +80,7 @@ def collect_images(sources: Sequence[str]) -> dict[str, Path]:
             for f in files:
                 add(f.relative_to(p).with_suffix("").as_posix(), f, str(p))
         elif p.suffix.lower() == ".txt" and p.is_file():
-            for n, entry in enumerate(read_id_list(p), 1):
+            for n, entry in enumerate(read_id_list(p, whole_line=True), 1):
                 f = p.parent / entry                       # (an absolute entry stays itself)
                 if not f.is_file() and f.suffix.lower() not in IMAGE_EXTS:     # named without its extension
                     f = next((f.with_name(f.name + e) for e in IMAGE_EXTS if f.with_name(f.name + e).is_file()), f)
@@ -130,10 +130,14 @@ def is_done(out: Path, name: str, save_probs: bool) -> bool:
             and (not save_probs or (out / f"{name}.npz").is_file()))
 
 
-def _equal_size_batches(loader, batch_size: int) -> Iterator[list[dict]]:
-    """Consecutive items of equal image size, up to ``batch_size`` at a time (the input is sorted by size)."""
+def _equal_size_batches(loader, batch_size: int, bar: tqdm) -> Iterator[list[dict]]:
+    """Consecutive items of equal image size, up to ``batch_size`` at a time (the input is sorted by size);
+    an image skipped as unreadable (``dataset.skip_bad_images``) is counted on ``bar`` and left out."""
     batch: list[dict] = []
     for item in loader:
+        if item is None:
+            bar.update(1)
+            continue
         if batch and (len(batch) == batch_size or item["img"].shape != batch[0]["img"].shape):
             yield batch
             batch = []
@@ -149,15 +153,17 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
     model = build_model(c, num_classes)
     load_trained(model, args.weights or cfg.deeplab_eval.model or paths.deeplab_model,
                  "--weights" if args.weights else "deeplab_eval.model" if cfg.deeplab_eval.model else "train_deeplab")
-    model.to(device).eval()
+    fmt = memory_format(c.channels_last)
+    model.to(device, memory_format=fmt).eval()
     ready = time.time()
     crf = crf_kwargs(dataclasses.replace(cfg.deeplab_eval.crf, enabled=True), labels=False) if args.crf else None
-    loader = DataLoader(SegImages(files, names), batch_size=1, shuffle=False, num_workers=cfg.num_workers,
-                        collate_fn=first_item)
-    for batch in _equal_size_batches(loader, args.batch_size):
+    loader = DataLoader(SegImages(files, names, skip_bad=cfg.dataset.skip_bad_images), batch_size=1, shuffle=False,
+                        num_workers=cfg.num_workers, collate_fn=first_item)
+    for batch in _equal_size_batches(loader, args.batch_size, bar):
         imgs = np.stack([b["img"] for b in batch])                                       # uint8 [B, H, W, 3]
         x = normalize_input(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device), None, c.pretrained_format)
-        with torch.no_grad(), autocast(c.precision, device, key="deeplab.precision"):
+        x = x.contiguous(memory_format=fmt)
+        with torch.no_grad(), autocast(cfg.deeplab_eval.precision, device, key="deeplab_eval.precision"):
             logits = predict_logits(model, x, args.msc, args.flip)                      # [B, K+1, h, w]
         probs = F.softmax(F.interpolate(logits.float(), size=imgs.shape[1:3], mode="bilinear", align_corners=False),
                           dim=1).cpu().numpy()                                           # [B, K+1, H, W]
@@ -184,17 +190,22 @@ def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names
                            "--labels out to use the classifier's")
     threshold = cfg.eval.cam_threshold if args.threshold is None else args.threshold
     labels = np.stack([given.get(n, np.zeros(num_classes, np.float32)) for n in names])
-    loader = DataLoader(MultiScaleImages(files, names, labels, cfg.make_cam.scales), batch_size=1, shuffle=False,
-                        num_workers=cfg.num_workers, collate_fn=first_item)
+    loader = DataLoader(MultiScaleImages(files, names, labels, cfg.make_cam.scales,
+                                         skip_bad=cfg.dataset.skip_bad_images),
+                        batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=first_item)
     scales = cfg.make_cam.scales
     for item in loader:
+        if item is None:           # unreadable, skipped (dataset.skip_bad_images): logged by the loader
+            bar.update(1)
+            continue
         img1 = item["imgs"][scales.index(1.0)] if 1.0 in scales else _at_scale_one(files, item["name"])  # [3, H, W]
         with torch.no_grad():
             scores = torch.sigmoid(model(normalize_on_device(img1.to(device)[None])))[0].cpu()   # [K]
         keys = (torch.nonzero(item["label"])[:, 0] if args.labels
                 else torch.nonzero(scores >= args.cls_threshold)[:, 0])                   # [K'] 0-based
         size = tuple(item["size"])
-        _, high = multiscale_cam(model, item["imgs"], keys.to(device), size, device)    # [K', H, W]
+        _, high = multiscale_cam(model, item["imgs"], keys.to(device), size, device,
+                                 cfg.make_cam.precision)                                # [K', H, W]
         high = high.cpu().numpy()
         full_img = img1.permute(1, 2, 0).numpy()
         if len(keys):
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", default="deeplab", choices=MODELS)
     p.add_argument("--weights", help="deeplab: this model file instead of the run's")
-    p.add_argument("--crf", action="store_true", help="deeplab: refine with the dense CRF (deeplab_eval.crf_*)")
+    p.add_argument("--crf", action="store_true", help="deeplab: refine with the dense CRF (deeplab_eval.crf.*)")
     p.add_argument("--flip", action="store_true", help="deeplab: average with the mirrored image")
     p.add_argument("--msc", action="store_true", help="deeplab: fuse deeplab.msc_scales by max, as in training")
     p.add_argument("--labels", help="cam: the images' classes (CSV / JSON as the folder dataset's labels)")
@@ -265,13 +276,18 @@ def main(argv: list[str] | None = None) -> dict:
     files = collect_images(args.images) if args.images else {i: ds.image_path(i) for i in ds.ids(args.split)}
     out = Path(args.out)
     # equal sizes next to each other so they batch (the header gives the size; nothing is decoded)
-    sizes = {}
+    sizes, bad = {}, []
     for name, f in files.items():
         try:
             with Image.open(f) as im:
                 sizes[name] = im.size
         except OSError as e:
-            raise ValueError(f"{f}: cannot read the image ({e})") from e
+            if not cfg.dataset.skip_bad_images:
+                raise ValueError(f"{f}: cannot read the image ({e}); replace or remove it, or skip such images "
+                                 "with --set dataset.skip_bad_images=true") from e
+            log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", f, e)
+            bad.append(name)
+    files = {n: f for n, f in files.items() if n not in set(bad)}
     done = [n for n in files if is_done(out, n, args.save_probs)]
     todo = sorted((n for n in files if n not in set(done)), key=lambda n: (sizes[n], n))
     log.info("predict (%s) on %s: %d image(s), %d already done, %d to do -> %s", args.model, device, len(files),
@@ -286,10 +302,13 @@ def main(argv: list[str] | None = None) -> dict:
     end = time.time()
     seconds = end - t0
     rate = len(todo) / (end - ready) if todo and end > ready else None     # images/s once the model is loaded
-    summary = {"model": args.model, "images": len(files), "predicted": len(todo), "skipped_done": len(done),
+    unreadable = len(bad) + sum(1 for n in todo if not is_done(out, n, args.save_probs))   # skipped as they decoded
+    summary = {"model": args.model, "images": len(files) + len(bad), "predicted": len(todo) - (unreadable - len(bad)),
+               "skipped_done": len(done), "skipped_bad": unreadable,
                "seconds": round(seconds, 2), "images_per_s": round(rate, 3) if rate else None, "out": str(out)}
-    sys.stdout.write(f"predict: {len(todo)} image(s) in {seconds:.1f} s (model load included)"
-                     f"{f', {rate:.2f} images/s' if rate else ''}, {len(done)} already done -> {out}\n")
+    sys.stdout.write(f"predict: {summary['predicted']} image(s) in {seconds:.1f} s (model load included)"
+                     f"{f', {rate:.2f} images/s' if rate else ''}, {len(done)} already done"
+                     f"{f', {unreadable} unreadable skipped' if unreadable else ''} -> {out}\n")
     return summary
 
 

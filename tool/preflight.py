@@ -4,14 +4,16 @@ Nothing is run or written. Every problem found is returned (not just the first),
 to change; fatal ones would stop the run, the others are worth knowing (a download, a CPU run). Checks:
 
 - the dataset root, the split lists each step reads (every listed image present), their labels, the GT
-  masks of the evaluated splits, and a sample of images that must decode;
+  masks of the evaluated splits (for every image or none, class indices not colours, each of its image's
+  size, values in range), and a sample of images that must decode;
 - every weight a step loads: a local path exists and is the right kind of file (a torch state dict, a
   model folder), a hub id or tag is in the local cache (else named as needing a download), a CLIP
   architecture is one of open_clip's and its activation is known (``net.clip.quick_gelu_for``);
 - inputs made by steps not selected (their done markers);
 - the device, and free GPU memory against :func:`train_memory_gb` per training step;
 - free disk against :func:`artefact_bytes` of the selected steps;
-- the torchrun world size against the batch settings (no training step may get zero optimiser steps).
+- the torchrun world size against the batch settings (no training step may get zero optimiser steps);
+- the paper's assets the config leaves unset or sets otherwise (:func:`paper_asset_notes`: notes, never fatal).
 
 The memory and disk figures are estimates with their formulas stated (docs/real-runs.md).
 """
@@ -25,11 +27,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from tool.engine.config import TRAIN_SECTIONS, Config
+from tool.engine.config import PRECISION_KEYS, TRAIN_SECTIONS, Config
 from tool.data.registry import build_dataset
 from tool.engine.paths import WorkPaths
+from tool.engine.runtime import cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,7 @@ def preflight(cfg: Config, steps: list[str], *, inputs_of: Callable[[str], tuple
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     counts, pixels = _check_dataset(cfg, steps, paths, decode_sample, problems)
     _check_weights(cfg, steps, paths, problems)
+    problems += paper_asset_notes(cfg, steps)
     if inputs_of is not None:
         _check_inputs(steps, paths, inputs_of, problems)
     _check_device_memory(cfg, steps, problems)
@@ -127,7 +132,7 @@ def preflight(cfg: Config, steps: list[str], *, inputs_of: Callable[[str], tuple
 
 
 def _split_needs(cfg: Config, steps: list[str]) -> dict[tuple[str, str], set[str]]:
-    """(config key, split) -> what the steps need of it: ``labels``, ``gt`` (all), ``gt?`` (optional)."""
+    """(config key, split) -> what the steps need of it: ``labels``, ``gt`` (the masks of an evaluated split)."""
     d = cfg.dataset
     cam_split = ("make_cam.split", cfg.make_cam.split) if cfg.make_cam.split else ("dataset.train_split", d.train_split)
     need: dict[tuple[str, str], set[str]] = {}
@@ -152,9 +157,8 @@ def _split_needs(cfg: Config, steps: list[str]) -> dict[tuple[str, str], set[str
             add(evals, "labels", "gt")
         elif s == "eval_deeplab":
             add(("deeplab_eval.split", cfg.deeplab_eval.split) if cfg.deeplab_eval.split
-                else ("dataset.val_split", d.val_split), "gt?")
-        elif s == "report":
-            add(evals, "gt")
+                else ("dataset.val_split", d.val_split), "gt")
+        # (report shows what exists: it needs nothing of a split)
     return need
 
 
@@ -170,7 +174,8 @@ def _check_dataset(cfg: Config, steps: list[str], paths: WorkPaths, sample: int,
     try:
         ds = build_dataset(cfg.dataset, cache)
     except (RuntimeError, ValueError) as e:     # voc12 / coco14 DatasetError (a RuntimeError), unknown name
-        problems.append(Problem("dataset.root" if "root" in str(e) else "dataset.name", str(e)))
+        key = getattr(e, "key", None) or ("dataset.root" if "root" in str(e) else "dataset.name")
+        problems.append(Problem(key, str(e)))
         return counts, 0.0
     sizes: list[int] = []
     for (key, split), what in _split_needs(cfg, steps).items():
@@ -185,13 +190,61 @@ def _check_dataset(cfg: Config, steps: list[str], paths: WorkPaths, sample: int,
                 ds.labels(ids)
             except RuntimeError as e:
                 problems.append(Problem(key, str(e)))
-        if what & {"gt", "gt?"}:
-            no_gt = [i for i in ids if not ds.has_gt(i)]
-            if no_gt and ("gt" in what or len(no_gt) < len(ids)):
-                problems.append(Problem(key, f"split {split!r}: {len(no_gt)} of {len(ids)} images have no GT mask, "
-                                             f"e.g. {ds.gt_path(no_gt[0])}"))
+        if "gt" in what:
+            _check_gt(ds, split, ids, key, sample, problems)
         sizes += _decode_sample(ds, ids, sample, key, cfg.dataset.skip_bad_images, problems)
     return counts, (sum(sizes) / len(sizes) if sizes else 0.0)
+
+
+def _check_gt(ds, split: str, ids: list[str], key: str, sample: int, problems: list[Problem]) -> None:
+    """The GT masks of an evaluated split, as the evaluations will read them: none (the evaluation is skipped,
+    a note), some (fatal: they stop at the first missing one), each paletted or greyscale class indices (an
+    RGB colour mask is not), of its image's size (headers only, every mask), values 0..K or 255 (decoded:
+    ``sample`` masks spread over the split)."""
+    from PIL import Image
+
+    have = [i for i in ids if ds.has_gt(i)]
+    if not have:
+        problems.append(Problem(key, f"split {split!r}: no image has a GT mask (e.g. {ds.gt_path(ids[0])}): its "
+                                     "evaluation is skipped (predictions only for eval_deeplab)", fatal=False))
+        return
+    if len(have) < len(ids):
+        missing = [i for i in ids if not ds.has_gt(i)]
+        problems.append(Problem(key, f"split {split!r}: {len(missing)} of {len(ids)} images have no GT mask, e.g. "
+                                     f"{ds.gt_path(missing[0])}; the evaluation needs a mask for every image (or for "
+                                     "none)"))
+    bad: dict[str, list[str]] = {}
+    for i in have:
+        path = ds.gt_path(i)
+        try:
+            with Image.open(path) as m:
+                mode, size = m.mode, m.size
+            with Image.open(ds.image_path(i)) as im:
+                image_size = im.size
+        except (OSError, ValueError) as e:   # an unreadable image is _decode_sample's to report
+            bad.setdefault("unreadable", []).append(f"{path} ({e})")
+            continue
+        if mode not in ("P", "L"):
+            bad.setdefault("mode", []).append(f"{path} is mode {mode}")
+        elif size != image_size:
+            bad.setdefault("size", []).append(f"{path} is {size[0]}×{size[1]}, its image {ds.image_path(i)} "
+                                              f"{image_size[0]}×{image_size[1]}")
+    for i in have[:: max(1, len(have) // max(sample, 1))][:sample]:
+        try:
+            values = np.unique(ds.load_gt(i))
+        except (OSError, ValueError, RuntimeError):
+            continue                                   # named above
+        out = values[(values > ds.num_classes) & (values != 255)]
+        if out.size:
+            bad.setdefault("values", []).append(f"{ds.gt_path(i)} holds {out.tolist()[:5]}")
+    why = {"unreadable": "do not read",
+           "mode": "are not class-index masks: a GT mask must be paletted (P) or greyscale (L) class indices, "
+                   "not colours (convert it with the palette)",
+           "size": "are not of their image's size: the mask belongs to another image or was resized",
+           "values": f"hold values outside 0..{ds.num_classes} and 255 (ignore)"}
+    for kind, items in bad.items():
+        of = f"{len(items)} of {len(have)}" if kind != "values" else f"{len(items)} of {min(sample, len(have))} read"
+        problems.append(Problem(key, f"split {split!r}: {of} GT masks {why[kind]}: {'; '.join(items[:3])}"))
 
 
 def _decode_sample(ds, ids: list[str], n: int, key: str, skip_bad: bool, problems: list[Problem]) -> list[int]:
@@ -391,10 +444,12 @@ def _check_device_memory(cfg: Config, steps: list[str], problems: list[Problem])
         if any(s in TRAIN_SECTIONS for s in steps):
             problems.append(Problem("device", f"{name}: the training steps run on the CPU (fine for toy data; "
                                               "VOC-size training needs a GPU)", fatal=False))
-        for key, prec in (("qape.precision", cfg.qape.precision), ("ritc.precision", cfg.ritc.precision),
-                          ("deeplab.precision", cfg.deeplab.precision)):
-            if prec == "bfloat16":
-                problems.append(Problem(key, "bfloat16 applies on CUDA only: float32 on the CPU", fatal=False))
+        if not cpu_has_native_bf16():
+            for key in PRECISION_KEYS:
+                section, name = key.split(".")
+                if getattr(getattr(cfg, section), name) == "bfloat16":
+                    problems.append(Problem(key, "bfloat16 on this CPU (no native bf16 instructions) works but is "
+                                                 "slower than float32", fatal=False))
         return
     index = int(name.split(":")[1]) if ":" in name else int(os.environ.get("LOCAL_RANK", "0"))
     free, total = torch.cuda.mem_get_info(index)
@@ -434,3 +489,79 @@ def _check_world(cfg: Config, steps: list[str], counts: dict[str, int], world: i
         if s == "train_deeplab" and (cfg.deeplab.accum_steps < 1 or sec.train.batch_size % cfg.deeplab.accum_steps):
             problems.append(Problem("deeplab.accum_steps", f"{cfg.deeplab.accum_steps} must be >= 1 and divide "
                                                            f"deeplab.train.batch_size {sec.train.batch_size}"))
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's assets
+# --------------------------------------------------------------------------------------------
+
+PAPER_CLIP = "ViT-L-14"                                # with OpenAI's weights (open_clip tag "openai")
+PAPER_VQA = "Salesforce/blip-vqa-capfilt-large"        # HF port of BLIP ViT-B CapFilt-L VQA
+PAPER_MASK_PROMPT_DEPTH = 3                            # ovseg's mask prompt
+_REPRODUCE = "docs/reproduce.md#assets"
+
+
+def paper_asset_notes(cfg: Config, steps: list[str]) -> list[Problem]:
+    """A note for every asset of the paper's runs that ``cfg`` leaves unset or sets otherwise, for the selected
+    ``steps``: such a run trains a model other than the paper's. Never fatal; a value this cannot judge (a model
+    folder, a local file) gets none, and a toy-world config (``toy.generate``) none at all: it is not the
+    paper's data. Each note points to the assets of docs/reproduce.md."""
+    if cfg.toy.generate:
+        return []
+    s = set(steps)
+    notes: list[Problem] = []
+
+    def note(key: str, message: str) -> None:
+        notes.append(Problem(key, f"{message} ({_REPRODUCE})", fatal=False))
+
+    c = cfg.clip
+    if "train_ritc" in s:
+        if not c.mask_prompt_checkpoint:
+            note("clip.mask_prompt_checkpoint", "unset: the paper's RITC uses the ovseg mask-prompt CLIP "
+                                                "(ovseg_swinbase_vitL14_ft_mpt.pth); without it RITC trains against "
+                                                "plain CLIP")
+        elif c.mask_prompt_depth != PAPER_MASK_PROMPT_DEPTH:
+            note("clip.mask_prompt_depth", f"{c.mask_prompt_depth}: ovseg's mask prompt, the paper's, reaches "
+                                           f"{PAPER_MASK_PROMPT_DEPTH} blocks")
+    if s & {"text_feats", "train_ritc"}:
+        arch = _clip_architecture(c.model)
+        if arch is not None and arch != PAPER_CLIP:
+            note("clip.model", f"{c.model!r}: the paper's CLIP is {PAPER_CLIP} with OpenAI's weights")
+        elif arch == PAPER_CLIP and c.pretrained and not Path(c.pretrained).expanduser().is_file() \
+                and c.pretrained != "openai":
+            note("clip.pretrained", f"{c.pretrained!r}: the paper's {PAPER_CLIP} weights are OpenAI's ('openai')")
+        elif arch == PAPER_CLIP and c.quick_gelu is False:
+            note("clip.quick_gelu", "false declares weights other than OpenAI's (theirs use QuickGELU): the paper "
+                                    f"used OpenAI's {PAPER_CLIP}")
+    vqa = cfg.qape.vqa_model
+    if "qape" in s and not cfg.qape.no_qape and not Path(vqa).expanduser().exists() and vqa.count("/") == 1 \
+            and not vqa.startswith((".", "/", "~")) and vqa != PAPER_VQA:
+        note("qape.vqa_model", f"{vqa!r}: the paper's VQA model is BLIP ViT-B CapFilt-L ({PAPER_VQA})")
+    if "train_irn" in s and cfg.irn.pretrained == "cam_baseline":
+        note("irn.pretrained", "cam_baseline: IRN, as the paper uses it, starts from ImageNet ResNet-50 ('imagenet')")
+    if "train_deeplab" in s:
+        d = cfg.deeplab
+        if d.arch == "v2_resnet101" and d.pretrained == "cam_baseline":
+            note("deeplab.pretrained", "cam_baseline: the paper's DeepLabV2 starts from ImageNet ResNet-101 "
+                                       "('imagenet')")
+        if d.arch == "v1_wr38" and d.pretrained is None:
+            note("deeplab.pretrained", "null: the paper's DeepLabV1 starts from the ImageNet ResNet-38 weights "
+                                       "(ilsvrc-cls_rna-a1_cls1000_ep-0001.params)")
+    trains = s & {"qape", "text_feats", "train_cam", "train_ritc", "train_irn", "make_cam"}
+    paper_train = {"voc12": ("train_aug", "VOC 2012 train + SBD, 10,582 images"),
+                   "coco14": ("train", "the 82,081 train2014 images with a label")}.get(cfg.dataset.name)
+    if trains and paper_train and cfg.dataset.train_split != paper_train[0]:
+        note("dataset.train_split", f"{cfg.dataset.train_split!r}: the paper trains on {paper_train[0]!r} "
+                                    f"({paper_train[1]})")
+    if cfg.dataset.name == "voc12" and s & {"eval_cam", "eval_sem_seg"} and cfg.dataset.eval_split != "train":
+        note("dataset.eval_split", f"{cfg.dataset.eval_split!r}: the paper's CAM and pseudo-mask figures (Tables 1, "
+                                   "4, 5) are on VOC 2012 'train' (1,464 images)")
+    return notes
+
+
+def _clip_architecture(model: str) -> str | None:
+    """The open_clip architecture ``clip.model`` names ("ViT-L-14"), or None for a folder / hub model (unknown)."""
+    if model.startswith(("hf-hub:", "local-dir:")) or Path(model).expanduser().is_dir() or \
+            ("/" in model and not model.endswith(".json")):
+        return None
+    return Path(model).stem if model.endswith(".json") else model

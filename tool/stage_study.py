@@ -17,7 +17,12 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
   again by the generator) in the run's budget (``deeplab.train.max_steps``) and in ``--budgets`` × it, and on
   the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
   ``eval_deeplab`` does. Each is a ``run_sample.py`` sub-run (``train_deeplab,eval_deeplab``) in
-  ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks.
+  ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks;
+- ``curves``: each trained stage's score before training (iteration 0) and at ``--curve`` fractions of its
+  iterations, from one training sub-run with ``train.snapshots`` (``<root>/curve_<stage>``): IRN (pseudo-mask mIoU
+  on the eval split, the walk on each snapshot's boundaries, and boundary AP) and DeepLab (on the run's pseudo
+  masks; mIoU on the val split). RITC's iteration 0 is the baseline CAM it starts from, reported with the run.
+  A verdict such as "its budget holds it back" needs this curve first: a flat curve is not a budget problem.
 
 ``--set k=v`` applies to the run's config (e.g. ``irn.exp_times=4`` measures another walk on the same
 boundary map without rerunning anything). Results go to ``<root>/study.json`` after every part
@@ -52,11 +57,12 @@ from tool.data.palette import load_label_png, save_label_png
 from tool.engine.paths import WorkPaths
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from tool.engine.runtime import setup_logging
+from tool.engine.train_loop import snapshot_path
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("ir_label", "boundary_pseudo", "deeplab")
+PARTS = ("ir_label", "boundary_pseudo", "deeplab", "curves")
 IGNORE = 255
 _BINS = 1000  # boundary-probability histogram bins (AP and P/R are read off it)
 
@@ -127,16 +133,18 @@ def walk_threshold(beta: float) -> float:
 
 # ---- pseudo masks ---------------------------------------------------------------------------------------------
 
-def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device) -> dict:
-    """One pass over the eval split: IRNet boundaries vs GT boundaries, and pseudo masks three ways."""
+def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device, irn_model: Path | None = None
+                            ) -> dict:
+    """One pass over the eval split: IRNet boundaries vs GT boundaries, and pseudo masks three ways.
+    ``irn_model``: another IRNet state dict than the run's (a snapshot of the learning curve)."""
     c = cfg.irn
     ds = build_dataset(cfg.dataset, paths.cache_dir)
     ids = ds.ids(cfg.dataset.eval_split)
     n_cls = len(class_names_with_bg(ds))
     cam_dir = paths.cam_dir(cfg.make_cam.source)
     model = EdgeDisplacement(crop_size=c.train.crop_size)
-    load_state_dict_strict(model, load_model_file(paths.irn_model, "stage_study (step train_irn)"),
-                           source=str(paths.irn_model))
+    irn_model = irn_model or paths.irn_model
+    load_state_dict_strict(model, load_model_file(irn_model, "stage_study (step train_irn)"), source=str(irn_model))
     model.to(device).eval()
     ways = ("no_walk", "irn_walk", "gt_boundary_walk")
     conf = {w: np.zeros((n_cls, n_cls), np.int64) for w in ways}
@@ -239,6 +247,70 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
     return {"miou": metrics["miou"], "iterations": iterations, "seconds": round(time.time() - t0, 1)}
 
 
+# ---- learning curves: each trained stage's score before training (iteration 0) and at a few iterations ----------
+
+def curve_points(fractions: Sequence[float], max_step: int) -> list[int]:
+    """Iterations at ``fractions`` of ``max_step`` (0 = before training), rounded, distinct, ascending."""
+    return sorted({round(f * max_step) for f in fractions})
+
+
+def _sub_run(config: str, sets: Sequence[str], steps: str) -> None:
+    cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", steps]
+    for s in sets:
+        cmd += ["--set", s]
+    log.info("%s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def _seed_work_dir(work_dir: Path, run_paths: WorkPaths, *parts: str) -> None:
+    """Link the run's artefacts a sub-run reads (``cam_baseline/model.pth``, ``ir_label``) into its work dir."""
+    for part in parts:
+        src, dst = run_paths.root / part, work_dir / part
+        if src.exists() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+
+
+def deeplab_curve(config: str, sets: Sequence[str], work_dir: Path, run_paths: WorkPaths, points: list[int]) -> dict:
+    """DeepLab on the run's pseudo masks, trained once by the run's recipe with snapshots at ``points``
+    (``deeplab.train.snapshots``), each snapshot evaluated on the val split as ``eval_deeplab`` does."""
+    _seed_work_dir(work_dir, run_paths, "cam_baseline/model.pth")
+    every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={run_paths.sem_seg_dir}", "steps.report=false",
+             f"deeplab.train.snapshots=[{', '.join(map(str, points))}]"]
+    t0 = time.time()
+    _sub_run(config, every, "train_deeplab")
+    out = {}
+    for k in points:
+        snap = snapshot_path(WorkPaths(work_dir).deeplab_model, k)
+        _sub_run(config, [*every, f"deeplab_eval.model={snap}"], "eval_deeplab")
+        out[str(k)] = read_json(work_dir / "steps" / "eval_deeplab.done.json")["metrics"]["miou"]
+    return {"miou": out, "seconds": round(time.time() - t0, 1)}
+
+
+def irn_curve(config: str, sets: Sequence[str], cfg: Config, work_dir: Path, run_paths: WorkPaths,
+              points: list[int], device: torch.device) -> dict:
+    """IRNet trained once by the run's recipe on the run's IR labels with snapshots at ``points``; for each, the
+    pseudo masks of the eval split (the walk on that IRNet's boundaries) and its boundary AP."""
+    _seed_work_dir(work_dir, run_paths, "cam_baseline/model.pth", "ir_label")
+    every = [*sets, f"work_dir={work_dir}", "steps.report=false",
+             f"irn.train.snapshots=[{', '.join(map(str, points))}]"]
+    t0 = time.time()
+    _sub_run(config, every, "train_irn")
+    out, ap = {}, {}
+    for k in points:
+        r = measure_boundary_pseudo(cfg, run_paths, device, snapshot_path(WorkPaths(work_dir).irn_model, k))
+        out[str(k)], ap[str(k)] = r["pseudo"]["irn_walk"], r["boundary"]["ap"]
+    return {"miou": out, "boundary_ap": ap, "seconds": round(time.time() - t0, 1)}
+
+
+def irn_steps(cfg: Config, paths: WorkPaths) -> int:
+    """train_irn's optimiser steps on one rank (its recipe over ``make_cam.split``)."""
+    r = cfg.irn.train
+    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.make_cam.split or cfg.dataset.train_split))
+    steps = (n // r.batch_size) * (r.epochs if r.epochs is not None else 1 << 30)
+    return min(steps, r.max_steps) if r.max_steps is not None else steps
+
+
 # ---- the table -------------------------------------------------------------------------------------------------
 
 def format_report(study: dict) -> str:
@@ -273,6 +345,14 @@ def format_report(study: dict) -> str:
     if "deeplab" in study:
         cells = [f"{k}: {v['miou']:.1f} ({v['iterations']} it)" for k, v in sorted(study["deeplab"].items())]
         lines.append(f"DeepLab mIoU on {run.get('val_split')}: " + ", ".join(cells))
+    if "baseline_cam" in run:
+        lines.append(f"RITC at iteration 0 (its start, the baseline CAM): {run['baseline_cam']:.1f}")
+    for stage, what in (("irn", f"pseudo masks on {run.get('split')}"),
+                        ("deeplab", f"DeepLab on {run.get('val_split')}")):
+        curve = study.get("curves", {}).get(stage)
+        if curve:
+            cells = [f"it {k}: {v:.1f}" for k, v in sorted(curve["miou"].items(), key=lambda kv: int(kv[0]))]
+            lines.append(f"learning curve, {what}: " + ", ".join(cells))
     return "\n".join(lines)
 
 
@@ -301,6 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budgets", type=int, nargs="+", default=[1, 5],
                     help="DeepLab runs at these multiples of deeplab.train.max_steps")
     ap.add_argument("--deeplab-labels", nargs="+", default=["gt", "pseudo"], choices=["gt", "pseudo"])
+    ap.add_argument("--curve", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0], metavar="FRACTION",
+                    help="learning curves (part curves): score at these fractions of a stage's iterations; 0 = "
+                         "before training (the iteration-0 oracle)")
+    ap.add_argument("--curve-stages", nargs="+", default=["irn", "deeplab"], choices=["irn", "deeplab"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the run's config")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
@@ -333,6 +417,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs[name] = run_deeplab(args.config, args.set, (root / f"deeplab_{name}").resolve(), paths,
                                              label_dir.resolve(), k * cfg.deeplab.train.max_steps)
                     write_json(out, study)
+        elif part == "curves":
+            curves = study.setdefault("curves", {})
+            for stage in args.curve_stages:
+                if stage in curves:
+                    continue
+                sub = (root / f"curve_{stage}").resolve()
+                if stage == "deeplab":
+                    points = curve_points(args.curve, cfg.deeplab.train.max_steps)
+                    curves[stage] = deeplab_curve(args.config, args.set, sub, paths, points)
+                else:
+                    points = curve_points(args.curve, irn_steps(cfg, paths))
+                    curves[stage] = irn_curve(args.config, args.set, cfg, sub, paths, points, device)
+                write_json(out, study)
         write_json(out, study)
     log.info("stage study of %s (%s):\n%s", cfg.work_dir, out, format_report(study))
     return 0

@@ -9,7 +9,9 @@ The interface shared with ``coco14.COCO14`` (steps see nothing else):
 """
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,12 +35,16 @@ CLASS_NAMES: tuple[str, ...] = tuple(
     for n in XML_NAMES
 )
 _XML_INDEX = {n: i for i, n in enumerate(XML_NAMES)}
+# 3: unknown object names are errors (version 2 dropped them silently: such caches are rebuilt)
+CACHE_VERSION = 3
 
 
 def labels_from_xml(path: Path) -> np.ndarray:
     """[20] float32 multi-hot label from one VOC annotation: every ``<object><name>`` of a class.
 
-    Only object names count (person-layout ``<part><name>head</name>`` and the like are ignored).
+    Only object names count (person-layout ``<part><name>head</name>`` and the like are ignored). An object
+    name that is not one of the 20 classes (a typo: ``dgo``, ``Car``) raises naming the file and the name:
+    dropping it would silently train on a wrong label.
     """
     try:
         root = ET.parse(path).getroot()
@@ -47,14 +53,27 @@ def labels_from_xml(path: Path) -> np.ndarray:
     label = np.zeros(len(XML_NAMES), dtype=np.float32)
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
-        if name in _XML_INDEX:
-            label[_XML_INDEX[name]] = 1.0
+        if name not in _XML_INDEX:
+            close = difflib.get_close_matches(name.lower(), XML_NAMES, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DatasetError(f"{path}: object name {name!r} is not a VOC class{hint}; fix it in the file "
+                               f"(the classes: {', '.join(XML_NAMES)})")
+        label[_XML_INDEX[name]] = 1.0
     return label
 
 
-def _stamp(path: Path) -> list[int] | None:
+def entry_hint(entries: list[str]) -> str:
+    """A hint for list entries written as file names (``2007_000032.jpg``, ``JPEGImages/2007_000032``)."""
+    bad = next((e for e in entries if "/" in e or Path(e).suffix.lower() in (".jpg", ".jpeg", ".png")), None)
+    if bad is None:
+        return ""
+    return (f"; a split list names images by id, without folder or extension ({Path(bad).stem!r}, not "
+            f"{bad!r})")
+
+
+def _stamp(path: str | Path) -> list[int] | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
@@ -104,10 +123,11 @@ class VOC12:
         dup = [i for i in ids if i in seen or seen.add(i)]
         if dup:
             raise DatasetError(f"split {split!r}: {path} lists image(s) {dup[:3]} more than once")
-        missing = [i for i in ids if not self.image_path(i).is_file()]
+        jpegs = f"{self.root / 'JPEGImages'}{os.sep}"      # (string paths: 10k pathlib joins cost a second)
+        missing = [i for i in ids if not os.path.isfile(f"{jpegs}{i}.jpg")]
         if missing:
-            raise DatasetError(f"split {split!r}: {len(missing)} listed image(s) missing from "
-                               f"{self.root / 'JPEGImages'}, e.g. {missing[:3]}")
+            raise DatasetError(f"split {split!r}: {len(missing)} listed image(s) of {path} missing from "
+                               f"{self.root / 'JPEGImages'}, e.g. {missing[:3]}{entry_hint(missing)}")
         return ids
 
     def image_path(self, image_id: str) -> Path:
@@ -120,16 +140,27 @@ class VOC12:
         keeps its cached labels)."""
         cache, stamps = self._read_cache()
         todo = []
+        xmls = f"{self.root / 'Annotations'}{os.sep}"
         for i in ids:
-            stamp = _stamp(self.root / "Annotations" / f"{i}.xml")   # None: XML gone, the cache is all there is
+            stamp = _stamp(f"{xmls}{i}.xml")                         # None: XML gone, the cache is all there is
             if i not in cache or (stamp is not None and stamps.get(i) != stamp):
                 todo.append(i)
                 stamps[i] = stamp
+        errors = []
         for i in todo:
-            cache[i] = labels_from_xml(self.root / "Annotations" / f"{i}.xml").nonzero()[0].tolist()
+            try:
+                cache[i] = labels_from_xml(self.root / "Annotations" / f"{i}.xml").nonzero()[0].tolist()
+            except DatasetError as e:          # every bad annotation is named at once, not one per run
+                errors.append(str(e))
+                cache.pop(i, None)
+                stamps.pop(i, None)
         if todo and self.cache_dir is not None:
-            write_json(self._cache_path(), {"version": 2, "root": str(self.root.resolve()), "labels": cache,
-                                            "stamps": stamps}, indent=None)
+            write_json(self._cache_path(), {"version": CACHE_VERSION, "root": str(self.root.resolve()),
+                                            "labels": cache, "stamps": stamps}, indent=None)
+        if errors:
+            more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:3])}{' ...' if len(errors) > 3 else ''})" \
+                if len(errors) > 1 else ""
+            raise DatasetError(errors[0] + more)
         out = np.zeros((len(ids), self.num_classes), dtype=np.float32)
         for n, i in enumerate(ids):
             if not cache[i]:
@@ -147,7 +178,7 @@ class VOC12:
         if self.cache_dir is None or not self._cache_path().is_file():
             return {}, {}
         data = read_json(self._cache_path())
-        if data.get("root") != str(self.root.resolve()) or "stamps" not in data:  # another root / old: rebuild
+        if data.get("root") != str(self.root.resolve()) or data.get("version") != CACHE_VERSION:   # rebuild
             return {}, {}
         return {k: list(v) for k, v in data["labels"].items()}, dict(data["stamps"])
 

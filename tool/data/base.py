@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class DatasetError(RuntimeError):
-    """A dataset file or folder is missing or malformed; the message names it."""
+    """A dataset file or folder is missing or malformed; the message names it. ``key``: the config key that
+    points at it (``dataset.labels`` for a folder dataset's label file), when the raiser knows it."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @runtime_checkable

@@ -79,6 +79,15 @@ def check_classes(names: Sequence[str], source: str) -> tuple[str, ...]:
     return names
 
 
+def normalise_entry(entry: str) -> str:
+    """An image named in a label file or a split list as a path under images/: ``/`` between folders, no
+    leading ``./`` (``.\\shop\\a.jpg`` and ``shop/a.jpg`` are one image)."""
+    entry = entry.replace("\\", "/").strip()
+    while entry.startswith("./"):
+        entry = entry[2:]
+    return entry
+
+
 def _strip_ext(entry: str) -> tuple[str, str | None]:
     """(entry without its image extension, the extension or None)."""
     suffix = PurePosixPath(entry).suffix
@@ -191,21 +200,26 @@ class FolderDataset:
         self.root = Path(cfg.root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset.root: folder {self.root} does not exist (it should hold "
-                               f"{cfg.images}/, {cfg.labels} and classes.txt)")
+                               f"{cfg.images}/, {cfg.labels} and classes.txt)", key="dataset.root")
         self.image_dir = self.root / cfg.images
         if not self.image_dir.is_dir():
-            raise DatasetError(f"dataset.images: image folder {self.image_dir} does not exist")
+            raise DatasetError(f"dataset.images: image folder {self.image_dir} does not exist", key="dataset.images")
         self.mask_dir = self.root / cfg.masks
         self.list_dir = self.root / cfg.lists
         self.label_file = self.root / cfg.labels
-        if cfg.classes:
-            self.label_names = check_classes(cfg.classes, "dataset.classes")
-        else:
-            self.label_names = check_classes(read_class_file(self.root / "classes.txt"),
-                                             str(self.root / "classes.txt"))
+        try:
+            if cfg.classes:
+                self.label_names = check_classes(cfg.classes, "dataset.classes")
+            else:
+                self.label_names = check_classes(read_class_file(self.root / "classes.txt"),
+                                                 str(self.root / "classes.txt"))
+        except DatasetError as e:
+            e.key = "dataset.classes"
+            raise
         unknown = [k for k in cfg.question_names if k not in self.label_names]
         if unknown:
-            raise DatasetError(f"dataset.question_names: {unknown[0]!r} is not a class ({', '.join(self.label_names)})")
+            raise DatasetError(f"dataset.question_names: {unknown[0]!r} is not a class ({', '.join(self.label_names)})",
+                               key="dataset.question_names")
         # the classes as spelled in questions and prompts (QAPE, CLIP texts), like VOC's "tv monitor"
         self.class_names = tuple(cfg.question_names.get(n, n) for n in self.label_names)
         self.num_classes = len(self.label_names)
@@ -213,7 +227,11 @@ class FolderDataset:
         self.split_dir = Path(split_dir) if split_dir is not None else None
         self._files: dict[str, str] = {}           # id -> path under images/ (with its extension)
         self._labels: dict[str, list[int]] = {}    # id -> 0-based classes
-        self._read_labels()
+        try:
+            self._read_labels()
+        except DatasetError as e:                  # (--check files it under the key that names the file)
+            e.key = "dataset.labels"
+            raise
         self._splits: dict[str, list[str]] | None = None
 
     # ---- labels ----------------------------------------------------------------------------------
@@ -242,9 +260,7 @@ class FolderDataset:
 
     def _resolve(self, entry: str, at: str) -> tuple[str, str]:
         """(id, file under images/) of a label-file entry, with or without its extension; raises naming ``at``."""
-        entry = entry.replace("\\", "/").strip()
-        while entry.startswith("./"):
-            entry = entry[2:]
+        entry = normalise_entry(entry)
         if not entry:
             raise DatasetError(f"{at}: empty image name")
         parts = PurePosixPath(entry).parts
@@ -292,12 +308,12 @@ class FolderDataset:
 
     def _read_list(self, path: Path) -> list[str]:
         try:
-            entries = read_id_list(path)
+            entries = read_id_list(path, whole_line=True)    # (a file name may hold spaces)
         except ValueError as e:
             raise DatasetError(str(e)) from e
         out, seen = [], {}
         for n, entry in enumerate(entries, 1):
-            image_id = _strip_ext(entry.replace("\\", "/"))[0]
+            image_id = _strip_ext(normalise_entry(entry))[0]
             if image_id not in self._labels:
                 raise DatasetError(f"{path}: entry {n} ({entry!r}) has no labels in {self.label_file}; add it there "
                                    "or remove it from the list")

@@ -5,8 +5,12 @@ does not import the dataset packages that sit above it (``voc12/``, ``coco14/`` 
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from tool.data.base import ImageLevelDataset
 from tool.engine.config import DatasetConfig
@@ -40,6 +44,41 @@ def missing_gt(cfg: DatasetConfig, cache_dir: str | Path | None, key: str) -> st
         return None
     return (f"no GT mask for any image of dataset.{key} {split!r} (e.g. {ds.gt_path(ids[0])}): "
             f"nothing to evaluate against, step skipped")
+
+
+def read_identity(cfg: DatasetConfig, cache_dir: str | Path | None,
+                  reads: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+    """What a step's digest keeps of the data it reads (``tool.engine.runner.step_digest``), by split.
+
+    ``reads``: split -> parts, of ``ids`` (the split's list: which images, in which order), ``labels`` (the
+    image-level labels of those images as the dataset reads them: an edited VOC XML, COCO JSON or
+    ``labels.csv`` that changes a label changes it, one that changes a box does not), ``gt`` (the size and
+    mtime of each GT mask, or its absence). Cheap through the interface alone: ids and labels come from the
+    datasets' caches, GT masks are stat-ed, no image is read. Returns {split: {part: sha256 prefix}}."""
+    ds = build_dataset(cfg, cache_dir)
+    out: dict[str, dict[str, str]] = {}
+    for split, parts in sorted(reads.items()):
+        unknown = set(parts) - {"ids", "labels", "gt"}
+        if unknown:
+            raise ValueError(f"read_identity: unknown part(s) {sorted(unknown)}; expected ids, labels, gt")
+        ids = ds.ids(split)
+        h = {p: hashlib.sha256("\n".join(ids).encode()) for p in sorted(set(parts) | {"ids"})}
+        if "labels" in h:
+            h["labels"].update("\n".join(ds.class_names).encode())     # a renamed class changes QAPE's questions
+            h["labels"].update(np.ascontiguousarray(ds.labels(ids), dtype=np.uint8).tobytes())
+        if "gt" in h:
+            for i in ids:
+                h["gt"].update(repr(_stamp(ds.gt_path(i))).encode())
+        out[split] = {p: v.hexdigest()[:16] for p, v in h.items()}
+    return out
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def class_names_with_bg(ds: ImageLevelDataset) -> list[str]:

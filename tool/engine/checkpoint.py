@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from net.weights import load_state_dict_strict
+from net.weights import UnreadableWeights, load_state_dict_strict, read_weights, unsafe_global
 from tool.engine import dist
 from tool.engine.io import DamagedFile, UnsafeFile, write_bytes
 
@@ -109,11 +109,6 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     return ckpt
 
 
-def unsafe_global(e: pickle.UnpicklingError) -> str | None:
-    """The "Unsupported global ..." line of a weights-only refusal, or None for another unpickling error."""
-    return next((ln.strip() for ln in str(e).splitlines() if "unsupported global" in ln.lower()), None)
-
-
 def _rng_globals() -> list:
     """What a numpy RNG state pickles to, beyond tensors: allow-listed for ``torch.load(weights_only=True)``."""
     core = getattr(np, "_core", None) or np.core
@@ -145,14 +140,14 @@ def load_model_file(path: str | os.PathLike, key: str, producer: str | None = No
     if not path.is_file():
         raise FileNotFoundError(f"{key}: model file {path} does not exist; run the step that writes it first")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # noqa: BLE001 - torn or not a torch file
-        if isinstance(e, pickle.UnpicklingError) and unsafe_global(e):
-            raise UnsafeFile(f"{key}: {path} is not a plain state dict: loading it would run code it names "
-                             f"({unsafe_global(e)}). Only load model files you trust") from e
+        state = read_weights(path, key)
+    except UnreadableWeights as e:
+        if e.unsafe:
+            raise UnsafeFile(str(e)) from e
+        cause = e.__cause__
         redo = f"; step {producer} will retrain it on the next run" if producer else "; replace it"
-        raise DamagedFile(f"{key}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}){redo}",
-                          [path], producer) from e
+        raise DamagedFile(f"{key}: {path} cannot be read ({type(cause).__name__}: "
+                          f"{(str(cause).strip().splitlines() or [''])[0]}){redo}", [path], producer) from e
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint was given
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -22,6 +22,15 @@ _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
 _LAST_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<type>\w+(?:Error|Exception|File|Locked|Mismatch|Loss)): (?P<msg>.*)$")
 
 
+class Terminated(BaseException):
+    """The process got SIGTERM (what schedulers send before killing a job): raised where the main thread is,
+    so atomic writes drop their temp files and the run stops as after a kill (``runner.run_session``). A
+    ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` swallows it."""
+
+
+TERMINATED_STATUS = 128 + 15       # the shell's status of a process ended by SIGTERM
+
+
 def _ours(filename: str) -> bool:
     p = Path(filename).resolve()
     return p.is_relative_to(REPO_ROOT) and ".venv" not in p.relative_to(REPO_ROOT).parts
@@ -70,10 +79,14 @@ def _log_file() -> Path | None:
 
 def run_cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
     """Run ``main(argv)`` as a command: 0 on success; a project error prints one line (and the log file that
-    holds its traceback) to stderr and returns 2; any other error propagates with its traceback."""
+    holds its traceback) to stderr and returns 2; SIGTERM (``Terminated``) one line and 143; any other error
+    propagates with its traceback."""
     try:
         main(argv)
         return 0
+    except Terminated as e:
+        sys.stderr.write(f"stopped: {e}\n")
+        return TERMINATED_STATUS
     except Exception as e:
         msg = user_message(e)
         if msg is None:

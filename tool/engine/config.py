@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 
 # Allowed values, checked when the config loads (a wrong one names its key and the choices).
-Precision = Literal["float32", "bfloat16"]           # bfloat16 = autocast, CUDA only
+Precision = Literal["float32", "bfloat16"]           # bfloat16 = autocast on the run's device (CUDA or CPU)
 BnMode = Literal["fixed", "batch"]                   # fixed: frozen statistics, not optimised | batch: trainable
 
 
@@ -61,6 +61,11 @@ STEPS: tuple[str, ...] = tuple(StepsConfig.__dataclass_fields__)
 # The training steps and the config section whose ``train`` recipe each one runs.
 TRAIN_SECTIONS: dict[str, str] = {"train_cam": "cam", "train_ritc": "ritc", "train_irn": "irn",
                                   "train_deeplab": "deeplab"}
+# Every precision key and the steps it applies to (docs/configuration.md, "Precision").
+PRECISION_KEYS: dict[str, tuple[str, ...]] = {
+    "qape.precision": ("qape",), "cam.precision": ("train_cam",), "ritc.precision": ("train_ritc",),
+    "make_cam.precision": ("make_cam",), "irn.precision": ("train_irn", "make_sem_seg"),
+    "deeplab.precision": ("train_deeplab",), "deeplab_eval.precision": ("eval_deeplab",)}
 
 
 def select_steps(toggles: dict[str, bool], steps: str | None, start: str | None, until: str | None) -> list[str]:
@@ -144,6 +149,9 @@ class TrainRecipe:
     hflip: bool = True                         # random horizontal flip
     checkpoint_every: int = 500                # optimiser steps between resumable checkpoints
     log_every: int = 50                        # optimiser steps between log lines (and training events)
+    # also save the model after these optimiser steps (0 = before training) beside the final one, as
+    # <model>.iter<k>.pth: the learning curve of tool.stage_study
+    snapshots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class CamConfig:
     train: TrainRecipe = field(default_factory=TrainRecipe)
     classifier_lr_mult: float = 10.0           # lr multiplier of the 1x1 classifier
     resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast; the loss stays float32)
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,7 @@ class MakeCamConfig:
     split: str | None = None               # null = dataset.train_split
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)   # input scales whose (flip-summed) CAMs are added (IRN's four)
     dtype: Literal["float16", "float32"] = "float16"   # of the maps in the npz files
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast of the CAM net; scales fused in float32)
 
 
 @dataclass(frozen=True)
@@ -194,15 +204,16 @@ class QapeConfig:
     num_beams: int = 3                         # beam search width (official BLIP VQA settings)
     max_length: int = 10                       # answer tokens, at most
     min_length: int = 1                        # answer tokens, at least
-    precision: Precision = "float32"           # float32 | bfloat16 (CUDA only)
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast of BLIP's encoder and decoder)
     image_batch: int = 8                       # images decoded and encoded together
     prompt_batch: int = 64                     # equal-length prompts per generate call
     skip_bad_images: bool = False              # skip unreadable images here even if dataset.skip_bad_images is off
     # Question templates per group, "{}" = the class name as spelled for questions (paper Table 6).
     # Empty = the built-in defaults of net.qape_text.DEFAULT_QUESTIONS.
     questions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")   # Table 5 ablations
-    no_qape: bool = False                      # Table 5 "no QAPE": FG = class name, BG = "no {class}"
+    # Table 5 ablations: the question groups asked; without a BG group the BG text is "no {class}"
+    groups: tuple[str, ...] = ("fine_grained", "alias", "surrounding", "scene")
+    no_qape: bool = False                      # Table 5 "no QAPE": FG = class, BG = "no {class}"; qape skipped
     prompt: str = "a photo of {}."             # the CLIP prompt around each corpus text, {} = the text
     # FG answers that already name an alias of the class get no class name appended.
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -244,7 +255,7 @@ class RitcConfig:
     frc: bool = True                           # FRC on/off (the Table 4 switches: frc, brc, reg)
     brc: bool = True                           # BRC on/off
     reg: bool = True                           # REG on/off
-    precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast; the losses stay float32)
 
 
 @dataclass(frozen=True)
@@ -264,7 +275,14 @@ class DeepLabConfig:
     pretrained_format: Literal["torchvision", "caffe"] = "torchvision"   # RGB ImageNet mean/std | BGR (deeplab-pytorch)
     blocks: tuple[int, ...] = (3, 4, 23, 3)    # bottlenecks per stage: ResNet-101
     atrous_rates: tuple[int, ...] = (6, 12, 18, 24)   # ASPP dilation rates (DeepLabV2)
-    msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max
+    msc_scales: tuple[float, ...] = (0.75, 0.5)  # extra input scales of MSC (besides 1.0), fused by max; [] = one
+    # 8 (DeepLabV2) | 16: layer3 keeps its stride, dilations halve (with cam_baseline: the classifier's geometry)
+    output_stride: Literal[8, 16] = 8
+    frozen_stages: int = 0                     # 0..4: the stem + layer1, layer2, ... kept fixed (needs bn: fixed)
+    # Start the background logit at the label prior: its bias is set so that the initial model calls background
+    # the share of cells the training labels do (docs/stage-study.md). For a head that starts as the CAM
+    # classifier (pretrained: cam_baseline), whose background logit is otherwise 0 everywhere.
+    init_bg_prior: bool = False
     bn: BnMode = "fixed"                       # fixed (frozen, not optimised; paper) | batch (from-scratch demo)
     label_dir: str | None = None               # pseudo masks; null = <work_dir>/sem_seg
     train: TrainRecipe = field(default_factory=lambda: TrainRecipe(
@@ -274,8 +292,8 @@ class DeepLabConfig:
     aspp_weight_lr_mult: float = 10.0          # lr multiplier of the ASPP weights
     aspp_bias_lr_mult: float = 20.0            # ASPP biases also get no weight decay
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)   # random rescale choices before the crop
-    precision: Precision = "float32"           # float32 | bfloat16 (autocast, CUDA only)
-    channels_last: bool = False                # CUDA only
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast; the losses stay float32)
+    channels_last: bool = False                # channels-last memory format (training, eval_deeplab, predict)
 
 
 @dataclass(frozen=True)
@@ -293,6 +311,7 @@ class DeepLabEvalConfig:
     submission: bool = False                   # also write the VOC server tree (always for a split without GT)
     voc_comp: Literal["comp5", "comp6"] = "comp6"   # comp5 (VOC data only) | comp6 (outside data, e.g. ImageNet)
     model: str | None = None                   # evaluate this file, not deeplab/model.pth (ours or deeplab-pytorch)
+    precision: Precision = "float32"           # float32 | bfloat16 (autocast of the forward; eval_deeplab, predict)
 
 
 @dataclass(frozen=True)
@@ -327,6 +346,9 @@ class IrnConfig:
     walk_threads: int | None = None            # torch CPU threads for the walk (1 suits shared CPUs)
     infer_scale: int = 1                       # IRNet sees the image ×this (1, 2 or 4); the walk runs on its
     #                                            finer boundary map (CAMs resized to it). 1 = IRN.
+    # IRNet's forward in train_irn and make_sem_seg; its losses and the random walk (2^exp_times products of
+    # the transition matrix, an accumulation bf16's 8-bit mantissa would lose) stay float32
+    precision: Precision = "float32"
 
 
 @dataclass(frozen=True)

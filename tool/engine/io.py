@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,8 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     try:
         try:
             yield tmp_path
+            # again after the writer: some (safetensors) delete and recreate the file, as 0600
+            os.chmod(tmp_path, 0o666 & ~_umask())
             if durable:
                 fd = os.open(tmp_path, os.O_RDONLY)
                 try:
@@ -106,6 +109,29 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` (a model folder written by a
+    library's ``save_pretrained``), its folders and files given the umask's usual modes (``mkdtemp`` makes
+    0700, some writers 0600). On error the temp folder is removed and ``path`` untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        mask = _umask()
+        for folder, _, files in os.walk(tmp):
+            os.chmod(folder, 0o777 & ~mask)
+            for f in files:
+                os.chmod(os.path.join(folder, f), 0o666 & ~mask)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -165,11 +191,14 @@ def png_complete(path: str | os.PathLike) -> bool:
         return False
 
 
-def read_id_list(path: str | os.PathLike) -> list[str]:
-    """The entries of an image-list file (VOC ``ImageSets``, COCO ``lists/``): the first word of each line.
+def read_id_list(path: str | os.PathLike, whole_line: bool = False) -> list[str]:
+    """The entries of an image-list file (VOC ``ImageSets``, COCO ``lists/``): one image id per line.
 
     UTF-8 (with or without BOM) or UTF-16 (with BOM); blank lines and ``#`` comments are skipped. A file
-    that does not decode raises ``ValueError`` naming it. Duplicates are the caller's to judge.
+    that does not decode, or a line of several words (``2007_000032 -1``: an ``ImageSets/Main`` class list,
+    whose first word would take the negatives too), raises ``ValueError`` naming the file and the line.
+    ``whole_line``: the entry is the whole stripped line (file paths that may hold spaces). Duplicates are
+    the caller's to judge.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -181,10 +210,18 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a UTF-8 or UTF-16 text file ({e})") from e
     out = []
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        if line:
-            out.append(line.split()[0])
+        if not line:
+            continue
+        words = line.split()
+        if len(words) > 1 and not whole_line:
+            main = len(words) == 2 and words[1] in ("-1", "0", "1")
+            hint = (" (an ImageSets/Main class list: image id and -1 / 0 / 1; a split list names only the images "
+                    "of the split, as ImageSets/Segmentation/*.txt)") if main else ""
+            raise ValueError(f"{path}:{n}: {line!r} holds {len(words)} words, a split list one image id per "
+                             f"line{hint}")
+        out.append(line)
     return out
 
 

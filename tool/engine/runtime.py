@@ -126,14 +126,13 @@ def seed_everything(seed: int) -> int:
 
 
 def make_context(cfg: Config, force: bool = False) -> Context:
-    """Device, process group, logging and seeding for a run of ``cfg``."""
+    """Device, process group, logging (to stderr; ``log.txt`` once the run holds the work-dir lock:
+    ``tool.engine.runner.run_session``) and seeding for a run of ``cfg``."""
     device = resolve_device(cfg.device)
     dist.init(device)
     paths = WorkPaths(Path(cfg.work_dir).resolve())
-    setup_logging(paths.log_txt)
+    setup_logging(None)     # a run refused by the lock must not write into the log of the run that holds it
     seed = run_seed(cfg.seed)
-    log.info("work_dir %s, device %s, rank %d/%d, seed %d (each step seeds from it, its name and the rank)",
-             paths.root, device, dist.rank(), dist.world_size(), seed)
     return Context(paths=paths, device=device, rank=dist.rank(), world_size=dist.world_size(), seed=seed,
                    force=force, run_seed=seed, skip_bad_images=cfg.dataset.skip_bad_images)
 
@@ -142,12 +141,44 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def autocast(precision: str, device: torch.device, key: str = "precision") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``precision`` (config ``key``) asks for it; a no-op otherwise."""
+    """The one precision helper: bf16 autocast on ``device``'s type (CUDA or CPU) when ``precision`` (config
+    ``key``) is ``bfloat16``; a no-op for ``float32``.
+
+    Autocast runs convs, linears and matmuls in bf16 and keeps parameters, reductions and the ops autocast lists
+    as float32 in float32, so weights, optimiser state and checkpoints stay float32. Losses must still be
+    computed in float32 (``.float()`` on the logits); ``tool.engine.train_loop`` refuses a loss that is not."""
     if precision not in PRECISIONS:
         raise ValueError(f"{key}: unknown value {precision!r}; expected one of {PRECISIONS}")
-    if precision == "bfloat16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if precision != "bfloat16":
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        _note_cpu_bf16(key)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+_NOTED: set[str] = set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); elsewhere oneDNN emulates it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _note_cpu_bf16(key: str) -> None:
+    """One log line per key and process when bf16 runs on a CPU without native bf16 (it works, slowly)."""
+    if key not in _NOTED and not cpu_has_native_bf16():
+        _NOTED.add(key)
+        log.info("%s: bfloat16 on a CPU without native bf16 instructions works but is emulated and slower than "
+                 "float32; set %s: float32 for speed", key, key)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """``torch.channels_last`` or ``torch.contiguous_format``: for ``model.to(memory_format=...)`` and inputs'
+    ``.contiguous(memory_format=...)`` alike, on any device."""
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def write_run_files(cfg: Config, ctx: Context, argv: list[str]) -> None:

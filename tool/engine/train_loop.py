@@ -109,6 +109,8 @@ class Training:
     accum_steps: int = 1
     step: int = 0
     summary: dict | None = None     # set when a checkpoint of the finished run was found (nothing left to train)
+    # what the sessions before a resume counted (the checkpoint's ``extra``): the summary covers the whole run
+    carried: dict | None = None
 
 
 def setup(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
@@ -142,6 +144,7 @@ def setup(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset:
         log.info("%s: resumed from %s at step %d/%d", name, t.ckpt_path, t.step, max_step)
         if t.step >= max_step and ckpt.get("extra", {}).get("summary"):
             t.summary = dict(ckpt["extra"]["summary"])
+        t.carried = {**ckpt.get("extra", {}), "epoch": int(ckpt.get("epoch", -1))}
     model.train()
     return t
 
@@ -162,6 +165,10 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
         with contextlib.nullcontext() if sync else t.model.no_sync():
             terms = loss_fn(part)
             loss = terms["loss"]
+            low = sorted(k for k, v in terms.items() if v.dtype != torch.float32)
+            if low:   # a loss under autocast must come from .float() outputs: bf16 keeps 8 bits of mantissa
+                raise TypeError(f"{t.name}: loss term(s) {low} are {terms[low[0]].dtype}, not float32; compute the "
+                                "loss from .float() outputs of the autocast region")
             if not torch.isfinite(loss.detach()):
                 bad = {k: float(v) for k, v in terms.items()}
                 raise NonFiniteLoss(f"{t.name}: non-finite loss at step {t.step} (terms {bad}); lower the lr or "
@@ -180,6 +187,11 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
     return losses
 
 
+def snapshot_path(final_path: Path, step: int) -> Path:
+    """Where ``recipe.snapshots`` keeps the model after ``step`` optimiser steps: ``<stem>.iter<step><suffix>``."""
+    return final_path.with_name(f"{final_path.stem}.iter{step}{final_path.suffix}")
+
+
 def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: Dataset,
         optimizer: torch.optim.Optimizer, loss_fn: Callable[[dict], dict[str, torch.Tensor]], final_path: Path,
         num_workers: int, collate_fn: Callable | None = None, scaler: torch.amp.GradScaler | None = None,
@@ -189,7 +201,10 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
     ``recipe.log_every`` and a resumable checkpoint every ``recipe.checkpoint_every`` steps. ``events``
     records the scalars of every logged iteration (``tool.engine.events``, docs/tracking.md).
 
-    Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "seconds_train"}.
+    Returns {"steps", "epochs", "loss" (mean of the last epoch), "<term>": ..., "images" (trained, all ranks),
+    "seconds_train", "images_per_s"}
+    of the whole run: a resumed run carries the sums of its epoch, its seconds and images in the checkpoint,
+    so its summary equals an uninterrupted run's (up to the time figures).
     """
     t = setup(ctx, recipe, model=model, dataset=dataset, optimizer=optimizer, num_workers=num_workers,
               collate_fn=collate_fn, scaler=scaler, accum_steps=accum_steps)
@@ -200,9 +215,19 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
         return t.summary
     events = events if events is not None else EventWriter(None, t.name)
     events.start(t.step, resumed=t.step > 0)
+    if t.step == 0 and 0 in recipe.snapshots:
+        save_model(model, snapshot_path(final_path, 0))
     t0 = time.time()
     sums: dict[str, float] = defaultdict(float)
     count = 0
+    carried = t.carried or {}
+    seconds_before, images = float(carried.get("seconds_train", 0.0)), int(carried.get("images", 0))
+
+    def tally() -> dict:
+        """What a checkpoint carries for the summary: the current epoch's sums, the time and images so far."""
+        return {"epoch_sums": dict(sums), "epoch_count": count, "images": images,
+                "seconds_train": seconds_before + time.time() - t0}
+
     bar = tqdm(total=t.max_step, initial=t.step, desc=t.name, disable=not dist.is_main(), dynamic_ncols=True,
                mininterval=2.0)
     epoch = t.step // t.steps_per_epoch
@@ -212,6 +237,10 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
             dataset.set_epoch(epoch)
         sums.clear()
         count = 0
+        if carried.get("epoch") == epoch and "epoch_sums" in carried:   # resumed inside this epoch
+            sums.update(carried["epoch_sums"])
+            count = int(carried["epoch_count"])
+        carried = {}
         for batch in t.loader:
             if t.step >= t.max_step:
                 break
@@ -223,6 +252,7 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
                 sums[k] += v
             events.step_done(values, recipe.batch_size * dist.world_size())
             count += 1
+            images += len(next(iter(batch.values()))) * dist.world_size()   # (a batch short of skipped images)
             bar.update(1)
             if t.step % recipe.log_every == 0 or t.step == t.max_step:
                 log.info("%s step %d/%d epoch %d %s lr %.3g", t.name, t.step, t.max_step, epoch,
@@ -230,21 +260,25 @@ def fit(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset: D
                 events.record(t.step, epoch, optimizer)
             if t.step % recipe.checkpoint_every == 0 and t.step < t.max_step:
                 save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch,
-                                digest=t.digest, scaler=scaler)
+                                digest=t.digest, scaler=scaler, extra=tally())
                 events.checkpoint(t.step)
+            if t.step in recipe.snapshots:
+                save_model(model, snapshot_path(final_path, t.step))
             _after_step(t.step)
         epoch += 1
     bar.close()
     events.close()
     epochs = recipe.epochs if recipe.epochs is not None else math.ceil(t.max_step / t.steps_per_epoch)
-    out = {"steps": t.step, "epochs": epochs, "seconds_train": round(time.time() - t0, 2)}
+    seconds = seconds_before + time.time() - t0
+    out = {"steps": t.step, "epochs": epochs, "images": images, "seconds_train": round(seconds, 2),
+           "images_per_s": round(images / seconds, 3) if seconds > 0 else None}
     out.update({k: sums[k] / max(count, 1) for k in sums})
     if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
         raise NonFiniteLoss(f"{t.name}: non-finite summary {out}")
     # The finished state stays on disk until the runner has written the step's marker (it deletes
     # it then): a crash in what follows training resumes here instead of retraining.
     save_checkpoint(t.ckpt_path, model=model, optimizer=optimizer, step=t.step, epoch=epoch, digest=t.digest,
-                    scaler=scaler, extra={"summary": out})
+                    scaler=scaler, extra={"summary": out, **tally()})
     save_model(model, final_path)
     dist.barrier()
     return out

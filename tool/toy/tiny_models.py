@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tool.engine.io import atomic_path, write_text
+from tool.engine.io import atomic_dir, atomic_path, write_text
 from net.qape_text import DEFAULT_QUESTIONS
 from voc12.dataset import CLASS_NAMES
 
@@ -93,8 +91,7 @@ def write_tiny_blip(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:    # renamed into place, modes by the umask
         vocab_file = tmp / "vocab.txt"
         vocab_file.write_text("\n".join(tokens) + "\n", encoding="utf-8")
         tokenizer = BertTokenizer(vocab=str(vocab_file), bos_token="[DEC]")
@@ -109,12 +106,6 @@ def write_tiny_blip(
             model.text_decoder.cls.predictions.bias[config.text_config.sep_token_id] += end_bias
         model.save_pretrained(tmp)
         BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -38,8 +38,6 @@ import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from tool.engine.events import EventWriter
-from tool.engine.io import read_json, write_json
+from tool.engine.io import atomic_dir, read_json, write_json
 from tool.engine.lr import warmup_poly_lr
 from tool.data.palette import load_label_png
 from net.qape_text import DEFAULT_QUESTIONS, TEXT_PROMPT, fg_texts, lemmatize_noun, no_qape_texts, side_of_group
@@ -599,8 +597,7 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:    # renamed into place, modes by the umask
         tokens = [*_BLIP_SPECIALS, *(w for w in blip_vocab() if w not in _BLIP_SPECIALS)]
         tok_id = {t: i for i, t in enumerate(tokens)}
         (tmp / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
@@ -654,12 +651,6 @@ def train_toy_blip(records: Sequence[ToyRecord], out_dir: str | os.PathLike, p: 
                                              image_mean=CLIP_MEAN, image_std=CLIP_STD)
         model.eval().save_pretrained(tmp)
         BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"blip_triples": sum(len(i) for i in items), "blip_vocab": len(tokens),
             "blip_final_loss": round(float(np.mean(losses[-50:])), 4), "blip_seconds": round(time.time() - t0, 1),
             "blip_cpu_seconds": round(time.process_time() - c0, 1)}
