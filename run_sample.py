@@ -14,12 +14,13 @@ import sys
 
 from tool.data.base import DatasetError
 from tool.engine import dist
-from tool.engine.config import STEPS, load_config
-from tool.engine.runner import is_done, run_session, run_step, select_steps
+from tool.engine.config import STEPS, load_config, select_steps
+from tool.engine.runner import is_done, run_session, run_step
 from tool.engine.runtime import make_context
 from tool.toy.ensure import ensure_toy_world
 
 log = logging.getLogger("qa_clims")
+
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Run the pipeline; returns {step: metrics} of the steps selected."""

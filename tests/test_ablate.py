@@ -273,13 +273,11 @@ def test_presets_run_at_smoke_size(tmp_path, monkeypatch):
 def test_shared_steps_are_those_every_variant_computes_alike():
     """A RITC grid shares what comes before RITC; a grid over the CAM's lr shares only what does not read the CAM;
     a step one variant does not select is nobody's to share."""
-    from tool.engine.config import load_config
+    from tool.engine.config import load_config, select_steps
 
     def shared(*sets_per_variant, until="eval_cam"):
-        import run_sample
         cfgs = [load_config(SMOKE, list(s)) for s in sets_per_variant]
-        chosen = [run_sample.select_steps({n: getattr(c.steps, n) for n in ablate.STEPS}, None, None, until)
-                  for c in cfgs]
+        chosen = [select_steps({n: getattr(c.steps, n) for n in ablate.STEPS}, None, None, until) for c in cfgs]
         return ablate.shared_steps(cfgs, chosen)
 
     assert shared(["ritc.frc=true"], ["ritc.frc=false"]) == ["qape", "text_feats", "train_cam"]

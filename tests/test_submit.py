@@ -1,5 +1,5 @@
 """tool.submit: the sbatch scripts of --dry-run against the values asked for, and a real job of submitit's local
-executor (two ranks set up from submitit's environment) preempted mid-train_ritc, requeued, resumed."""
+executor (two tasks, each starting run_sample.py as torchrun would) preempted mid-train_ritc, requeued, resumed."""
 from __future__ import annotations
 
 import json
@@ -82,9 +82,10 @@ def test_local_job_is_preempted_requeued_and_resumes(tmp_path, monkeypatch):
         while not ckpt.is_file():
             assert job.state == "RUNNING" and time.monotonic() < deadline, job_output(job)
             time.sleep(0.05)
-        holder = json.loads((work / ".lock").read_text())
+        holder = json.loads((work / ".lock").read_text())                # rank 0's run_sample.py
         assert holder["job"] == str(job.job_id)                        # the lock names the job
-        os.kill(holder["pid"], signal.SIGUSR2)                          # rank 0 of the first attempt
+        task = int(Path(f"/proc/{holder['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(task, signal.SIGUSR2)            # to rank 0's task (its parent), as SLURM signals the job's tasks
         metrics = submit.wait_job(job)
     finally:
         job.cancel()

@@ -37,7 +37,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,12 +47,12 @@ import torch
 
 from tool.compare import compare, markdown, read_run, stage_columns, stage_header
 from tool.data.base import DatasetError
-from tool.engine.config import STEPS, Config, ConfigError, load_config
+from tool.engine.config import STEPS, Config, ConfigError, load_config, select_steps
 from tool.engine.io import append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_bytes, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
 from tool.engine.runner import is_done as step_is_done
-from tool.engine.runner import select_steps, step_digest, step_module
+from tool.engine.runner import step_digest, step_module
 from tool.engine.runtime import Context, setup_logging
 from tool.submit import add_resource_args, resources_from
 
@@ -332,17 +331,16 @@ def shared_steps(cfgs: Sequence[Config], chosen: Sequence[Sequence[str]]) -> lis
     """The steps every variant runs (``chosen``: each variant's selection) with one result: the digest the runner
     would give them before anything ran (config sections, local weight files) is the same in every variant, and
     their inputs that any variant selects are shared too. In pipeline order."""
+    # no markers (upstream run ids unknown alike everywhere) and no data read: the dataset section is in the digest
+    blank = _context(Path(os.devnull) / "none")
     shared: list[str] = []
-    # no markers: upstream run ids are unknown alike everywhere; the folder only takes the data digest's label cache
-    with tempfile.TemporaryDirectory() as tmp:
-        blank = _context(Path(tmp))
-        for step in STEPS:
-            if not all(step in c for c in chosen):
-                continue
-            # an input that some variants make and others do not may differ; one made by none is read alike by all
-            inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
-            if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank) for cfg in cfgs}) == 1:
-                shared.append(step)
+    for step in STEPS:
+        if not all(step in c for c in chosen):
+            continue
+        # an input that some variants make and others do not may differ; one made by none is read alike by all
+        inputs = [d for d in getattr(step_module(step), "INPUTS", ()) if any(d in c for c in chosen)]
+        if all(d in shared for d in inputs) and len({step_digest(step, cfg, blank, data=False) for cfg in cfgs}) == 1:
+            shared.append(step)
     return shared
 
 
@@ -364,8 +362,7 @@ def submit_grid(variants: Sequence[Variant], root: Path, config: str, sets: Sequ
     step_args = [a for flag, val in selection.items() if val for a in (flag, val)]
     cfgs = {v.name: load_config(config, [*sets, *v.sets, f"work_dir={root / v.name}"]) for v in todo}
     chosen = [select_steps({n: getattr(c.steps, n) for n in STEPS if hasattr(c.steps, n)},
-                           selection["--steps"], selection["--from"], selection["--until"])
-              for c in cfgs.values()]
+                           selection["--steps"], selection["--from"], selection["--until"]) for c in cfgs.values()]
     shared = shared_steps(list(cfgs.values()), chosen) if len(todo) > 1 else []
     first = todo[0]
 

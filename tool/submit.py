@@ -4,16 +4,17 @@
         [--time-min 1440] [--mem-gb M] [--cpus-per-task C] [--set k=v ...] [--steps a,b | --from x --until y] \
         [--dry-run] [--cluster slurm|local] [--wait]
 
-The job runs ``run_sample.py``'s ``main`` on every task (one task per GPU, ``nodes × gpus-per-node`` ranks). Each
-task exports submitit's view of the job (``TorchDistributedEnvironment``: rank from ``SLURM_PROCID``, local rank,
-world size, the first node as master) as the variables torchrun sets, and the pipeline joins its process group
-through the same code as under torchrun (``tool.engine.dist.init``).
+Every task of the job (one per GPU, ``nodes × gpus-per-node`` ranks) plays torchrun's agent for one rank: it
+exports submitit's view of the job (``TorchDistributedEnvironment``: rank from ``SLURM_PROCID``, local rank, world
+size, the first node as master) as the variables torchrun sets and starts ``run_sample.py`` as its child, which
+joins the process group through the same code as under torchrun (``tool.engine.dist.init``).
 
-Preempted or timed out (SLURM sends USR2 ``signal_delay_s`` before the time limit; submitit catches it on every
-task), rank 0 requeues the job (``scontrol requeue``, the same job id) and exits; the run's process is gone, so
-the kernel drops its work-dir lock, and the next attempt of the job takes it (waiting while the file system
-still shows the earlier attempt's lock: ``tool.engine.lock``) and resumes from the run's own checkpoints and
-per-image outputs. Nothing is saved at the signal: what is lost is the work since the last checkpoint.
+Preempted or timed out (SLURM sends USR2 ``signal_delay_s`` before the time limit; submitit catches it in every
+task, the run ignores it), rank 0 requeues the job (``scontrol requeue``, the same job id) and exits, ending its
+run (SIGTERM); the run's process is gone, so the kernel drops its work-dir lock, and the next attempt of the job
+takes it (waiting while the file system still shows the earlier attempt's lock: ``tool.engine.lock``) and
+resumes from the run's own checkpoints and per-image outputs. Nothing is saved at the signal: what is lost is
+the work since the last checkpoint.
 
 Job ids go to ``<work_dir>/jobs.jsonl``, submitit's files (the job's pickles, ``<job>_<task>_log.out`` / ``.err``)
 to ``<work_dir>/submitit/``. ``--dry-run`` writes the sbatch script submitit would hand to ``sbatch`` to
@@ -22,19 +23,21 @@ writes). ``--cluster local`` runs the job on this machine with submitit's local 
 """
 from __future__ import annotations
 
-import importlib
 import argparse
 import logging
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tool.engine.config import load_config
-from tool.engine.io import append_jsonl, write_text
+from tool.engine.config import STEPS, load_config
+from tool.engine.io import append_jsonl, read_json, write_text
+from tool.engine.paths import WorkPaths
 from tool.engine.runtime import setup_logging
 
 log = logging.getLogger(__name__)
@@ -171,19 +174,39 @@ def export_rank_env() -> None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
+def _ignore_usr2() -> None:
+    """In the run's process, before it starts: submitit's signal is for the task (requeue), not for the run."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
 class PipelineRun:
-    """The job's callable: ``run_sample.main(argv)`` on this task, after its ranks are set up.
+    """The job's callable: ``run_sample.py argv`` as this task's child, its rank set up as torchrun would.
 
     ``checkpoint`` (called by submitit on rank 0 when the job is preempted or times out) resubmits the same run:
-    the pipeline resumes from its own files, so there is no other state to carry."""
+    the pipeline resumes from its own files, so there is no other state to carry. A task that leaves before its
+    run has ended (requeued, cancelled) ends the run first (SIGTERM, then SIGKILL after a minute)."""
 
-    def __init__(self, argv: Sequence[str]):
-        self.argv = list(argv)
+    def __init__(self, argv: Sequence[str], work_dir: Path):
+        self.argv, self.work_dir = list(argv), Path(work_dir)
 
     def __call__(self) -> dict:
         export_rank_env()
-        # the pipeline's entry point sits above the tools: reached by name at run time, as the runner reaches steps
-        return importlib.import_module("run_sample").main(self.argv)
+        run = subprocess.Popen([sys.executable, str(ROOT / "run_sample.py"), *self.argv], preexec_fn=_ignore_usr2)
+        try:
+            code = run.wait()
+        finally:
+            if run.poll() is None:
+                run.terminate()
+                try:
+                    run.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    run.kill()
+                    run.wait()
+        if code != 0:
+            rank = os.environ.get("RANK", "0")
+            raise SubmitError(f"run_sample.py ended with status {code} on rank {rank}; its log: "
+                              f"{WorkPaths(self.work_dir).log_txt}")
+        return step_metrics(self.work_dir)
 
     def checkpoint(self):
         import submitit
@@ -191,6 +214,12 @@ class PipelineRun:
         log.warning("job interrupted (preempted or out of time): requeued; the next attempt resumes from the run's "
                     "checkpoints")
         return submitit.helpers.DelayedSubmission(self)
+
+
+def step_metrics(work_dir: Path) -> dict[str, dict]:
+    """{step: metrics} of the steps done in ``work_dir`` (their markers), in pipeline order."""
+    paths = WorkPaths(work_dir)
+    return {s: read_json(paths.done_marker(s)).get("metrics", {}) for s in STEPS if paths.done_marker(s).is_file()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,7 +239,7 @@ def submit_run(argv: Sequence[str], work_dir: Path, res: Resources, cluster: str
     """Submit ``run_sample.py argv`` as one job; its id goes to ``record`` (default ``<work_dir>/jobs.jsonl``).
     Returns submitit's job."""
     folder = folder or work_dir / "submitit"
-    job = make_executor(cluster, folder, res).submit(PipelineRun(argv))
+    job = make_executor(cluster, folder, res).submit(PipelineRun(argv, work_dir))
     append_jsonl(record or work_dir / "jobs.jsonl", {
         "job_id": str(job.job_id), "cluster": cluster, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "work_dir": str(work_dir), "argv": list(argv), "logs": str(folder), **asdict(res)})
@@ -225,7 +254,7 @@ def job_log(job) -> Path:
 
 
 def wait_job(job) -> dict:
-    """The job's result (``run_sample.main``'s metrics), or ``SubmitError`` naming its log when it failed."""
+    """The job's result ({step: metrics} of the steps done), or ``SubmitError`` naming its log when it failed."""
     try:
         return job.results()[0]       # rank 0's (every rank returns the same metrics)
     except Exception as e:   # noqa: BLE001 - submitit raises its own types (failed, interrupted, not found)

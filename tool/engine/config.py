@@ -67,6 +67,25 @@ PRECISION_KEYS: dict[str, tuple[str, ...]] = {
     "make_cam.precision": ("make_cam",), "irn.precision": ("train_irn", "make_sem_seg"),
     "deeplab.precision": ("train_deeplab",), "deeplab_eval.precision": ("eval_deeplab",)}
 
+
+def select_steps(toggles: dict[str, bool], steps: str | None, start: str | None, until: str | None) -> list[str]:
+    """The steps to run, in table order: ``--steps`` if given, else the config toggles; then --from/--until."""
+    for flag, name in (("--from", start), ("--until", until)):
+        if name is not None and name not in STEPS:
+            raise SystemExit(f"{flag} {name!r}: unknown step; steps are {', '.join(STEPS)}")
+    if steps:
+        wanted = [s.strip() for s in steps.split(",") if s.strip()]
+        bad = [s for s in wanted if s not in STEPS]
+        if bad:
+            raise SystemExit(f"--steps: unknown step(s) {bad}; steps are {', '.join(STEPS)}")
+        chosen = [s for s in STEPS if s in wanted]
+    else:
+        chosen = [s for s in STEPS if toggles.get(s, False)]
+    lo = STEPS.index(start) if start else 0
+    hi = STEPS.index(until) if until else len(STEPS) - 1
+    return [s for s in chosen if lo <= STEPS.index(s) <= hi]
+
+
 _FOLDER = {"only_for": "folder"}      # a key of one dataset.name only (section_digest leaves it out elsewhere)
 
 

@@ -25,7 +25,7 @@ from typing import Iterator
 
 from tool.engine import dist
 from tool.engine.cli import Terminated
-from tool.engine.config import STEPS, Config, section_digest
+from tool.engine.config import Config, section_digest
 from tool.engine.io import DamagedFile, append_jsonl, is_temp_file, read_json, read_jsonl_repairing, write_json
 from tool.engine.lock import work_dir_lock
 from tool.engine.runtime import Context, seed_step, setup_logging, write_run_files
@@ -255,21 +255,3 @@ def _short(metrics: dict) -> str:
     keep = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items()
             if isinstance(v, (int, float, str))}
     return str(keep) if keep else ""
-
-
-def select_steps(toggles: dict[str, bool], steps: str | None, start: str | None, until: str | None) -> list[str]:
-    """The steps to run, in table order: ``--steps`` if given, else the config toggles; then --from/--until."""
-    for flag, name in (("--from", start), ("--until", until)):
-        if name is not None and name not in STEPS:
-            raise SystemExit(f"{flag} {name!r}: unknown step; steps are {', '.join(STEPS)}")
-    if steps:
-        wanted = [s.strip() for s in steps.split(",") if s.strip()]
-        bad = [s for s in wanted if s not in STEPS]
-        if bad:
-            raise SystemExit(f"--steps: unknown step(s) {bad}; steps are {', '.join(STEPS)}")
-        chosen = [s for s in STEPS if s in wanted]
-    else:
-        chosen = [s for s in STEPS if toggles.get(s, False)]
-    lo = STEPS.index(start) if start else 0
-    hi = STEPS.index(until) if until else len(STEPS) - 1
-    return [s for s in chosen if lo <= STEPS.index(s) <= hi]
