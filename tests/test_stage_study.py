@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.stage_study import boundary_stats, gt_boundary, gt_label_dir, ir_label_counts, ir_label_summary, \
+from tool.stage_study import boundary_stats, main, gt_boundary, gt_label_dir, ir_label_counts, ir_label_summary, \
     walk_threshold
 
 
@@ -67,3 +67,14 @@ def test_gt_label_dir_redraws_the_toy_masks_it_lacks(tmp_path):
     np.testing.assert_array_equal(load_label_png(out / f"{first}.png"), kept[first])
     for image_id, label in kept.items():
         np.testing.assert_array_equal(load_label_png(out / f"{image_id}.png"), label)
+
+
+def test_curve_fractions_past_the_last_iteration_are_refused_before_anything_runs(tmp_path, capsys):
+    # 2 = twice the stage's iterations: its snapshot would never be written, and the study failed only after
+    # training and measuring every earlier snapshot
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(tmp_path / "absent.yaml"), "--parts", "curves", "--curve", "0", "0.5", "2",
+              "--root", str(tmp_path / "study")])
+    assert e.value.code == 2
+    assert "--curve 0.0 0.5 2.0: fractions of a stage's iterations lie in 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
