@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from net.resnet50 import ResNet50
+from net.resnet50 import Bottleneck, ResNet50
 from tool.engine.events import EventWriter
 from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, read_json, write_json
@@ -120,7 +120,7 @@ class _Classifier(nn.Module):
         super().__init__()
         self.backbone = ResNet50(strides=(2, 2, 2, 2), bn="batch")
         for m in self.backbone.modules():   # zero-init each block's last BN: trains from scratch faster
-            if hasattr(m, "bn3"):
+            if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
         self.fc = nn.Linear(2048, num_classes)
 

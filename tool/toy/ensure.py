@@ -37,5 +37,5 @@ def ensure_toy_world(cfg: Config) -> None:
             ensure_toy_vlp(root, Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
         if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
             from tool.toy.backbone import ToyBackboneParams, ensure_toy_backbone
-            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=tuple(t.image_size)))
+            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=t.image_size))
     dist.barrier()
