@@ -2,6 +2,8 @@
 
 Training: logits = W · GAP(Z) (multilabel soft-margin loss). Export: CAM = ReLU(Wᵀ Z) per class
 (docs/design.md §4 item 7). The stem (conv1/bn1) is frozen in ``__init__``; BN is FixedBatchNorm by default.
+``frozen_stages`` keeps the first stages fixed as well: IRN's own CAM net stops gradients after layer2
+(``frozen_stages: 2``), QA-CLIMS's trains every stage but the stem (0).
 """
 from __future__ import annotations
 
@@ -26,17 +28,31 @@ class CAMNet(nn.Module):
         pretrained: backbone init (``imagenet`` | state-dict path | None), see ``net.resnet50.load_pretrained``.
         bn: ``fixed`` (frozen statistics, the baseline) or ``batch`` (trainable, RITC).
         pretrained_key: the config key named in errors about ``pretrained``.
+        frozen_stages: 0..4: the stem with layer1, then layer2, 3, 4 keep their weights *and* BN statistics
+            (their BN stays in eval mode under ``train()``, so ``bn: batch`` freezes them too); backward stops
+            above them, which is what makes a step cheaper.
     """
 
     def __init__(self, num_classes: int, pretrained: str | None = None, bn: str = "fixed",
-                 pretrained_key: str = "cam.pretrained"):
+                 pretrained_key: str = "cam.pretrained", frozen_stages: int = 0):
         super().__init__()
         self.num_classes = num_classes
         self.backbone = ResNet50(strides=(2, 2, 2, 1), bn=bn)
         source = load_pretrained(self.backbone, pretrained, pretrained_key)
         log.info("CAM backbone initialised from %s", source)
         self.backbone.freeze_stem()
+        # names, not modules: SyncBatchNorm conversion replaces bn1 after this
+        self.frozen = tuple(n for stage in (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
+                            [:frozen_stages] for n in stage)
+        for name in self.frozen:
+            getattr(self.backbone, name).requires_grad_(False)
         self.classifier = nn.Conv2d(2048, num_classes, 1, bias=False)
+
+    def train(self, mode: bool = True) -> CAMNet:
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self.backbone, name).eval()   # frozen stages keep their BN statistics too
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 3, H, W] ImageNet-normalised -> Z: [N, 2048, ceil(H/16), ceil(W/16)]."""

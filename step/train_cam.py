@@ -47,7 +47,8 @@ def run(cfg: Config, ctx: Context) -> dict:
     data = ClassificationCrops(ds, ids, labels, crop=c.train.crop_size, resize_long=c.resize_long, hflip=c.train.hflip,
                                seed=ctx.seed, skip_bad=skips)
 
-    model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None, bn=c.bn)
+    model = CAMNet(ds.num_classes, pretrained=c.pretrained if c.init_checkpoint is None else None, bn=c.bn,
+                   frozen_stages=c.frozen_stages)
     if c.init_checkpoint is not None:
         state = map_official_cam_state(load_model_file(c.init_checkpoint, "cam.init_checkpoint"))
         load_state_dict_strict(model, state, source=c.init_checkpoint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.stage_study import boundary_stats, gt_boundary, gt_label_dir, ir_label_counts, ir_label_summary, \
+from tool.stage_study import boundary_stats, main, gt_boundary, gt_label_dir, ir_label_counts, ir_label_summary, \
     walk_threshold
 
 
@@ -87,3 +87,14 @@ def test_deeplab_steps_follow_the_recipe_when_max_steps_is_null(tmp_path):
     assert curve_points([0, 0.5, 1], deeplab_steps(epochs, paths)) == [0, 3, 6]
     assert deeplab_steps(cfg("deeplab.train.epochs=3", "deeplab.train.max_steps=4"), paths) == 4
     assert deeplab_steps(cfg("deeplab.train.epochs=null", "deeplab.train.max_steps=7"), paths) == 7
+
+
+def test_curve_fractions_past_the_last_iteration_are_refused_before_anything_runs(tmp_path, capsys):
+    # 2 = twice the stage's iterations: its snapshot would never be written, and the study failed only after
+    # training and measuring every earlier snapshot
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(tmp_path / "absent.yaml"), "--parts", "curves", "--curve", "0", "0.5", "2",
+              "--root", str(tmp_path / "study")])
+    assert e.value.code == 2
+    assert "--curve 0.0 0.5 2.0: fractions of a stage's iterations lie in 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()

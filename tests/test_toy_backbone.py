@@ -2,6 +2,9 @@
 independence from the world, a tiny training run whose weights load as cam.pretrained, and caching."""
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -10,7 +13,8 @@ import torch
 from net.resnet50_cam import CAMNet
 from tool.toy import backbone as toy_backbone
 from tool.engine.config import load_config
-from tool.toy.backbone import ToyBackboneParams, accuracy, ensure_toy_backbone, object_crop_box, render_crops
+from tool.toy.backbone import BackgroundBackbone, ToyBackboneParams, accuracy, cached_toy_backbone, \
+    ensure_toy_backbone, object_crop_box, render_crops
 from tool.toy.render import render_image
 from voc12.dataset import XML_NAMES
 
@@ -119,3 +123,46 @@ def test_runner_trains_the_backbone_with_the_world(tmp_path, monkeypatch):
     assert calls[0][1] == ToyBackboneParams(seed=5, source_size=(48, 56))
     ensure_toy_world(load_config("configs/smoke.yaml", world))
     assert len(calls) == 1          # no toy.backbone: nothing trained
+
+
+def test_background_backbone_trains_in_its_own_process_and_takes_every_thread_when_told(tmp_path):
+    out = tmp_path / "models" / "resnet50_toy.pth"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bg = BackgroundBackbone(out, TINY, threads=1)
+        bg.all_threads()                      # before its first step: it starts on 1 thread, switches at step 0
+        summary = bg.wait()
+    finally:
+        torch.set_num_threads(threads)
+    assert bg._proc.pid != os.getpid()
+    assert summary["metrics"]["threads"] == [[0, 1], [0, 2]]
+    assert cached_toy_backbone(out, TINY) == summary            # the marker: a later run does not retrain
+    assert ensure_toy_backbone(out, TINY) == summary
+    bad = BackgroundBackbone(tmp_path / "bad.pth", dataclasses.replace(TINY, num_heldout=8))
+    with pytest.raises(RuntimeError, match=r"toy backbone: training .*bad\.pth failed in its process \(exit code 1"):
+        bad.wait()
+    assert not (tmp_path / "bad.pth").exists() and not (tmp_path / "bad.pth.json").exists()
+
+
+def test_a_failed_toy_vlp_stops_the_backbone_beside_it_before_it_writes_anything(tmp_path, monkeypatch):
+    from tool.toy import ensure, vlp
+
+    started = []
+    real_init = BackgroundBackbone.__init__
+
+    def spy_init(self, *a, **k):
+        real_init(self, *a, **k)
+        started.append(self)
+
+    def vlp_fails(*a, **k):
+        raise KeyboardInterrupt   # e.g. Ctrl-C while the VLP trains
+
+    monkeypatch.setattr(BackgroundBackbone, "__init__", spy_init)
+    monkeypatch.setattr(vlp, "ensure_toy_vlp", vlp_fails)
+    cfg = load_config("configs/demo.yaml", [f"toy.vlp_dir={tmp_path / 'vlp'}",
+                                            f"toy.backbone={tmp_path / 'resnet50_toy.pth'}"])
+    with pytest.raises(KeyboardInterrupt):
+        ensure.ensure_toy_models(cfg, tmp_path / "world")
+    assert len(started) == 1 and not started[0]._proc.is_alive() and started[0]._proc.exitcode != 0
+    assert not (tmp_path / "resnet50_toy.pth").exists() and not (tmp_path / "resnet50_toy.pth.json").exists()

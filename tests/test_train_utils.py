@@ -138,6 +138,41 @@ def test_cam_net_shapes_and_frozen_stem():
     assert len(backbone) == sum(1 for p in net.backbone.parameters()) - 3   # conv1.weight, bn1.weight, bn1.bias
 
 
+def test_cam_net_frozen_stages_train_as_irns_detach_and_keep_their_statistics():
+    """``frozen_stages: 2`` = IRN's CAM net (``stage2(x).detach()``): the gradients of layer3, layer4 and the
+    classifier equal those of a net whose forward detaches layer2's output; with trainable BN (``bn: batch``)
+    the frozen stages' statistics do not move in ``train()``, layer3's do; the state dict keeps its keys."""
+    torch.manual_seed(0)
+    frozen = CAMNet(20, bn="batch", frozen_stages=2)
+    plain = CAMNet(20, bn="batch")
+    plain.load_state_dict(frozen.state_dict())
+    assert list(frozen.state_dict()) == list(plain.state_dict())
+    x, y = torch.randn(2, 3, 64, 80), (torch.rand(2, 20) < 0.2).float()
+    stats = {k: v.clone() for k, v in frozen.state_dict().items() if "running_mean" in k}
+    frozen.train()
+    plain.train()
+    for m in (plain.backbone.conv1, plain.backbone.bn1, plain.backbone.layer1, plain.backbone.layer2):
+        m.eval()   # IRN's FixedBatchNorm: statistics fixed below the detach
+    torch.nn.functional.multilabel_soft_margin_loss(frozen(x), y).backward()
+    b = plain.backbone
+    z = b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))).detach()          # [2, 512, 8, 10]
+    logits = plain.classifier(b.layer4(b.layer3(z)).mean(dim=(2, 3), keepdim=True)).flatten(1)
+    torch.nn.functional.multilabel_soft_margin_loss(logits, y).backward()
+    for (name, p), q in zip(frozen.named_parameters(), plain.parameters()):
+        if name.startswith(("backbone.conv1", "backbone.bn1", "backbone.layer1", "backbone.layer2")):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad, name
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+    after = frozen.state_dict()
+    for k, v in stats.items():
+        moved = not torch.equal(after[k], v)
+        assert moved == k.startswith(("backbone.layer3", "backbone.layer4")), k
+    backbone, _ = frozen.param_groups()
+    assert len(backbone) == sum(p.numel() > 0 for n, p in frozen.backbone.named_parameters()
+                                if n.startswith(("layer3", "layer4")))
+
+
 def official_state_dict(net: CAMNet) -> dict[str, torch.Tensor]:
     """What torch.save(Net().state_dict()) of the official resnet50_cam.Net holds: the backbone under
     resnet50.*, repeated under the aliases stage1..4 / backbone / newly_added, and classifier.weight."""

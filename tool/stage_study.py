@@ -403,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the run's config")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
+    if any(not 0 <= f <= 1 for f in args.curve):   # a snapshot past the last iteration is never written
+        ap.error(f"--curve {' '.join(map(str, args.curve))}: fractions of a stage's iterations lie in 0..1")
     root = Path(args.root)
     setup_logging(root / "study.log")
     cfg = load_config(args.config, args.set)

@@ -160,6 +160,9 @@ class CamConfig:
 
     pretrained: str | None = "imagenet"   # imagenet | path to a torchvision-keyed .pth | null
     bn: BnMode = "fixed"                       # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
+    # the stem + layer1, layer2, ... kept fixed, weights and BN statistics: 0 = QA-CLIMS (all but the stem
+    # train), 2 = IRN's own CAM net (no gradient below layer3); fewer trained stages, cheaper steps
+    frozen_stages: Literal[0, 1, 2, 3, 4] = 0
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
     train: TrainRecipe = field(default_factory=TrainRecipe)
     classifier_lr_mult: float = 10.0           # lr multiplier of the 1x1 classifier

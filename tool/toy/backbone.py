@@ -27,9 +27,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +146,13 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
     return 100.0 * correct / max(1, len(images))
 
 
-def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Render the collection and train; returns (torchvision-key state dict, metrics)."""
+def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None,
+                       more_threads: Callable[[], int | None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Render the collection and train; returns (torchvision-key state dict, metrics).
+
+    ``more_threads``, asked before every step: a torch thread count to switch to, or None (keep). Metrics
+    ``threads``: ``[step, count]`` at the start and at each switch.
+    """
     if p.num_heldout >= p.num_images:
         raise ValueError(f"toy backbone: num_heldout ({p.num_heldout}) must be below num_images ({p.num_images})")
     t0 = time.time()
@@ -162,7 +168,12 @@ def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None) 
     events = events if events is not None else EventWriter(None, "toy_backbone")
     events.start(0, resumed=False)
     t1 = time.time()
+    threads = [[0, torch.get_num_threads()]]
     for step in range(p.steps):
+        n = more_threads() if more_threads is not None else None
+        if n is not None and n != torch.get_num_threads():
+            torch.set_num_threads(n)
+            threads.append([step, n])
         lr = warmup_poly_lr(step, p.lr, p.steps, p.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -179,31 +190,52 @@ def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None) 
     metrics = {"loss": round(float(np.mean(losses[-20:])), 4),
                "heldout_accuracy": round(accuracy(model, images[n_train:], labels[n_train:]), 2),
                "chance_accuracy": round(100.0 / len(XML_NAMES), 2),
-               "seconds_render": round(seconds_render, 1), "seconds_train": round(time.time() - t1, 1)}
+               "seconds_render": round(seconds_render, 1), "seconds_train": round(time.time() - t1, 1),
+               "threads": threads}
     return model.torchvision_state(), metrics
 
 
-def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None = None) -> dict:
+def _marker(out: Path) -> Path:
+    return out.with_suffix(out.suffix + ".json")
+
+
+def _cache_key(p: ToyBackboneParams) -> dict:
+    return {"version": BACKBONE_VERSION, "params": json_params(p)}
+
+
+def cached_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams) -> dict | None:
+    """The summary in ``out``'s marker when it was written with ``params`` (and the weights exist), else None."""
+    out = Path(out)
+    if not (_marker(out).is_file() and out.is_file()):
+        return None
+    stored = read_json(_marker(out))
+    key = _cache_key(params)
+    return stored if {k: stored.get(k) for k in key} == key else None
+
+
+def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None = None,
+                        more_threads: Callable[[], int | None] | None = None) -> dict:
     """Train the toy-pretrained ResNet-50 into ``out`` (a ``.pth`` file) unless cached; return its summary.
 
     The marker ``<out>.json`` is written after the weights; when it matches ``params`` (and the weights
-    exist) nothing is trained.
+    exist) nothing is trained. ``more_threads``: see :func:`train_toy_backbone`.
     """
     p = params or ToyBackboneParams()
     out = Path(out)
-    marker = out.with_suffix(out.suffix + ".json")
-    key = {"version": BACKBONE_VERSION, "params": json_params(p)}
-    if marker.is_file() and out.is_file():
-        stored = read_json(marker)
-        if {k: stored.get(k) for k in key} == key:
-            log.info("toy backbone: %s is up to date (cached), not retraining", out)
-            return stored
+    marker = _marker(out)
+    key = _cache_key(p)
+    stored = cached_toy_backbone(out, p)
+    if stored is not None:
+        log.info("toy backbone: %s is up to date (cached), not retraining", out)
+        return stored
+    if marker.is_file():
         log.info("toy backbone: parameters changed since %s was written, retraining", marker)
     marker.unlink(missing_ok=True)
     log.info("toy backbone: pretraining a ResNet-50 on %d object crops of the toy world (%d steps) -> %s",
              p.num_images, p.steps, out)
     t0 = time.time()
-    state, metrics = train_toy_backbone(p, EventWriter(out.parent / "events" / "toy_backbone.jsonl", "toy_backbone"))
+    state, metrics = train_toy_backbone(p, EventWriter(out.parent / "events" / "toy_backbone.jsonl", "toy_backbone"),
+                                        more_threads)
     metrics["seconds"] = round(time.time() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -213,6 +245,54 @@ def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None
     log.info("toy backbone: done in %.0f s, held-out accuracy %.1f %% (chance %.1f %%)", metrics["seconds"],
              metrics["heldout_accuracy"], metrics["chance_accuracy"])
     return summary
+
+
+class BackgroundBackbone:
+    """:func:`ensure_toy_backbone` in a spawned process, so that it trains beside the toy VLP.
+
+    The VLP trains two models on one thread each; on a 2-core laptop the second core is idle once the BLIP is
+    done (about half of the VLP's time). The backbone starts on ``threads`` threads beside them and takes
+    ``all_threads`` (this process's torch thread count) from its next step after :meth:`all_threads` is called.
+    The thread switch can change the weights in their last bits (oneDNN's reductions follow the thread count).
+    """
+
+    def __init__(self, out: str | os.PathLike, params: ToyBackboneParams, threads: int = 1):
+        ctx = multiprocessing.get_context("spawn")   # fork after torch has started threads can deadlock
+        self.out = Path(out)
+        self._go = ctx.Event()
+        self._proc = ctx.Process(target=_background_job, name="toy-backbone", daemon=True,
+                                 args=(str(out), params, threads, torch.get_num_threads(), self._go))
+        self._proc.start()
+        log.info("toy backbone: training in a second process (pid %d) beside the toy VLP, %d thread(s) until it is "
+                 "done", self._proc.pid, threads)
+
+    def all_threads(self) -> None:
+        self._go.set()
+
+    def wait(self) -> dict:
+        """Join the process; its summary (from the marker), or RuntimeError naming the file."""
+        self.all_threads()
+        self._proc.join()
+        if self._proc.exitcode != 0:
+            raise RuntimeError(f"toy backbone: training {self.out} failed in its process (exit code "
+                               f"{self._proc.exitcode}; its traceback is above)")
+        summary = read_json(_marker(self.out))
+        m = summary["metrics"]
+        log.info("toy backbone: done in %.0f s beside the toy VLP (threads %s), held-out accuracy %.1f %% "
+                 "(chance %.1f %%)", m["seconds"], m["threads"], m["heldout_accuracy"], m["chance_accuracy"])
+        return summary
+
+    def stop(self) -> None:
+        """On the parent's failure: end the process (the marker is written last, so nothing half-done is reused)."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+
+
+def _background_job(out: str, params: ToyBackboneParams, threads: int, all_threads: int, go) -> None:
+    setup_logging(None)
+    torch.set_num_threads(threads)
+    ensure_toy_backbone(out, params, lambda: all_threads if go.is_set() else None)
 
 
 def json_params(p: ToyBackboneParams) -> dict:

@@ -32,10 +32,30 @@ def ensure_toy_world(cfg: Config) -> None:
                 write_tiny_blip(models / "blip", seed=t.seed)
             if not (models / "clip" / "open_clip_config.json").is_file():   # written last
                 write_tiny_clip(models / "clip", seed=t.seed)
-        if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
+        ensure_toy_models(cfg, root)
+    dist.barrier()
+
+
+def ensure_toy_models(cfg: Config, root: Path) -> None:
+    """The trained tiny BLIP + CLIP (``toy.vlp_dir``) and the toy "ImageNet" ResNet-50 (``toy.backbone``),
+    each cached (a no-op once trained). When both must be trained, the backbone trains in a second process
+    beside the VLP (whose two models train on one thread each) and takes every thread once the VLP is done."""
+    t = cfg.toy
+    background = None
+    if t.backbone is not None:
+        from tool.toy.backbone import BackgroundBackbone, ToyBackboneParams, cached_toy_backbone, ensure_toy_backbone
+        params = ToyBackboneParams(seed=t.seed, source_size=(t.image_size[0], t.image_size[1]))
+        if t.vlp_dir is not None and cached_toy_backbone(t.backbone, params) is None:
+            background = BackgroundBackbone(t.backbone, params)
+    try:
+        if t.vlp_dir is not None:
             from tool.toy.vlp import ToyVlpParams, ensure_toy_vlp
             ensure_toy_vlp(root, Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
-        if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
-            from tool.toy.backbone import ToyBackboneParams, ensure_toy_backbone
-            ensure_toy_backbone(Path(t.backbone), ToyBackboneParams(seed=t.seed, source_size=t.image_size))
-    dist.barrier()
+    except BaseException:
+        if background is not None:
+            background.stop()
+        raise
+    if background is not None:
+        background.wait()
+    elif t.backbone is not None:
+        ensure_toy_backbone(Path(t.backbone), params)
