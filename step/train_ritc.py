@@ -178,7 +178,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                                seed=ctx.seed, skip_bad=skips)
 
     # The CAM net, initialised from the baseline classifier (official: strict load of res50_cam.pth).
-    model = CAMNet(ds.num_classes, pretrained=None, bn=r.bn)
+    model = CAMNet(ds.num_classes, pretrained=None, bn=r.bn, frozen_stages=r.frozen_stages)
     init = ctx.paths.cam_baseline_model if r.init == "baseline" else r.init
     state = load_model_file(init, "ritc.init", producer="train_cam" if r.init == "baseline" else None)
     load_state_dict_strict(model, map_official_cam_state(state), source=str(init))

@@ -285,3 +285,31 @@ def test_ablate_knows_every_step_output(smoke_run):
     rest = sorted(str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f not in claimed
                   and f.relative_to(work).parts[0] not in ("steps", "cache") and f.name not in run_level)
     assert rest == []
+
+
+def test_frozen_stages_keep_the_cam_and_ritc_nets_first_stages_as_they_started(smoke_run, tmp_path):
+    """cam.frozen_stages / ritc.frozen_stages 2 (IRN's own CAM net): after training, the stem, layer1 and
+    layer2 (weights and BN statistics) are bit-equal to where each step started (train_cam: its iteration-0
+    snapshot; train_ritc: the baseline classifier it starts from); layer3 moved."""
+    import shutil
+
+    src = smoke_run[0] / "work"
+    work = tmp_path / "work"
+    shutil.copytree(src, work)
+    sets = ("cam.bn=batch", "cam.frozen_stages=2", "ritc.frozen_stages=2", "cam.train.snapshots=[0]")
+    args = smoke_args(smoke_run[0], "--set", f"work_dir={work}", *(a for s in sets for a in ("--set", s)),
+                      "--steps", "train_cam,train_ritc")
+    run_sample.main(args)
+    frozen = ("backbone.conv1.", "backbone.bn1.", "backbone.layer1.", "backbone.layer2.")
+
+    def compare(trained: Path, start: Path) -> None:
+        a, b = torch.load(trained, weights_only=True), torch.load(start, weights_only=True)
+        assert a.keys() == b.keys()
+        for k in a:
+            if k.startswith(frozen) and a[k].is_floating_point():
+                assert torch.equal(a[k], b[k]), k
+        assert not torch.equal(a["backbone.layer3.0.conv1.weight"], b["backbone.layer3.0.conv1.weight"])
+        assert not torch.equal(a["backbone.layer3.0.bn1.running_mean"], b["backbone.layer3.0.bn1.running_mean"])
+
+    compare(work / "cam_baseline" / "model.pth", work / "cam_baseline" / "model.iter0.pth")
+    compare(work / "ritc" / "model.pth", work / "cam_baseline" / "model.pth")

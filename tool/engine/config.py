@@ -30,6 +30,7 @@ class ConfigError(ValueError):
 # Allowed values, checked when the config loads (a wrong one names its key and the choices).
 Precision = Literal["float32", "bfloat16"]           # bfloat16 = autocast on the run's device (CUDA or CPU)
 BnMode = Literal["fixed", "batch"]                   # fixed: frozen statistics, not optimised | batch: trainable
+FrozenStages = Literal[0, 1, 2, 3, 4]                # the stem + layer1, then layer2, 3, 4 kept fixed
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class CamConfig:
     bn: BnMode = "fixed"                       # fixed (frozen statistics, IRN) | batch (trainable, from scratch)
     # the stem + layer1, layer2, ... kept fixed, weights and BN statistics: 0 = QA-CLIMS (all but the stem
     # train), 2 = IRN's own CAM net (no gradient below layer3); fewer trained stages, cheaper steps
-    frozen_stages: Literal[0, 1, 2, 3, 4] = 0
+    frozen_stages: FrozenStages = 0
     init_checkpoint: str | None = None    # start from a whole CAM-net state dict (ours or the authors' res50_cam.pth)
     train: TrainRecipe = field(default_factory=TrainRecipe)
     classifier_lr_mult: float = 10.0           # lr multiplier of the 1x1 classifier
@@ -244,6 +245,7 @@ class RitcConfig:
 
     init: str = "baseline"                     # baseline (cam_baseline/model.pth) | path to res50_cam.pth
     bn: BnMode = "batch"                       # trainable BN (official; SyncBN under CUDA DDP) | fixed
+    frozen_stages: FrozenStages = 0            # as cam.frozen_stages (official: 0, every stage but the stem trains)
     train: TrainRecipe = field(default_factory=lambda: TrainRecipe(batch_size=8, epochs=15, lr=3.5e-4))
     classifier_lr_mult: float = 10.0           # lr multiplier of the classifier
     resize_long: tuple[int, int] = (320, 640)  # random long-side resize range before the crop
