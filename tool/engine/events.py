@@ -33,8 +33,8 @@ from tool.engine.config import TRAIN_SECTIONS
 from tool.engine.io import append_jsonl, read_jsonl_repairing, write_text
 
 if TYPE_CHECKING:   # both optional (tracking.tensorboard, tracking.wandb): imported when asked for
-    from wandb import Run as WandbRun
     from torch.utils.tensorboard import SummaryWriter
+    from wandb import Run as WandbRun
 
 log = logging.getLogger(__name__)
 
