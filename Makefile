@@ -27,8 +27,9 @@ test: setup
 test-fast: setup   # the unit tests only (no end-to-end runs: the `slow` marker, pyproject.toml)
 	$(PY) -m pytest -q -m "not slow" tests
 
-lint: setup
+lint: setup   # ruff, then mypy (docs/layout.md#checks-make-lint)
 	$(PY) -m ruff check .   # settings in pyproject.toml
+	$(PY) -m mypy           # files and settings: pyproject.toml [tool.mypy]
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done

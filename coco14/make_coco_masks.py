@@ -27,11 +27,15 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from pycocotools import _EncodedRLE   # a compressed RLE {"size": [h, w], "counts": str | bytes} (stub-only)
 
 from coco14.dataset import BASE_SPLITS, category_index, read_list_file
 from tool.engine.io import atomic_path, read_json, write_json
@@ -44,13 +48,14 @@ IGNORE = 255
 STAMP = ".make_coco_masks.json"
 
 
-def ann_to_rle(segmentation: list | dict, h: int, w: int) -> dict:
+def ann_to_rle(segmentation: list | dict, h: int, w: int) -> _EncodedRLE:
     """A COCO segmentation (polygons, uncompressed or compressed RLE) as one compressed RLE (``COCO.annToRLE``)."""
     if isinstance(segmentation, list):       # polygons: one object may have several parts, merged
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
     if isinstance(segmentation.get("counts"), list):   # uncompressed RLE (crowd annotations)
-        return mask_utils.frPyObjects(segmentation, h, w)
-    return segmentation
+        # the stub's _EncodedRLE has str | bytes counts only; frPyObjects also takes a list of run lengths
+        return mask_utils.frPyObjects(segmentation, h, w)  # type: ignore[call-overload]
+    return cast("_EncodedRLE", segmentation)   # already compressed, as read from the JSON
 
 
 def ann_to_mask(segmentation: list | dict, h: int, w: int) -> np.ndarray:

@@ -33,10 +33,14 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:   # transformers loads lazily; mypy skips it (pyproject.toml): the model's attributes are unchecked
+    from transformers import BlipForQuestionAnswering
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def preprocess_image(image: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def preprocess_image(image: np.ndarray, size: int, mean: Sequence[float] | np.ndarray,
+                     std: Sequence[float] | np.ndarray) -> torch.Tensor:
     """uint8 RGB ``[H, W, 3]`` -> float ``[3, S, S]``: PIL bicubic resize to S×S, /255, mean/std.
 
     PIL's bicubic resize of a uint8 image, as torchvision's ``Resize`` on the PIL image in the
@@ -79,7 +84,7 @@ class BlipVQA:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: BlipForQuestionAnswering,
         tokenizer,
         *,
         device: torch.device | str,

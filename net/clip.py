@@ -32,9 +32,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:   # open_clip loads lazily (a second of import time); mypy reads its source
+    from open_clip import CLIP, CustomTextCLIP
+
+    # What load_clip returns: both have encode_image / encode_text and the ``visual`` tower.
+    OpenClipModel: TypeAlias = CLIP | CustomTextCLIP
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,7 @@ class ClipModel:
     (RGB, for pixels in [0, 1]). embed_dim: D. id: :func:`clip_id` of the source.
     """
 
-    model: torch.nn.Module
+    model: OpenClipModel
     tokenizer: Callable[..., torch.Tensor]
     image_size: int
     mean: tuple[float, float, float]
@@ -261,6 +268,9 @@ def load_clip(
         first = (str(e).strip().splitlines() or [""])[0]
         what = f"could not load CLIP {model_name!r} / {pretrained!r} ({type(e).__name__}: {first})"
         raise _missing(f"{config_key}.pretrained", what, "") from e
+    if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):   # e.g. a CoCa: other towers' outputs
+        raise ValueError(f"{config_key}.model={model_name!r}: open_clip built a {type(model).__name__}, not a CLIP; "
+                         "RITC and the text features need a CLIP's image and text towers")
     tokenizer = open_clip.get_tokenizer(source)
     model = model.eval().requires_grad_(False)
 
@@ -272,9 +282,17 @@ def load_clip(
     log.info("loaded CLIP %s (image %d px, embed dim %d, quick_gelu=%s)", cid, image_size, embed_dim, quick_gelu)
     return ClipModel(
         model=model, tokenizer=tokenizer, image_size=image_size,
-        mean=tuple(float(v) for v in pp["mean"]), std=tuple(float(v) for v in pp["std"]),
+        mean=_rgb(pp["mean"], f"{cid} mean"), std=_rgb(pp["std"], f"{cid} std"),
         embed_dim=embed_dim, id=cid,
     )
+
+
+def _rgb(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    """A per-channel RGB triple from open_clip's preprocess config (a list in its JSON)."""
+    v = [float(x) for x in values]
+    if len(v) != 3:
+        raise ValueError(f"CLIP preprocess {what}: expected 3 values (RGB), got {v}")
+    return v[0], v[1], v[2]
 
 
 def _load_torchscript_weights(model: torch.nn.Module, path: str) -> None:
@@ -291,7 +309,7 @@ def _load_torchscript_weights(model: torch.nn.Module, path: str) -> None:
 
 @torch.no_grad()
 def encode_texts(
-    model: torch.nn.Module,
+    model: OpenClipModel,
     tokenizer: Callable[..., torch.Tensor],
     texts: Sequence[str],
     *,

@@ -27,11 +27,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from open_clip.transformer import VisionTransformer
+
+    from net.clip import OpenClipModel
 
 from net.weights import read_weights
 
@@ -81,7 +87,7 @@ class MaskPromptCLIPVisual(nn.Module):
         mask_prompt_depth: number of replacement points (ovseg and QA-CLIMS use 3).
     """
 
-    def __init__(self, visual: nn.Module, mask_embedding: torch.Tensor | None = None,
+    def __init__(self, visual: VisionTransformer, mask_embedding: torch.Tensor | None = None,
                  mask_prompt_depth: int = 3):
         super().__init__()
         missing = [name for name in _VIT_PARTS if not hasattr(visual, name)]
@@ -187,7 +193,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_ovseg_mask_prompt(clip_model: nn.Module, checkpoint_path: str | Path, mask_prompt_depth: int = 3,
+def load_ovseg_mask_prompt(clip_model: OpenClipModel, checkpoint_path: str | Path, mask_prompt_depth: int = 3,
                            load_text_tower: bool = True) -> MaskPromptCLIPVisual:
     """Load an ovseg mask-prompt-tuned CLIP checkpoint into an open_clip CLIP and wrap its ViT.
 

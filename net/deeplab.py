@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -134,11 +135,17 @@ class ASPP(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, rates: tuple[int, ...] = (6, 12, 18, 24)):
         super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates)
-        for c in self.convs:
+        convs = [nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates]
+        for c in convs:
+            assert c.bias is not None   # bias=True
             nn.init.normal_(c.weight, mean=0.0, std=0.01)
             nn.init.zeros_(c.bias)
+        self.convs = nn.ModuleList(convs)
+
+    @property
+    def branches(self) -> tuple[nn.Conv2d, ...]:
+        """The branch convs, typed (``nn.ModuleList`` is not generic: it yields ``nn.Module``); all Conv2d."""
+        return cast(tuple[nn.Conv2d, ...], tuple(self.convs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sum(c(x) for c in self.convs)
@@ -151,14 +158,16 @@ def init_aspp_from_classifier(aspp: ASPP, weight: torch.Tensor) -> None:
     biases start at 0. The ASPP then outputs ``[0, W·x]`` at every position — the classifier's CAM logits
     with a zero background logit — instead of N(0, 0.01) noise that a short schedule cannot train away."""
     w = weight.reshape(weight.shape[0], -1)  # [C, 2048]
-    k = aspp.convs[0].out_channels
-    if w.shape[0] != k - 1 or w.shape[1] != aspp.convs[0].in_channels:
+    convs = aspp.branches
+    k = convs[0].out_channels
+    if w.shape[0] != k - 1 or w.shape[1] != convs[0].in_channels:
         raise ValueError(f"classifier weight {tuple(weight.shape)} does not fit an ASPP of {k} classes "
-                         f"(background + {k - 1}) on {aspp.convs[0].in_channels} channels")
-    for conv in aspp.convs:
+                         f"(background + {k - 1}) on {convs[0].in_channels} channels")
+    for conv in convs:
+        assert conv.bias is not None   # ASPP convs have a bias
         conv.weight.zero_()
         conv.bias.zero_()
-        conv.weight[1:, :, 1, 1] = w / len(aspp.convs)
+        conv.weight[1:, :, 1, 1] = w / len(convs)
 
 
 class DeepLabV2(nn.Module):
@@ -174,7 +183,7 @@ class DeepLabV2(nn.Module):
 
     def head_convs(self) -> tuple[nn.Conv2d, ...]:
         """The convs trained from scratch (10× weights, 20× biases in ``optimizer_groups``)."""
-        return tuple(self.aspp.convs)
+        return self.aspp.branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.aspp(self.backbone(x))
@@ -191,7 +200,7 @@ class DeepLabV2MSC(nn.Module):
     so the loss over the outputs is shared; ``eval()`` still fuses the scales for inference.
     """
 
-    def __init__(self, base: nn.Module, scales: tuple[float, ...] = (0.75, 0.5), train_msc: bool = True):
+    def __init__(self, base: DeepLabV2 | DeepLabV1, scales: tuple[float, ...] = (0.75, 0.5), train_msc: bool = True):
         super().__init__()
         self.base = base
         self.scales = tuple(scales)
@@ -268,7 +277,7 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _pil_nearest_index(n_in: int, n_out: int) -> tuple[int, ...]:
     """Source index of each of ``n_out`` samples when PIL NEAREST-resizes a length-``n_in`` axis."""
     ramp = Image.fromarray(np.arange(n_in, dtype=np.int32)[None, :], mode="I")        # [1, n_in]
-    return tuple(np.asarray(ramp.resize((n_out, 1), resample=Image.NEAREST))[0].tolist())
+    return tuple(np.asarray(ramp.resize((n_out, 1), resample=Image.Resampling.NEAREST))[0].tolist())
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -280,7 +289,7 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return total / (labels != IGNORE).sum().clamp(min=1)
 
 
-def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, weight_mult: float = 10.0,
+def optimizer_groups(model: DeepLabV2 | DeepLabV1, lr: float, weight_decay: float, weight_mult: float = 10.0,
                      bias_mult: float = 20.0) -> list[dict]:
     """SGD groups of deeplab-pytorch: backbone convs 1× lr, head (``model.head_convs()``: the ASPP, or
     DeepLabV1's LargeFOV) weights ``weight_mult``× lr, head biases ``bias_mult``× lr without weight decay.
@@ -417,10 +426,11 @@ def load_trained(model: DeepLabV2MSC, path: str | os.PathLike, key: str) -> None
         load_state_dict_strict(model, state, source=str(path))
         return
     backbone, head = map_caffe_state(state)
-    if model.base.backbone.style != "caffe":
+    base = model.base
+    if not isinstance(base, DeepLabV2) or base.backbone.style != "caffe":
         raise ValueError(f"{key}: {path} is a deeplab-pytorch (caffe) checkpoint; set deeplab.pretrained_format: caffe")
-    load_state_dict_strict(model.base.backbone, _fill_bn_counters(model.base.backbone, backbone), source=str(path))
-    load_state_dict_strict(model.base.aspp, {k.removeprefix("aspp."): v for k, v in head.items()}, source=str(path))
+    load_state_dict_strict(base.backbone, _fill_bn_counters(base.backbone, backbone), source=str(path))
+    load_state_dict_strict(base.aspp, {k.removeprefix("aspp."): v for k, v in head.items()}, source=str(path))
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -10,7 +10,8 @@ The layout is MXNet's ``NDArray::Save`` (src/ndarray/ndarray.cc), little-endian:
 - array, version 1: uint32 magic ``0xF993FAC8``, then as version 2 without the storage type;
 - array, legacy (no magic): the first uint32 is ndim, dims are uint32, then as version 1.
 
-A shape of ndim 0 is an empty ("none") array and ends there. Sparse arrays are refused.
+A shape of ndim 0 is an empty ("none") array and ends there; :func:`load_params` refuses one (no weight). Sparse
+arrays are refused.
 """
 from __future__ import annotations
 
@@ -79,7 +80,12 @@ def load_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: {len(arrays)} arrays but {len(names)} names")
     if r.pos != len(r.data):
         raise ValueError(f"{path}: {len(r.data) - r.pos} trailing bytes after the names")
-    return dict(zip(names, arrays))
+    # A "none" array is no weight: handed on as None it failed later in torch.as_tensor without naming the key.
+    empty = [n for n, a in zip(names, arrays) if a is None]
+    if empty:
+        raise ValueError(f"{path}: {len(empty)} entr{'y' if len(empty) == 1 else 'ies'} without data (MXNet 'none' "
+                         f"arrays, ndim 0), e.g. {empty[:3]}; not a model's weights")
+    return {n: a for n, a in zip(names, arrays) if a is not None}
 
 
 def is_params_file(path: str | os.PathLike) -> bool:

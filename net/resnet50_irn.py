@@ -46,6 +46,8 @@ class MeanShift(nn.Module):
     ``running_mean`` [2] is set once after training (``IRNet.estimate_mean_shift``), not by momentum.
     """
 
+    running_mean: torch.Tensor   # a buffer (register_buffer): declared for the type checker
+
     def __init__(self, num_features: int = 2):
         super().__init__()
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -171,6 +173,8 @@ class AffinityDisplacementLoss(IRNet):
     the label count of the batch (IRN's normalisation; under DDP that count is per rank).
     """
 
+    disp_target: torch.Tensor   # a non-persistent buffer: declared for the type checker
+
     def __init__(self, path_index: PathIndex):
         super().__init__()
         self.path_index = path_index
@@ -186,7 +190,9 @@ class AffinityDisplacementLoss(IRNet):
             self._path_indices[edge_prob.device] = self.path_index.path_index_tensors(edge_prob.device)
         return edge_to_affinity(edge_prob, self._path_indices[edge_prob.device])
 
-    def forward(self, img: torch.Tensor, bg_pos: torch.Tensor, fg_pos: torch.Tensor,
+    # Not substitutable for an IRNet (the loss terms, not (edge, dp)): a subclass only to share IRNet's weights and
+    # state-dict layout; nothing calls it as an IRNet.
+    def forward(self, img: torch.Tensor, bg_pos: torch.Tensor, fg_pos: torch.Tensor,  # type: ignore[override]
                 neg: torch.Tensor) -> dict[str, torch.Tensor]:
         edge, dp = super().forward(img)
         if tuple(edge.shape[-2:]) != self.path_index.size:

@@ -341,7 +341,7 @@ class TextBank:
             for f in feats_list:
                 n = 0 if f is None else int(f.shape[0])
                 rows.append(list(range(start, start + n)))
-                if n:
+                if f is not None and n:
                     chunks.append(f)
                 start += n
         d = class_feats.shape[1]

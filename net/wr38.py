@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,9 +26,11 @@ from net.resnet50 import FixedBatchNorm, init_segmentation_backbone
 from net.weights import read_weights
 
 BN_MODES = ("fixed", "batch")
+# A BatchNorm layer for a channel count: the class itself, or nn.BatchNorm2d with the configured momentum.
+NormLayer = Callable[[int], nn.BatchNorm2d]
 
 
-def _norm(bn: str, momentum: float) -> type[nn.BatchNorm2d]:
+def _norm(bn: str, momentum: float) -> NormLayer:
     if bn == "fixed":
         return FixedBatchNorm
     if bn == "batch":
@@ -43,7 +46,7 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, cin: int, cmid: int, cout: int, stride: int = 1, first_dilation: int | None = None,
-                 dilation: int = 1, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d):
+                 dilation: int = 1, norm: NormLayer = nn.BatchNorm2d):
         super().__init__()
         first = dilation if first_dilation is None else first_dilation
         self.same_shape = cin == cout and stride == 1
@@ -66,7 +69,7 @@ class ResBlockBot(nn.Module):
     channel dropout before the last two convs; the shortcut is always a 1×1 conv. [N, C_in, h, w] -> [N, C_out, h, w].
     """
 
-    def __init__(self, cin: int, cout: int, dilation: int, dropout: float, norm: type[nn.BatchNorm2d]):
+    def __init__(self, cin: int, cout: int, dilation: int, dropout: float, norm: NormLayer):
         super().__init__()
         self.bn_branch2a = norm(cin)
         self.conv_branch2a = nn.Conv2d(cin, cout // 4, 1, bias=False)
@@ -139,6 +142,7 @@ class LargeFOV(nn.Module):
             nn.init.kaiming_normal_(c.weight, mode="fan_in", nonlinearity="relu")
         nn.init.normal_(self.fc8.weight, std=0.01)
         for c in self.convs:
+            assert c.bias is not None   # built with bias=True above
             nn.init.zeros_(c.bias)
 
     @property
@@ -243,6 +247,7 @@ def load_wr38_pretrained(backbone: WideResNet38, pretrained: str | None, key: st
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"{key}: no file at {path}; {hint}")
+    state: dict           # name -> numpy array (MXNet) or tensor (torch)
     if is_params_file(path):
         state, fmt = load_params(path), "MXNet .params"
     else:

@@ -98,9 +98,10 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "
         floor_bg += bg
         floor_fg += fg
     confs = sweep.confusions()                                   # [T, C, C]
-    rows = [{"threshold": round(float(t), 4), "miou": float(np.nanmean(iou_from_confusion(c)) * 100),
-             "iou": [float(v) * 100 for v in iou_from_confusion(c)]} for t, c in zip(thresholds, confs)]
-    best = max(range(len(rows)), key=lambda i: rows[i]["miou"])
+    mious = [float(np.nanmean(iou_from_confusion(c)) * 100) for c in confs]
+    rows = [{"threshold": round(float(t), 4), "miou": m, "iou": [float(v) * 100 for v in iou_from_confusion(c)]}
+            for t, m, c in zip(thresholds, mious, confs)]
+    best = max(range(len(rows)), key=lambda i: mious[i])
     conf_i = int(np.argmin(np.abs(thresholds - np.float32(cfg.eval.cam_threshold))))
     record = metric_record(split, len(ids), classes, confs[conf_i])
     record.update({
@@ -121,7 +122,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     if not ctx.is_main:     # evaluation is cheap and runs on rank 0 alone
         return {}
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    source = cfg.make_cam.source
+    source: str = cfg.make_cam.source          # or "external" (eval.cam_dir)
     skipped = frozenset(ctx.skips().known(ds))
     if cfg.eval.cam_dir:
         rec = evaluate(cfg, ds, Path(cfg.eval.cam_dir), ctx.paths.root / "eval_cam_external.json", producer=None)

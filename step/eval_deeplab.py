@@ -115,7 +115,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     model = build_model(cfg.deeplab, num_classes)
     load_trained(model, model_path, "deeplab_eval.model" if e.model else "train_deeplab")
     fmt = memory_format(c.channels_last)
-    model.to(ctx.device, memory_format=fmt).eval()
+    model.to(ctx.device, memory_format=fmt).eval()  # type: ignore[call-overload]  # torch's stub omits memory_format
 
     todo = images.plan(ids, lambda i: out_dir / f"{i}.png", png_complete)   # torn PNGs redone
     conf = np.zeros((num_classes, num_classes), np.int64)

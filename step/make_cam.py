@@ -94,6 +94,8 @@ def fuse_scales(cams: Iterable[torch.Tensor], keys: torch.Tensor, size: tuple[in
         b = F.interpolate(cam, up16, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
         strided = a if strided is None else strided + a
         high = b if high is None else high + b
+    if strided is None or high is None:   # (was an AttributeError on None inside adaptive_max_pool2d)
+        raise ValueError("make_cam.scales is empty: the CAMs of at least one input scale are needed (e.g. [1.0])")
     strided /= F.adaptive_max_pool2d(strided, (1, 1)) + 1e-5
     high /= F.adaptive_max_pool2d(high, (1, 1)) + 1e-5
     return strided, high

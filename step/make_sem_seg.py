@@ -52,12 +52,12 @@ def pseudo_mask(model, x: torch.Tensor, keys: np.ndarray, cams: torch.Tensor, c:
     of the image ×s at stride 4, so the walked CAMs are upsampled by 4 / s back to the image."""
     with autocast(c.precision, x.device, key="irn.precision"):     # the walk below stays float32
         edge = boundary_map(model, x, c.infer_scale).float()                       # [h', w'] boundary probs
-    cams = cams_to_edge_size(cams, tuple(edge.shape), c.infer_scale)               # [K', h', w']
+    cams = cams_to_edge_size(cams, (edge.shape[0], edge.shape[1]), c.infer_scale)  # [K', h', w']
     t1 = time.time()
     rw = random_walk(cams, edge, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
                      cpu_threads=c.walk_threads)                                   # [K', h', w']
     seconds = time.time() - t1
-    return sem_seg_from_rw(rw, keys, tuple(x.shape[-2:]), bg_thres=c.sem_seg_bg_thres,
+    return sem_seg_from_rw(rw, keys, (x.shape[-2], x.shape[-1]), bg_thres=c.sem_seg_bg_thres,
                            stride=4 // c.infer_scale), seconds
 
 

@@ -128,19 +128,20 @@ def run(cfg: Config, ctx: Context) -> dict:
             if not good:
                 continue
             embeds = vqa.encode_images(torch.stack([px for _, px in good]))           # [B, P, D], once per image
-            pairs, items = [], []
+            pairs: list[tuple[int, int, int]] = []                 # (image, class, its first item)
+            items: list[tuple[int, str]] = []                      # (batch row, question)
             for b, (i, _) in enumerate(good):
-                for k in np.nonzero(labels[i])[0]:
+                for k in map(int, np.nonzero(labels[i])[0]):
                     if (ids[i], names[k]) in done:
                         continue
                     pairs.append((i, k, len(items)))
                     items += [(b, question) for _, question in questions[k]]
             answers = vqa.answer(embeds, items, batch_size=q.prompt_batch)
             for i, k, start in pairs:
-                rec = {"image": ids[i], "class": names[k], "fg": [], "bg": []}
+                sides: dict[str, list[list[str]]] = {"fg": [], "bg": []}   # [question, answer] each
                 for (group, question), answer in zip(questions[k], answers[start:start + len(questions[k])]):
-                    rec[side_of_group(group)].append([question, answer])
-                out.write(json.dumps(rec) + "\n")
+                    sides[side_of_group(group)].append([question, answer])
+                out.write(json.dumps({"image": ids[i], "class": names[k], **sides}) + "\n")
             out.flush()
             os.fsync(out.fileno())
             n_pairs += len(pairs)

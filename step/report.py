@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,9 @@ from tool.data.palette import load_label_png, voc_palette
 from tool.engine.runtime import Context
 from tool.engine.skipped import FILE_NAME as SKIPPED_FILE
 from tool.engine.skipped import read_skipped
+
+if TYPE_CHECKING:   # (matplotlib.typing is new in 3.8; requirements admit 3.7)
+    from matplotlib.typing import LineStyleType
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +146,14 @@ def stage_chart(stages: Sequence[tuple[str, float, str]], floors: dict[str, dict
     bars = ax.bar(x, [m for _, m, _ in stages], 0.6, color="#4a7fb5")
     for b, (_, m, _) in zip(bars, stages):
         ax.text(b.get_x() + b.get_width() / 2, m + 1, f"{m:.1f}", ha="center", fontsize=9)
-    styles = {"all_background": ("#a33", "--", "all background"),
-              "all_first_present_class": ("#555", ":", "all first present class")}
+    styles: dict[str, tuple[str, LineStyleType, str]] = {     # colour, line style, what
+        "all_background": ("#a33", "--", "all background"),
+        "all_first_present_class": ("#555", ":", "all first present class")}
     drawn = set()
     for i, (_, _, split) in enumerate(stages):
         for key, v in floors.get(split, {}).items():
             color, ls, what = styles[key]
-            label = f"floor: {what}" if key not in drawn else None
+            label = f"floor: {what}" if key not in drawn else "_nolegend_"   # (matplotlib: no legend entry)
             drawn.add(key)
             ax.hlines(v, i - 0.4, i + 0.4, colors=color, linestyles=ls, label=label)
     ax.set_xticks(x)

@@ -55,7 +55,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         log.info("CAM net initialised from %s", c.init_checkpoint)
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, c.bn == "batch")
     backbone, head = net.param_groups()
-    model = dist.wrap_ddp(net, ctx.device)
+    wrapped = dist.wrap_ddp(net, ctx.device)                # DDP under torchrun, else net itself
     optimizer = sgd([{"params": backbone, "lr": c.train.lr},
                      {"params": head, "lr": c.train.lr * c.classifier_lr_mult}],
                     momentum=c.train.momentum, weight_decay=c.train.weight_decay)
@@ -64,13 +64,13 @@ def run(cfg: Config, ctx: Context) -> dict:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))   # [N, 3, C, C]
         with autocast(c.precision, ctx.device, key="cam.precision"):
-            logits = model(x)                                                       # [N, K]
+            logits = wrapped(x)                                                     # [N, K]
         loss = F.multilabel_soft_margin_loss(logits.float(), batch["label"].to(ctx.device))
         return {"loss": loss}
 
     log.info("train_cam: %d images of %s, batch %d, %d epoch(s)", len(ids), cfg.dataset.train_split,
              c.train.batch_size, c.train.epochs)
-    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+    metrics = fit(ctx, c.train, model=wrapped, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.cam_baseline_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   events=EventWriter.for_step(cfg, ctx, ctx.step))
     metrics["num_images"] = len(ids)

@@ -27,7 +27,7 @@ from net.deeplab import (
     resize_labels,
 )
 from net.resnet50_cam import map_official_cam_state
-from net.wr38 import load_wr38_pretrained
+from net.wr38 import DeepLabV1, load_wr38_pretrained
 from tool.engine import dist
 from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
@@ -97,7 +97,8 @@ def init_background_prior(model, ds, ids: list[str], label_dir, c, device: torch
     base.eval()
     pick = ids[:: max(1, len(ids) // PRIOR_IMAGES)][:PRIOR_IMAGES]
     margins, bg, labelled = [], 0, 0
-    for item in SegImages(ds, pick, skip_bad=skips):
+    images = SegImages(ds, pick, skip_bad=skips)
+    for item in (images[i] for i in range(len(images))):
         if item is None:
             continue
         x = normalize_input(torch.from_numpy(item["img"]).permute(2, 0, 1)[None].to(device), None,
@@ -136,26 +137,27 @@ def run(cfg: Config, ctx: Context) -> dict:
                     skip_bad=skips)
 
     model = build_model(c, ds.num_classes + 1)
-    if c.arch == "v1_wr38":
+    base = model.base
+    if isinstance(base, DeepLabV1):                           # deeplab.arch v1_wr38
         if c.pretrained_format != "torchvision":
             raise ValueError("deeplab.pretrained_format: v1_wr38 takes ImageNet mean/std RGB inputs (torchvision), "
                              f"got {c.pretrained_format!r}")
-        source = f"{load_wr38_pretrained(model.base.backbone, c.pretrained)}; LargeFOV new"
+        source = f"{load_wr38_pretrained(base.backbone, c.pretrained)}; LargeFOV new"
     elif c.pretrained == "cam_baseline":
-        source = init_from_cam_classifier(model.base, cfg, ctx)
+        source = init_from_cam_classifier(base, cfg, ctx)
     else:
-        source = load_pretrained(model.base, c.pretrained, c.pretrained_format)
+        source = load_pretrained(base, c.pretrained, c.pretrained_format)
     aspp = "" if c.pretrained == "cam_baseline" else "; ASPP N(0, 0.01)"
     log.info("train_deeplab: backbone initialised from %s%s", source, aspp)
     # (a resumed run recomputes the same prior, then its checkpoint's weights replace the model's)
     prior = init_background_prior(model.to(ctx.device), ds, ids, label_dir, c, ctx.device, skips) \
         if c.init_bg_prior else {}
     fmt = memory_format(c.channels_last)
-    model.to(ctx.device, memory_format=fmt)
+    model.to(ctx.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub omits memory_format here
     model = dist.sync_batchnorm(model, ctx.device, c.bn == "batch")
     groups = optimizer_groups(model.base, c.train.lr, c.train.weight_decay, c.aspp_weight_lr_mult,
                               c.aspp_bias_lr_mult)
-    model = dist.wrap_ddp(model, ctx.device)
+    wrapped = dist.wrap_ddp(model, ctx.device)               # DDP under torchrun, else model itself
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
 
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
@@ -164,16 +166,16 @@ def run(cfg: Config, ctx: Context) -> dict:
         x = x.contiguous(memory_format=fmt)
         labels = batch["label"].to(ctx.device, non_blocking=True)                                  # [N, C, C]
         with autocast(c.precision, ctx.device, key="deeplab.precision"):
-            outs = model(x)                       # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
+            outs = wrapped(x)                     # [1.0, *msc_scales, max] logits, each [N, K, h_s, w_s]
         names = ["ce_1.0", *(f"ce_{s:g}" for s in c.msc_scales), "ce_max"] if len(outs) > 1 else ["ce_1.0"]
         terms = {n: masked_cross_entropy(o.float(), resize_labels(labels, tuple(o.shape[-2:])))
                  for n, o in zip(names, outs)}
-        return {"loss": sum(terms.values()), **terms}
+        return {"loss": sum(terms.values(), torch.zeros((), device=ctx.device)), **terms}
 
     log.info("train_deeplab: %d images of %s with labels from %s, batch %d (%d micro-batch(es)) per rank, "
              "%s iterations", len(ids), cfg.dataset.train_split, label_dir, c.train.batch_size, c.accum_steps,
              c.train.max_steps)
-    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+    metrics = fit(ctx, c.train, model=wrapped, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.deeplab_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   accum_steps=c.accum_steps, events=EventWriter.for_step(cfg, ctx, ctx.step))
     log.info("train_deeplab: %s training images/s (all ranks, loading included)", metrics["images_per_s"])

@@ -23,7 +23,7 @@ from net.resnet50 import load_pretrained
 from net.resnet50_cam import map_official_cam_state
 from net.resnet50_irn import AffinityDisplacementLoss
 from tool.engine import dist
-from tool.engine.checkpoint import load_model_file, save_model, unwrap
+from tool.engine.checkpoint import load_model_file, save_model
 from net.weights import load_state_dict_strict
 from tool.engine.config import Config
 from tool.data.base import ImageItems
@@ -109,31 +109,30 @@ def run(cfg: Config, ctx: Context) -> dict:
     model.to(ctx.device)
     groups = model.param_groups(c.train.lr, c.train.weight_decay)      # boundary lr, displacement 10× lr
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)
-    model = dist.wrap_ddp(model, ctx.device)
+    wrapped = dist.wrap_ddp(model, ctx.device)              # DDP under torchrun, else model itself
 
     def loss_fn(batch: dict) -> dict[str, torch.Tensor]:
         x = normalize_on_device(batch["img"].to(ctx.device, non_blocking=True),
                                 batch["valid"].to(ctx.device, non_blocking=True))          # [N, 3, C, C]
         with autocast(c.precision, ctx.device, key="irn.precision"):   # the losses inside run in float32
-            terms = model(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos",
+            terms = wrapped(x, *(batch[k].to(ctx.device, non_blocking=True).float() for k in ("bg_pos", "fg_pos",
                                                                                           "neg")))
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 
     log.info("train_irn: %d images, batch %d, %d epoch(s), crop %d, path radius %d", len(ids),
              c.train.batch_size, c.train.epochs, c.train.crop_size, c.radius_train)
     final = ctx.paths.irn_model
-    metrics = fit(ctx, c.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn, final_path=final,
+    metrics = fit(ctx, c.train, model=wrapped, dataset=data, optimizer=optimizer, loss_fn=loss_fn, final_path=final,
                   num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   events=EventWriter.for_step(cfg, ctx, ctx.step))
 
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
-    net = unwrap(model)
     batch = c.train.batch_size
     loader = DataLoader(_TopLeft(ds, ids, c.train.crop_size, skips), batch_size=batch,
                         num_workers=cfg.num_workers, drop_last=len(ids) >= batch, collate_fn=collate_skip_none)
     batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
-    shift = net.estimate_mean_shift(batches)
-    save_model(net, final)
+    shift = model.estimate_mean_shift(batches)
+    save_model(model, final)
     metrics.update({"num_images": len(ids), "mean_shift": [round(float(v), 5) for v in shift]})
     return metrics
 

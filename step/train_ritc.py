@@ -185,19 +185,19 @@ def run(cfg: Config, ctx: Context) -> dict:
     log.info("RITC CAM net initialised from %s", init)
     net = dist.sync_batchnorm(model.to(ctx.device), ctx.device, r.bn == "batch")   # official DDP uses SyncBN
     backbone, head = net.param_groups()
-    model = dist.wrap_ddp(net, ctx.device)
+    wrapped = dist.wrap_ddp(net, ctx.device)                # DDP under torchrun, else net itself
     optimizer = sgd([{"params": backbone, "lr": r.train.lr},
                      {"params": head, "lr": r.train.lr * r.classifier_lr_mult}],
                     momentum=r.train.momentum, weight_decay=r.train.weight_decay)
 
     clip, encode, mask_clip = load_region_clip(cfg.clip, ctx.device)
     bank = load_text_bank(cfg, ctx, clip, ids, ds.class_names, labels)
-    loss_fn = RitcLoss(model, clip, encode, mask_clip, bank, cfg, ctx.device)
+    loss_fn = RitcLoss(wrapped, clip, encode, mask_clip, bank, cfg, ctx.device)
 
     log.info("train_ritc: %d images of %s, batch %d, %d epoch(s), CLIP %s (%s, %s pixels), variant %s",
              len(ids), cfg.dataset.train_split, r.train.batch_size, r.train.epochs, clip.id,
              "mask-prompt" if mask_clip else "plain", cfg.clip.normalization, r.variant)
-    metrics = fit(ctx, r.train, model=model, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
+    metrics = fit(ctx, r.train, model=wrapped, dataset=data, optimizer=optimizer, loss_fn=loss_fn,
                   final_path=ctx.paths.ritc_model, num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   events=EventWriter.for_step(cfg, ctx, ctx.step))
     metrics["num_images"] = len(ids)

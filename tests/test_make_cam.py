@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from step.make_cam import multiscale_cam
+from step.make_cam import fuse_scales, multiscale_cam
 from tool.data.cam_data import pil_rescale, to_chw_tensor
 
 
@@ -55,3 +55,12 @@ def test_multiscale_cam_high_res_is_the_top_left_crop_of_the_stride_16_upsamplin
     assert high.shape == (1, h, w)
     np.testing.assert_allclose(high[0, :8, :24].numpy(), 1.0, atol=1e-3)   # max / (max + 1e-5)
     assert high[0, 8:, :].max() < 1 - 1e-3 and high[0, :, 24:].max() < 1 - 1e-3
+
+
+def test_no_scale_is_refused_naming_the_key():
+    # make_cam.scales: [] gave fuse_scales no CAM: an AttributeError on None deep in adaptive_max_pool2d
+    with pytest.raises(ValueError, match=r"make_cam\.scales is empty"):
+        fuse_scales(iter([]), torch.tensor([0]), (32, 32))
+    strided, high = fuse_scales(iter([torch.ones(2, 2, 2)]), torch.tensor([1]), (32, 32))   # one scale is enough
+    assert strided.shape == (1, 8, 8) and high.shape == (1, 32, 32)
+    assert float(high.max()) == pytest.approx(1.0, abs=1e-4)

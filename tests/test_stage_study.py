@@ -69,6 +69,26 @@ def test_gt_label_dir_redraws_the_toy_masks_it_lacks(tmp_path):
         np.testing.assert_array_equal(load_label_png(out / f"{image_id}.png"), label)
 
 
+def test_deeplab_steps_follow_the_recipe_when_max_steps_is_null(tmp_path):
+    # The budgets and the curve took deeplab.train.max_steps alone: an epochs recipe (max_steps null) gave None.
+    from tool.engine.config import load_config
+    from tool.engine.paths import WorkPaths
+    from tool.stage_study import curve_points, deeplab_steps
+    from tool.toy.world import generate_toy_world
+    root = tmp_path / "toy" / "VOC2012"
+    generate_toy_world(root, seed=3, num_train=3, num_val=1, num_extra_aug=2, image_size=(48, 64))
+    paths = WorkPaths(tmp_path / "work")
+
+    def cfg(*sets):
+        return load_config("configs/smoke.yaml", [f"dataset.root={root}", f"work_dir={tmp_path / 'work'}",
+                                                  "dataset.train_split=train_aug", "deeplab.train.batch_size=2", *sets])
+    epochs = cfg("deeplab.train.epochs=3", "deeplab.train.max_steps=null")
+    assert deeplab_steps(epochs, paths) == 6                                   # 5 images // 2 × 3 epochs
+    assert curve_points([0, 0.5, 1], deeplab_steps(epochs, paths)) == [0, 3, 6]
+    assert deeplab_steps(cfg("deeplab.train.epochs=3", "deeplab.train.max_steps=4"), paths) == 4
+    assert deeplab_steps(cfg("deeplab.train.epochs=null", "deeplab.train.max_steps=7"), paths) == 7
+
+
 def test_curve_fractions_past_the_last_iteration_are_refused_before_anything_runs(tmp_path, capsys):
     # 2 = twice the stage's iterations: its snapshot would never be written, and the study failed only after
     # training and measuring every earlier snapshot

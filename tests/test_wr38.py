@@ -89,6 +89,18 @@ def test_reader_refuses_a_truncated_file_and_a_wrong_magic(tmp_path):
         load_params(tmp_path / "bad.params")
 
 
+def test_reader_refuses_a_none_array_naming_it(tmp_path):
+    # A "none" NDArray (ndim 0) ends after its shape (MXNet's NDArray::Save); it is no weight and must not come back
+    # as None (torch.as_tensor(None) in map_wr38_state failed without naming the key).
+    none_v2 = struct.pack("<IiI", 0xF993FAC9, 0, 0)
+    names = ["arg:w", "arg:gap"]
+    out = struct.pack("<QQ", 0x112, 0) + struct.pack("<Q", 2) + nd_bytes(np.ones((2, 2), np.float32), "v2") + none_v2
+    out += struct.pack("<Q", 2) + b"".join(struct.pack("<Q", len(n)) + n.encode() for n in names)
+    (tmp_path / "none.params").write_bytes(out)
+    with pytest.raises(ValueError, match=r"1 entry without data .*\['arg:gap'\]"):
+        load_params(tmp_path / "none.params")
+
+
 # ------------------------------------------------------------------------------------------------
 # Official names of the A1 model, listed by hand per unit (PSA's resnet38d.py layout)
 # ------------------------------------------------------------------------------------------------

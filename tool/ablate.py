@@ -131,7 +131,12 @@ def preset_variants(name: str, seeds: Sequence[int] | None) -> list[Variant]:
     if name not in PRESETS:
         raise AblateError(f"--preset {name!r}: not one of {sorted(PRESETS)}")
     return [Variant(row + (f",seed={seed}" if seed is not None else ""), values, seed, row, paper)
-            for row, values, paper in PRESETS[name] for seed in (seeds or [None])]
+            for row, values, paper in PRESETS[name] for seed in _seeds(seeds)]
+
+
+def _seeds(seeds: Sequence[int] | None) -> list[int | None]:
+    """The --seeds to run, or [None]: one run with the config's seed."""
+    return list(seeds) if seeds else [None]
 
 
 def split_values(text: str) -> list[str]:
@@ -151,7 +156,7 @@ def split_values(text: str) -> list[str]:
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     """``["ritc.frc=true,false", ...]`` -> [("ritc.frc", ["true", "false"]), ...]."""
-    grid = []
+    grid: list[tuple[str, list[str]]] = []
     for item in items:
         key, sep, text = item.partition("=")
         values = split_values(text)
@@ -168,7 +173,7 @@ def expand(grid: Sequence[tuple[str, Sequence[str]]], seeds: Sequence[int] | Non
     out = []
     for combo in itertools.product(*(v for _, v in grid)):
         values = tuple(zip((k for k, _ in grid), combo))
-        for seed in (seeds or [None]):
+        for seed in _seeds(seeds):
             parts = [f"{k}={v}" for k, v in values] + ([f"seed={seed}"] if seed is not None else [])
             out.append(Variant(",".join(parts) or "base", values, seed))
     return out

@@ -144,9 +144,10 @@ def compare(run_dirs: Sequence[str | Path], out: str | Path, names: Sequence[str
             iou_chart(have, pics / f"iou_{s}.png")
             charts.append((f"per-class IoU: {STAGE_NAMES[s]}", f"{pics.name}/iou_{s}.png"))
     for s in TRAINING_STEPS:
-        have = [(n, *r["events"][s]) for n, r in zip(names, runs) if s in r["events"]]
-        if have:
-            training_chart(f"{s}: loss", have, pics / f"curves_{s}.png")
+        curves: list[tuple[str, list[dict], list[dict]]] = [   # (run, scalar records, marks)
+            (n, *r["events"][s]) for n, r in zip(names, runs) if s in r["events"]]
+        if curves:
+            training_chart(f"{s}: loss", curves, pics / f"curves_{s}.png")
             charts.append((f"training loss: {s}", f"{pics.name}/curves_{s}.png"))
     md = markdown(head, rows)
     write_text(out / "compare.md", md + (f"\n{extra_md}" if extra_md else ""))

@@ -154,7 +154,7 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
     load_trained(model, args.weights or cfg.deeplab_eval.model or paths.deeplab_model,
                  "--weights" if args.weights else "deeplab_eval.model" if cfg.deeplab_eval.model else "train_deeplab")
     fmt = memory_format(c.channels_last)
-    model.to(device, memory_format=fmt).eval()
+    model.to(device, memory_format=fmt).eval()  # type: ignore[call-overload]  # torch's stub omits memory_format
     ready = time.time()
     crf = crf_kwargs(dataclasses.replace(cfg.deeplab_eval.crf, enabled=True), labels=False) if args.crf else None
     loader = DataLoader(SegImages(files, names, skip_bad=cfg.dataset.skip_bad_images), batch_size=1, shuffle=False,
@@ -206,15 +206,15 @@ def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names
         size = tuple(item["size"])
         _, high = multiscale_cam(model, item["imgs"], keys.to(device), size, device,
                                  cfg.make_cam.precision)                                # [K', H, W]
-        high = high.cpu().numpy()
+        cam = high.cpu().numpy()                                                         # [K', H, W]
         full_img = img1.permute(1, 2, 0).numpy()
         if len(keys):
-            scored = np.concatenate([np.full((1, *size), threshold, np.float32), high])  # [K'+1, H, W]
+            scored = np.concatenate([np.full((1, *size), threshold, np.float32), cam])   # [K'+1, H, W]
             pred = np.concatenate([[0], keys.numpy() + 1])[scored.argmax(axis=0)].astype(np.uint8)
         else:
             pred = np.zeros(size, np.uint8)
         save_outputs(out, item["name"], full_img, pred,
-                     {"keys": keys.numpy().astype(np.int64), "cam": high.astype(np.float16),
+                     {"keys": keys.numpy().astype(np.int64), "cam": cam.astype(np.float16),
                       "scores": scores.numpy().astype(np.float32)} if args.save_probs else None)
         bar.update(1)
     return ready

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     study.update({"config": args.config, "sets": args.set})
     results = study.setdefault("results", {})
     which = {f"seed{seed}-{variant}": (seed, variant) for seed in args.seeds for variant in args.variants}
-    grid = [ablate.Variant(name, tuple(s.split("=", 1) for s in VARIANTS[variant]), seed)
+    grid = [ablate.Variant(name, tuple((k, v) for k, _, v in (s.partition("=") for s in VARIANTS[variant])), seed)
             for name, (seed, variant) in which.items()]
 
     def record(v: ablate.Variant, metrics: dict) -> None:

@@ -14,8 +14,8 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
   IRNet's boundaries (what ``make_sem_seg`` does), and the walk on the GT boundaries (an oracle: what a
   perfect boundary branch would give); plus the CAM's and the trivial floors;
 - ``deeplab``: DeepLab trained on the GT masks of ``dataset.train_split`` (toy extras' masks drawn
-  again by the generator) in the run's budget (``deeplab.train.max_steps``) and in ``--budgets`` × it, and on
-  the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
+  again by the generator) in the run's budget (``deeplab.train.max_steps``, or what its epochs give) and in
+  ``--budgets`` × it, and on the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
   ``eval_deeplab`` does. Each is a ``run_sample.py`` sub-run (``train_deeplab,eval_deeplab``) in
   ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks;
 - ``curves``: each trained stage's score before training (iteration 0) and at ``--curve`` fractions of its
@@ -33,6 +33,7 @@ boundary map without rerunning anything). Results go to ``<root>/study.json`` af
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ from net.resnet50_irn import EdgeDisplacement
 from tool.data.cam_io import find_cam, load_cam
 from tool.engine.checkpoint import load_model_file
 from net.weights import load_state_dict_strict
-from tool.engine.config import Config, load_config
+from tool.engine.config import Config, TrainRecipe, load_config
 from tool.data.registry import build_dataset, class_names_with_bg
 from tool.data.imutils import normalize_on_device, read_image, to_chw_tensor
 from tool.engine.io import read_json, write_json
@@ -101,7 +102,7 @@ def gt_boundary(gt: np.ndarray, size: tuple[int, int], stride: int = 4) -> np.nd
     h, w = size
     padded = np.zeros((h * stride, w * stride), bool)
     padded[:gt.shape[0], :gt.shape[1]] = change
-    return padded.reshape(h, stride, w, stride).any(axis=(1, 3)).astype(np.float32)
+    return np.any(padded.reshape(h, stride, w, stride), axis=(1, 3)).astype(np.float32)
 
 
 def boundary_stats(hist_pos: np.ndarray, hist_neg: np.ndarray, thresholds: Sequence[float]) -> dict:
@@ -119,7 +120,8 @@ def boundary_stats(hist_pos: np.ndarray, hist_neg: np.ndarray, thresholds: Seque
     r = np.concatenate([[0.0], rec[::-1]])  # [n + 1] recall rising as the threshold falls
     p = prec[::-1]
     ap = float(np.sum((r[1:] - r[:-1]) * p)) * 100
-    out = {"ap": ap, "positive_share": 100 * pos / max(1.0, pos + float(hist_neg.sum()))}
+    out: dict[str, float | dict[str, float]] = {"ap": ap,
+                                                "positive_share": 100 * pos / max(1.0, pos + float(hist_neg.sum()))}
     for t in thresholds:
         i = min(n - 1, int(np.floor(t * n)))
         out[f"at_{t:.3f}"] = {"precision": float(prec[i]) * 100, "recall": float(rec[i]) * 100}
@@ -149,7 +151,9 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device,
     ways = ("no_walk", "irn_walk", "gt_boundary_walk")
     conf = {w: np.zeros((n_cls, n_cls), np.int64) for w in ways}
     hist_pos, hist_neg = np.zeros(_BINS, np.int64), np.zeros(_BINS, np.int64)
-    walk = {"beta": c.beta, "exp_times": c.exp_times, "radius": c.radius_infer, "cpu_threads": c.walk_threads}
+    walk = functools.partial(random_walk, beta=c.beta, exp_times=c.exp_times, radius=c.radius_infer,
+                             cpu_threads=c.walk_threads)
+    seg = functools.partial(sem_seg_from_rw, bg_thres=c.sem_seg_bg_thres, stride=4 // c.infer_scale)
     t0 = time.time()
     with torch.no_grad():
         for image_id in ids:
@@ -157,19 +161,18 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device,
             gt = ds.load_gt(image_id)
             x = normalize_on_device(to_chw_tensor(img).to(device)[None])       # [1, 3, H, W]
             edge = boundary_map(model, x, c.infer_scale)                         # [h', w']
+            edge_size = (edge.shape[0], edge.shape[1])
             keys, cams = load_cam(find_cam(cam_dir, image_id), "cam")            # [K], [K, h, w]
-            cams_t = cams_to_edge_size(torch.from_numpy(cams).to(device), tuple(edge.shape), c.infer_scale)
-            b_gt = gt_boundary(gt, tuple(edge.shape), stride=4 // c.infer_scale)
+            cams_t = cams_to_edge_size(torch.from_numpy(cams).to(device), edge_size, c.infer_scale)
+            b_gt = gt_boundary(gt, edge_size, stride=4 // c.infer_scale)
             e = edge.cpu().numpy()
             bins = np.minimum((e * _BINS).astype(np.int64), _BINS - 1)
             hist_pos += np.bincount(bins[b_gt > 0], minlength=_BINS)
             hist_neg += np.bincount(bins[b_gt == 0], minlength=_BINS)
-            seg = {"bg_thres": c.sem_seg_bg_thres, "stride": 4 // c.infer_scale}
             preds = {
-                "no_walk": sem_seg_from_rw(cams_t, keys, gt.shape, **seg),
-                "irn_walk": sem_seg_from_rw(random_walk(cams_t, edge, **walk), keys, gt.shape, **seg),
-                "gt_boundary_walk": sem_seg_from_rw(random_walk(cams_t, torch.from_numpy(b_gt).to(device), **walk),
-                                                    keys, gt.shape, **seg),
+                "no_walk": seg(cams_t, keys, gt.shape),
+                "irn_walk": seg(walk(cams_t, edge), keys, gt.shape),
+                "gt_boundary_walk": seg(walk(cams_t, torch.from_numpy(b_gt).to(device)), keys, gt.shape),
             }
             for w in ways:
                 conf[w] += confusion(preds[w], gt, n_cls)
@@ -235,8 +238,9 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
     if run_paths.cam_baseline_model.is_file() and not baseline.is_file():
         baseline.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run_paths.cam_baseline_model, baseline)
+    # iterations alone set the budget (epochs, if the recipe has them, would cap it)
     every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={label_dir}", f"deeplab.train.max_steps={iterations}",
-             "steps.report=false"]
+             "deeplab.train.epochs=null", "steps.report=false"]
     cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", "train_deeplab,eval_deeplab"]
     for s in every:
         cmd += ["--set", s]
@@ -303,12 +307,23 @@ def irn_curve(config: str, sets: Sequence[str], cfg: Config, work_dir: Path, run
     return {"miou": out, "boundary_ap": ap, "seconds": round(time.time() - t0, 1)}
 
 
-def irn_steps(cfg: Config, paths: WorkPaths) -> int:
-    """train_irn's optimiser steps on one rank (its recipe over ``make_cam.split``)."""
-    r = cfg.irn.train
-    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.make_cam.split or cfg.dataset.train_split))
+def recipe_steps(r: TrainRecipe, n: int) -> int:
+    """The optimiser steps of recipe ``r`` over ``n`` images on one rank: its epochs, capped by ``max_steps``."""
     steps = (n // r.batch_size) * (r.epochs if r.epochs is not None else 1 << 30)
     return min(steps, r.max_steps) if r.max_steps is not None else steps
+
+
+def irn_steps(cfg: Config, paths: WorkPaths) -> int:
+    """train_irn's optimiser steps on one rank (its recipe over ``make_cam.split``)."""
+    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.make_cam.split or cfg.dataset.train_split))
+    return recipe_steps(cfg.irn.train, n)
+
+
+def deeplab_steps(cfg: Config, paths: WorkPaths) -> int:
+    """train_deeplab's optimiser steps on one rank (its recipe over ``dataset.train_split``): ``max_steps``, or
+    what its epochs give when that is null (the budgets and the curve used ``max_steps`` alone: None * k)."""
+    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.dataset.train_split))
+    return recipe_steps(cfg.deeplab.train, n)
 
 
 # ---- the table -------------------------------------------------------------------------------------------------
@@ -379,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--root", default="work/stage-study", help="study.json and the DeepLab sub-runs go here")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     ap.add_argument("--budgets", type=int, nargs="+", default=[1, 5],
-                    help="DeepLab runs at these multiples of deeplab.train.max_steps")
+                    help="DeepLab runs at these multiples of its steps (deeplab.train.max_steps, or its epochs')")
     ap.add_argument("--deeplab-labels", nargs="+", default=["gt", "pseudo"], choices=["gt", "pseudo"])
     ap.add_argument("--curve", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0], metavar="FRACTION",
                     help="learning curves (part curves): score at these fractions of a stage's iterations; 0 = "
@@ -417,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if name in runs:
                         continue
                     runs[name] = run_deeplab(args.config, args.set, (root / f"deeplab_{name}").resolve(), paths,
-                                             label_dir.resolve(), k * cfg.deeplab.train.max_steps)
+                                             label_dir.resolve(), k * deeplab_steps(cfg, paths))
                     write_json(out, study)
         elif part == "curves":
             curves = study.setdefault("curves", {})
@@ -426,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 sub = (root / f"curve_{stage}").resolve()
                 if stage == "deeplab":
-                    points = curve_points(args.curve, cfg.deeplab.train.max_steps)
+                    points = curve_points(args.curve, deeplab_steps(cfg, paths))
                     curves[stage] = deeplab_curve(args.config, args.set, sub, paths, points)
                 else:
                     points = curve_points(args.curve, irn_steps(cfg, paths))

@@ -143,15 +143,15 @@ def make_executor(cluster: str, folder: Path, res: Resources):
         if shutil.which("sbatch") is None:
             raise SubmitError("--cluster slurm: no sbatch on this machine (SLURM is not installed here); submit from "
                               "a login node, or --dry-run to see the script, or --cluster local to run it here")
-        ex = submitit.SlurmExecutor(folder)
-        ex.update_parameters(**slurm_parameters(res))
-        return ex
+        slurm = submitit.SlurmExecutor(folder)
+        slurm.update_parameters(**slurm_parameters(res))
+        return slurm
     if res.nodes != 1:
         raise SubmitError(f"--cluster local runs one node; got --nodes {res.nodes}")
-    ex = submitit.LocalExecutor(folder)
-    ex.update_parameters(tasks_per_node=res.ranks_per_node, timeout_min=res.time_min, setup=_setup_lines(),
-                         gpus_per_node=res.gpus_per_node if _cuda_count() else 0)
-    return ex
+    local = submitit.LocalExecutor(folder)
+    local.update_parameters(tasks_per_node=res.ranks_per_node, timeout_min=res.time_min, setup=_setup_lines(),
+                            gpus_per_node=res.gpus_per_node if _cuda_count() else 0)
+    return local
 
 
 def _cuda_count() -> int:

@@ -13,6 +13,7 @@ import difflib
 import logging
 import os
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +120,7 @@ class VOC12:
             raise DatasetError(f"split {split!r}: {e}") from e
         if not ids:
             raise DatasetError(f"split {split!r}: list {path} is empty")
-        seen: set[str] = set()
-        dup = [i for i in ids if i in seen or seen.add(i)]
+        dup = [i for i, n in Counter(ids).items() if n > 1]
         if dup:
             raise DatasetError(f"split {split!r}: {path} lists image(s) {dup[:3]} more than once")
         jpegs = f"{self.root / 'JPEGImages'}{os.sep}"      # (string paths: 10k pathlib joins cost a second)

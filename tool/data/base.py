@@ -6,7 +6,7 @@ Steps never import a dataset package: they get a description object from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import logging
 
@@ -14,8 +14,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from tool.data.imutils import BadImageError, read_image
+from tool.engine.skipped import SkipList
 
 log = logging.getLogger(__name__)
+
+# What the image readers take as ``skip_bad``: off / on, or the run's skip list (on when enabled; records too).
+SkipBad: TypeAlias = bool | SkipList
 
 
 class DatasetError(RuntimeError):
@@ -55,7 +59,7 @@ class ImageLevelDataset(Protocol):
         """[H, W] uint8 class indices (0 background, 255 ignore)."""
 
 
-def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
+def load_or_skip(ds, image_id: str, skip_bad: SkipBad) -> np.ndarray | None:
     """Read an image; a bad one raises, or (``skip_bad`` truthy) is logged by name and returns None.
 
     ``skip_bad`` is a bool or the run's ``tool.engine.skipped.SkipList``, which also records the image so that
@@ -66,7 +70,7 @@ def load_or_skip(ds, image_id: str, skip_bad) -> np.ndarray | None:
         if not skip_bad:
             raise
         log.warning("skipping unreadable image %s (dataset.skip_bad_images: true): %s", image_id, e)
-        if hasattr(skip_bad, "record"):
+        if isinstance(skip_bad, SkipList):
             skip_bad.record(image_id, ds.image_path(image_id), str(e))
         return None
 
@@ -76,7 +80,7 @@ class ImageItems(Dataset):
     (a bad one raises, or with ``skip_bad`` is recorded and gives a None item), and per-item randomness from a
     generator seeded by (seed, epoch, index), so a resumed epoch sees the same crops (``set_epoch``)."""
 
-    def __init__(self, ds, ids: list[str], *, seed: int = 0, skip_bad=False):
+    def __init__(self, ds, ids: list[str], *, seed: int = 0, skip_bad: SkipBad = False):
         self.ds, self.ids, self.seed, self.epoch, self.skip_bad = ds, list(ids), seed, 0, skip_bad
 
     def set_epoch(self, epoch: int) -> None:

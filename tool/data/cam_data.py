@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from tool.data.base import ImageItems
+from tool.data.base import ImageItems, SkipBad
 from tool.data.imutils import (crop_image, crop_with_box, pil_rescale, random_crop_box,
                           random_resize_long, to_chw_tensor)
 
@@ -23,7 +23,7 @@ class ClassificationCrops(ImageItems):
     """
 
     def __init__(self, ds, ids: list[str], labels: np.ndarray, *, crop: int, resize_long: tuple[int, int],
-                 hflip: bool, seed: int, skip_bad: bool = False):
+                 hflip: bool, seed: int, skip_bad: SkipBad = False):
         super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)
         self.labels, self.crop, self.resize_long, self.hflip = labels, crop, resize_long, hflip
 
@@ -48,7 +48,7 @@ class MultiScaleImages(ImageItems):
     Items: ``{"name", "size", "label", "imgs": [uint8 [3, h_s, w_s] per scale]}``.
     """
 
-    def __init__(self, ds, ids: list[str], labels: np.ndarray, scales: tuple[float, ...], skip_bad: bool = False):
+    def __init__(self, ds, ids: list[str], labels: np.ndarray, scales: tuple[float, ...], skip_bad: SkipBad = False):
         super().__init__(ds, ids, skip_bad=skip_bad)
         self.labels, self.scales = labels, scales
 
@@ -84,7 +84,7 @@ class AffinityCrops(ImageItems):
     """
 
     def __init__(self, ds, ids: list[str], label_dir, path_index, *, crop: int, rescale: tuple[float, float],
-                 hflip: bool, seed: int, skip_bad: bool = False):
+                 hflip: bool, seed: int, skip_bad: SkipBad = False):
         super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)
         self.label_dir, self.path_index = label_dir, path_index
         self.crop, self.rescale, self.hflip = crop, rescale, hflip

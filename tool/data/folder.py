@@ -311,7 +311,8 @@ class FolderDataset:
             entries = read_id_list(path, whole_line=True)    # (a file name may hold spaces)
         except ValueError as e:
             raise DatasetError(str(e)) from e
-        out, seen = [], {}
+        out: list[str] = []
+        seen: dict[str, int] = {}              # image id -> its entry number
         for n, entry in enumerate(entries, 1):
             image_id = _strip_ext(normalise_entry(entry))[0]
             if image_id not in self._labels:
@@ -332,23 +333,24 @@ class FolderDataset:
         fractions = {k: float(v) for k, v in self.split_fractions.items() if k != "seed"}
         seed = int(self.split_fractions.get("seed", 0))
         params = {"fractions": fractions, "seed": seed, "labels": str(self.label_file.resolve())}
-        marker = self.split_dir / SPLIT_MARKER if self.split_dir is not None else None
-        if marker is not None and marker.is_file():
+        split_dir = self.split_dir
+        marker = split_dir / SPLIT_MARKER if split_dir is not None else None
+        if split_dir is not None and marker is not None and marker.is_file():
             stored = read_json(marker)
             if stored.get("params") != params:
                 raise DatasetError(f"dataset.split: {marker} was made with {stored.get('params')}, the config says "
                                    f"{params}; the run's outputs refer to those splits: use another work_dir, or "
                                    f"delete {self.split_dir} to draw new ones")
-            self._splits = {k: self._read_list(self.split_dir / f"{k}.txt") for k in fractions}
+            self._splits = {k: self._read_list(split_dir / f"{k}.txt") for k in fractions}
             new = set(self._labels) - {i for v in self._splits.values() for i in v}
             if new:
                 log.warning("dataset.split: %d labelled image(s) are in none of the splits kept in %s (added since "
                             "they were drawn), e.g. %s; they are not used", len(new), self.split_dir, sorted(new)[:3])
             return self._splits
         self._splits = draw_splits(list(self._labels), fractions, seed)
-        if marker is not None:
+        if split_dir is not None and marker is not None:
             for k, v in self._splits.items():
-                write_text(self.split_dir / f"{k}.txt", "".join(f"{i}\n" for i in v))
+                write_text(split_dir / f"{k}.txt", "".join(f"{i}\n" for i in v))
             write_json(marker, {"params": params, "counts": {k: len(v) for k, v in self._splits.items()}})  # last
             log.info("dataset.split: drew %s from %d images (seed %d) -> %s", {k: len(v) for k, v in
                      self._splits.items()}, len(self._labels), seed, self.split_dir)

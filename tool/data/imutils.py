@@ -65,7 +65,7 @@ def pil_resize(img: np.ndarray, size: tuple[int, int], order: int = 3) -> np.nda
     """Resize to ``size`` = (H, W) with PIL bicubic (order 3) or nearest (order 0)."""
     if size == img.shape[:2]:
         return img
-    resample = {3: Image.BICUBIC, 0: Image.NEAREST}[order]
+    resample = {3: Image.Resampling.BICUBIC, 0: Image.Resampling.NEAREST}[order]
     return np.asarray(Image.fromarray(img).resize((size[1], size[0]), resample))
 
 

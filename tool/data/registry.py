@@ -19,7 +19,7 @@ DATASETS = {"voc12": "voc12.dataset:VOC12", "coco14": "coco14.dataset:COCO14",
             "folder": "tool.data.folder:FolderDataset"}
 
 
-def dataset_class(name: str) -> type:
+def dataset_class(name: str) -> type[ImageLevelDataset]:
     if name not in DATASETS:
         raise ValueError(f"dataset.name: unknown dataset {name!r}; expected one of {tuple(DATASETS)}")
     module, cls = DATASETS[name].split(":")

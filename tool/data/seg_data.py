@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 
-from tool.data.base import ImageItems
+from tool.data.base import ImageItems, SkipBad
 from tool.data.imutils import pil_resize
 from tool.engine.io import DamagedFile, png_complete
 from tool.data.palette import load_label_png
@@ -80,7 +80,7 @@ class SegCrops(ImageItems):
     """
 
     def __init__(self, ds, ids: list[str], label_dir: str | Path, *, crop: int, scales: tuple[float, ...],
-                 hflip: bool, seed: int, skip_bad: bool = False):
+                 hflip: bool, seed: int, skip_bad: SkipBad = False):
         if not scales or min(scales) <= 0:
             raise ValueError(f"deeplab.scales: need positive scales, got {scales}")
         super().__init__(ds, ids, seed=seed, skip_bad=skip_bad)

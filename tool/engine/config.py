@@ -466,7 +466,8 @@ def merge_sections(cls: type, base: dict, child: dict) -> dict:
     out = dict(base)
     for k, v in child.items():
         tp = hints.get(k)
-        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(v, dict) \
+                and isinstance(out.get(k), dict):
             out[k] = merge_sections(tp, out[k], v)
         else:
             out[k] = v
@@ -561,7 +562,7 @@ def build(cls: type, raw: Any, source: str, prefix: str = "", default: Any = Non
     kwargs = {}
     for name, value in raw.items():
         tp, f = hints[name], fields[name]
-        if dataclasses.is_dataclass(tp):   # a section: partial mappings start from the field's own default
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):   # a section: partial mappings start from its default
             start = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
             kwargs[name] = build(tp, value if value is not None else {}, source, f"{prefix}{name}.", start)
         else:
@@ -576,7 +577,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             return value
         raise ConfigError(f"{source}: key '{key}' must be one of {', '.join(map(str, typing.get_args(tp)))}, "
                           f"got {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value if value is not None else {}, source, key + ".")
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)

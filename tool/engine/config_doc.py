@@ -40,11 +40,14 @@ def field_comments(cls: type) -> dict[str, str]:
     """{field: its comment}: the comment at the end of the field's line, else the comment lines above it."""
     lines, _ = inspect.getsourcelines(cls)
     out = {}
-    for node in ast.parse(inspect.cleandoc("".join(lines))).body[0].body:
+    class_def = ast.parse(inspect.cleandoc("".join(lines))).body[0]
+    if not isinstance(class_def, ast.ClassDef):
+        raise TypeError(f"field_comments: {cls!r} is not a class defined in source")
+    for node in class_def.body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
             continue
         text = lines[node.lineno - 1]
-        above = []
+        above: list[str] = []
         i = node.lineno - 2
         while i >= 0 and lines[i].strip().startswith("#"):
             above.insert(0, lines[i].strip().lstrip("#").strip())
@@ -52,7 +55,7 @@ def field_comments(cls: type) -> dict[str, str]:
         at = _comment_at(text)
         trailing = text[at + 1:].strip() if at >= 0 else ""
         follow = []   # a comment continued on the next lines, aligned under the first
-        j = node.end_lineno
+        j = node.end_lineno or node.lineno     # (set by ast.parse; None only for hand-built nodes)
         while trailing and j < len(lines) and lines[j].strip().startswith("#") and not _starts_field(lines, j):
             follow.append(lines[j].strip().lstrip("#").strip())
             j += 1

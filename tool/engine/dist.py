@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def init(device: torch.device) -> None:
@@ -75,11 +76,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def sync_batchnorm(model: torch.nn.Module, device: torch.device, trainable_bn: bool) -> torch.nn.Module:
+def sync_batchnorm(model: M, device: torch.device, trainable_bn: bool) -> M:
     """SyncBN for trainable BatchNorm under multi-GPU DDP (as the official RITC run); SyncBN needs
     CUDA/NCCL, so CPU/gloo runs keep per-rank BN. Call before building optimizer groups."""
     if world_size() > 1 and trainable_bn and device.type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # the BN children are swapped in place; a new module comes back only for a bare BatchNorm, never ours
+        assert converted is model
     return model
 
 

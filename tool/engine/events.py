@@ -24,12 +24,17 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tool.engine import dist
 from tool.engine.config import TRAIN_SECTIONS
 from tool.engine.io import append_jsonl, read_jsonl_repairing, write_text
+
+if TYPE_CHECKING:   # both optional (tracking.tensorboard, tracking.wandb): imported when asked for
+    from torch.utils.tensorboard import SummaryWriter
+    from wandb import Run as WandbRun
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,11 @@ class EventWriter:
     def __init__(self, path: Path | None, name: str, tensorboard_dir: Path | None = None,
                  wandb: Mapping[str, str] | None = None, wandb_dir: Path | None = None):
         self.name = name
-        self.active = path is not None and dist.is_main()
-        self.path = Path(path) if path is not None else None
+        # None on ranks other than 0 too: only rank 0 writes
+        self.path = Path(path) if path is not None and dist.is_main() else None
         self._tb_dir, self._wandb, self._wandb_dir = tensorboard_dir, dict(wandb or {}), wandb_dir
-        self._tb = self._run = None
+        self._tb: SummaryWriter | None = None
+        self._run: WandbRun | None = None
         self._sums: dict[str, float] = defaultdict(float)
         self._count = self._images = 0
         self._wait = 0.0
@@ -69,11 +75,16 @@ class EventWriter:
                    tensorboard_dir=ctx.paths.tb_dir / name if t.tensorboard else None,
                    wandb=t.wandb or None, wandb_dir=ctx.paths.root)
 
+    @property
+    def active(self) -> bool:
+        """Whether this writer records (a path given, and rank 0)."""
+        return self.path is not None
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self, step: int, resumed: bool) -> None:
         """Begin (or continue, ``resumed`` from the checkpoint of iteration ``step``) the curves."""
-        if not self.active:
+        if self.path is None:
             return
         records = read_jsonl_repairing(self.path)            # cuts a torn last line off the file
         kept = [r for r in records if int(r.get("iter", 0)) <= step] if resumed else []
@@ -102,7 +113,9 @@ class EventWriter:
                 raise TrackingError(f"tracking.wandb: {self._wandb} needs the wandb package (pip install wandb), "
                                     "or set tracking.wandb: {}") from e
             run_id = f"{self._wandb_dir.name}-{self.name}" if self._wandb_dir is not None else self.name
-            self._run = wandb.init(**self._wandb, id=run_id, name=run_id, resume="allow",
+            # tracking.wandb's strings as wandb.init keywords, as written (wandb checks e.g. mode's value)
+            keywords: dict[str, Any] = dict(self._wandb)
+            self._run = wandb.init(**keywords, id=run_id, name=run_id, resume="allow",
                                    dir=str(self._wandb_dir) if self._wandb_dir is not None else None)
 
     def close(self) -> None:
@@ -129,7 +142,7 @@ class EventWriter:
 
     def record(self, step: int, epoch: int, optimizer: torch.optim.Optimizer) -> dict | None:
         """Write the record of iteration ``step`` (means since the previous record) and start a new window."""
-        if not self.active or self._count == 0:
+        if self.path is None or self._count == 0:
             return None
         now = time.perf_counter()
         span = max(now - self._window_start, 1e-9)
@@ -149,7 +162,7 @@ class EventWriter:
 
     def checkpoint(self, step: int) -> None:
         """Mark the resumable checkpoint saved at iteration ``step``."""
-        if self.active:
+        if self.path is not None:
             append_jsonl(self.path, {"iter": step, "event": "checkpoint", "time": round(time.time(), 3)})
 
     def _to_optional(self, rec: dict) -> None:
@@ -169,7 +182,8 @@ def read_events(path: Path) -> tuple[list[dict], list[dict]]:
 
     Read-only: a torn last line (a run being killed, or still writing) is skipped, not cut off.
     """
-    scalars, marks = [], []
+    scalars: list[dict] = []
+    marks: list[dict] = []
     if not Path(path).is_file():
         return scalars, marks
     for line in Path(path).read_text(encoding="utf-8").splitlines():

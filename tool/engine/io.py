@@ -163,7 +163,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_npz(path: str | os.PathLike, durable: bool = False, **arrays: np.ndarray) -> None:
     """``np.savez`` (uncompressed) to ``path`` atomically (not fsynced by default: per-image files)."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)   # no object arrays: the readers refuse pickles
     write_bytes(path, buf.getvalue(), durable=durable)
 
 

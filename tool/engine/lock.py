@@ -103,8 +103,8 @@ def _acquire(root: Path, command: list[str] | None, same_job_wait_s: float) -> i
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        deadline = None
-        empty_since = None
+        deadline: float | None = None
+        empty_since: float | None = None
         while not _try_flock(fd, root):
             holder, mine = _holder(fd), job_id()
             if deadline is None and mine is not None and holder.get("job") == mine and same_job_wait_s > 0:
@@ -112,10 +112,11 @@ def _acquire(root: Path, command: list[str] | None, same_job_wait_s: float) -> i
                 deadline = time.monotonic() + same_job_wait_s
                 log.warning("work_dir %s: still locked by an earlier attempt of job %s (%s); waiting up to %.0f s "
                             "for the file system to release it", root, mine, _describe(holder), same_job_wait_s)
+            releasing = False
             if not holder:             # an empty record: a run emptied it and is letting go this moment
                 empty_since = empty_since or time.monotonic()
-            if (deadline is not None and time.monotonic() < deadline) or \
-                    (not holder and time.monotonic() - empty_since < RELEASE_GRACE_S):
+                releasing = time.monotonic() - empty_since < RELEASE_GRACE_S
+            if (deadline is not None and time.monotonic() < deadline) or releasing:
                 time.sleep(0.2)
                 continue
             raise WorkDirLocked(

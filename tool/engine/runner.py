@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from tool.engine import dist
 from tool.engine.cli import Terminated
@@ -148,7 +148,7 @@ def run_step(name: str, cfg: Config, ctx: Context, force: bool = False) -> dict:
     except DamagedFile as e:
         if e.producer is None or not ctx.is_main:
             raise
-        raise DamagedFile(f"{e} ({invalidate(e, ctx)})", e.paths, e.producer) from e
+        raise DamagedFile(f"{e} ({invalidate(e.paths, e.producer, ctx)})", e.paths, e.producer) from e
     seconds = time.time() - t0
     dist.barrier()
     if ctx.is_main:
@@ -194,17 +194,18 @@ def clean_temp_files(root: Path) -> int:
     return n
 
 
-def invalidate(e: DamagedFile, ctx: Context) -> str:
-    """Move ``e``'s damaged files aside and delete the marker of the step that wrote them, so the next
-    plain run reruns that step (which redoes exactly what is missing). Returns what was done, for the message."""
+def invalidate(paths: Sequence[Path], producer: str, ctx: Context) -> str:
+    """Move the damaged files ``paths`` aside and delete the marker of ``producer``, the step that wrote them, so
+    the next plain run reruns that step (which redoes exactly what is missing). Returns what was done, for the
+    message."""
     from tool.engine.checkpoint import move_aside
 
-    moved = [str(move_aside(p)) for p in e.paths if p.is_file()]
-    ctx.paths.done_marker(e.producer).unlink(missing_ok=True)
-    log.warning("step %s will rerun: %d damaged file(s) moved aside (%s)", e.producer, len(moved),
+    moved = [str(move_aside(p)) for p in paths if p.is_file()]
+    ctx.paths.done_marker(producer).unlink(missing_ok=True)
+    log.warning("step %s will rerun: %d damaged file(s) moved aside (%s)", producer, len(moved),
                 ", ".join(moved[:3]))
     where = f"moved aside to {moved[0]}{' and others' if len(moved) > 1 else ''}; " if moved else ""
-    return f"{where}step {e.producer} will redo it: run again"
+    return f"{where}step {producer} will redo it: run again"
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -122,6 +123,8 @@ def setup(ctx: Context, recipe: TrainRecipe, *, model: torch.nn.Module, dataset:
     The number of optimiser steps is (len(dataset) // (batch_size · world_size)) · epochs, capped by
     ``max_steps`` (``epochs`` null: ``max_steps`` alone)."""
     name, r = ctx.step, recipe
+    if not isinstance(dataset, Sized):    # the sampler draws from its length
+        raise TypeError(f"{name}: the training dataset ({type(dataset).__name__}) has no len()")
     if accum_steps < 1 or r.batch_size % accum_steps:
         raise ValueError(f"{name}: accum_steps {accum_steps} must be >= 1 and divide the batch size {r.batch_size}")
     sampler = ResumableSampler(len(dataset), r.batch_size, ctx.seed)
@@ -161,8 +164,9 @@ def train_step(t: Training, batch: dict, loss_fn: Callable[[dict], dict[str, tor
     parts = _micro_batches(batch, t.accum_steps)
     for i, part in enumerate(parts):
         # DDP: reduce gradients once, on the last micro-batch
-        sync = i == len(parts) - 1 or not isinstance(t.model, torch.nn.parallel.DistributedDataParallel)
-        with contextlib.nullcontext() if sync else t.model.no_sync():
+        model, last = t.model, i == len(parts) - 1
+        with model.no_sync() if isinstance(model, torch.nn.parallel.DistributedDataParallel) and not last \
+                else contextlib.nullcontext():
             terms = loss_fn(part)
             loss = terms["loss"]
             low = sorted(k for k, v in terms.items() if v.dtype != torch.float32)

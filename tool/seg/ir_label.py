@@ -38,7 +38,8 @@ def combine_confident(fg_conf: np.ndarray, bg_conf: np.ndarray) -> np.ndarray:
     return conf.astype(np.uint8)
 
 
-def _confident(img: np.ndarray, cams: np.ndarray, lut: np.ndarray, thres: float, crf: dict | None) -> np.ndarray:
+def _confident(img: np.ndarray, cams: np.ndarray, lut: np.ndarray, thres: np.float32,
+                crf: dict | None) -> np.ndarray:
     """argmax over [thres, cams...] (ties: the first plane), CRF-refined, mapped to labels: [H, W] int64."""
     planes = np.concatenate([np.full((1, *cams.shape[1:]), thres, dtype=np.float32), cams], axis=0)  # [K+1, H, W]
     pred = np.argmax(planes, axis=0)

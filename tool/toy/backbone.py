@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from net.resnet50 import ResNet50
+from net.resnet50 import Bottleneck, ResNet50
 from tool.engine.events import EventWriter
 from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, read_json, write_json
@@ -121,7 +121,7 @@ class _Classifier(nn.Module):
         super().__init__()
         self.backbone = ResNet50(strides=(2, 2, 2, 2), bn="batch")
         for m in self.backbone.modules():   # zero-init each block's last BN: trains from scratch faster
-            if hasattr(m, "bn3"):
+            if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
         self.fc = nn.Linear(2048, num_classes)
 
@@ -261,8 +261,7 @@ class BackgroundBackbone:
         self.out = Path(out)
         self._go = ctx.Event()
         self._proc = ctx.Process(target=_background_job, name="toy-backbone", daemon=True,
-                                 args=(str(out), dataclasses.asdict(params), threads, torch.get_num_threads(),
-                                       self._go))
+                                 args=(str(out), params, threads, torch.get_num_threads(), self._go))
         self._proc.start()
         log.info("toy backbone: training in a second process (pid %d) beside the toy VLP, %d thread(s) until it is "
                  "done", self._proc.pid, threads)
@@ -290,11 +289,10 @@ class BackgroundBackbone:
         self._proc.join()
 
 
-def _background_job(out: str, params: dict, threads: int, all_threads: int, go) -> None:
+def _background_job(out: str, params: ToyBackboneParams, threads: int, all_threads: int, go) -> None:
     setup_logging(None)
     torch.set_num_threads(threads)
-    p = ToyBackboneParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-    ensure_toy_backbone(out, p, lambda: all_threads if go.is_set() else None)
+    ensure_toy_backbone(out, params, lambda: all_threads if go.is_set() else None)
 
 
 def json_params(p: ToyBackboneParams) -> dict:

@@ -65,7 +65,8 @@ def mask_segmentation(mask: np.ndarray) -> list[list[float]] | dict:
     if polys and np.array_equal(ann_to_mask(polys, H, W) > 0, mask):
         return polys
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
+    counts = rle["counts"]                     # bytes from encode (the stub also allows str)
+    return {"size": [H, W], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def _coco_annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, crowd: bool) -> dict:

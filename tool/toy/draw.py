@@ -26,12 +26,13 @@ def darker(c: Sequence[int], f: float = 0.6) -> Color:
 
 
 def _light(c: Sequence[int], f: float = 0.4) -> Color:
-    return tuple(int(v + (255 - v) * f) for v in c)  # type: ignore[return-value]
+    return (int(c[0] + (255 - c[0]) * f), int(c[1] + (255 - c[1]) * f), int(c[2] + (255 - c[2]) * f))
 
 
 def jitter(rng: np.random.Generator, c: Sequence[int], amp: int = 14) -> Color:
     d = rng.integers(-amp, amp + 1, size=3)
-    return tuple(int(np.clip(v + dv, 0, 255)) for v, dv in zip(c, d))  # type: ignore[return-value]
+    r, g, b = (int(np.clip(v + dv, 0, 255)) for v, dv in zip(c, d))
+    return r, g, b
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -60,7 +61,8 @@ class Canvas:
     def r(self, fr: float) -> int:
         return max(1, round(fr * self.h))
 
-    def _both(self, draw: Callable[[np.ndarray, Any], None], color: Color, solid: bool) -> None:
+    def _both(self, draw: Callable[[np.ndarray, Any], object], color: Color, solid: bool) -> None:
+        # draw(image, colour) paints in place (cv2's return value is the same array)
         draw(self.img, tuple(int(v) for v in color))
         if solid:
             draw(self.mask, 255)
@@ -158,7 +160,7 @@ def _draw_bicycle(c: Canvas, sub: str, col: Color, rng: np.random.Generator) -> 
         c.circle(x, yw, rad, _TYRE, thick=tyre)
         c.circle(x, yw, 0.05, (170, 170, 176))
         c.line([(x, yw), (x, yw - rad)], (180, 180, 186), 0.02, solid=False)  # a spoke
-    seats = (0.35, 0.6) if tandem else (0.4,)
+    seats: tuple[float, ...] = (0.35, 0.6) if tandem else (0.4,)
     bb = (0.45, yw) if not tandem else (0.5, yw)
     frame = [(xr, yw), (seats[0], 0.3), bb, (xr, yw)]
     c.line(frame, col, 0.06)

@@ -45,8 +45,8 @@ def _clouds(img: np.ndarray, y1: int, n: int, rng: np.random.Generator) -> None:
         for _ in range(int(rng.integers(3, 6))):
             ox, oy = rng.normal(0, s * 0.7), rng.normal(0, s * 0.2)
             cv2.ellipse(m, (int(cx + ox), int(cy + oy)), (int(s), int(s * 0.55)), 0, 0, 360, 1.0, -1)
-    m = cv2.GaussianBlur(m, (5, 5), 0)[..., None]
-    img[:] = img * (1 - m) + np.array([246, 246, 250], np.float32) * m
+    alpha = cv2.GaussianBlur(m, (5, 5), 0)[..., None]                       # [H, W, 1]
+    img[:] = img * (1 - alpha) + np.array([246, 246, 250], np.float32) * alpha
 
 
 def _textured(img: np.ndarray, y0: int, y1: int, color: Color, rng: np.random.Generator, blotch: float,
@@ -144,9 +144,9 @@ def _scene_grass(H: int, W: int, rng: np.random.Generator) -> Scene:
         things.append("tree")
     tufts = []
     for _ in range(int(W * (H - hz) / 40)):
-        x, y = rng.uniform(0, W), rng.uniform(hz + 2, H)
-        s = 1.5 + 3.0 * (y - hz) / (H - hz)
-        tufts.append(np.array([[x - s, y - 2 * s], [x, y], [x + s, y - 2 * s]], np.int32))
+        tx, ty = rng.uniform(0, W), rng.uniform(hz + 2, H)
+        s = 1.5 + 3.0 * (ty - hz) / (H - hz)
+        tufts.append(np.array([[tx - s, ty - 2 * s], [tx, ty], [tx + s, ty - 2 * s]], np.int32))
     cv2.polylines(img, tufts, False, darker(green, 0.6), 1)
     if rng.random() < 0.5:  # a wooden fence just below the horizon
         fy, fh = hz + int(0.08 * H), max(6, int(0.1 * H))

@@ -335,6 +335,7 @@ def toy_clip_config(p: ToyVlpParams) -> dict:
     """open_clip architecture config (``model_cfg`` of ``open_clip_config.json``) of the toy CLIP."""
     if p.clip_tower not in ("vit", "resnet"):
         raise ValueError(f"toy CLIP: clip_tower must be 'vit' or 'resnet', got {p.clip_tower!r}")
+    vision: dict[str, int | list[int]]
     if p.clip_tower == "vit":
         vision = {"image_size": p.clip_image_size, "layers": p.clip_layers, "width": p.clip_width,
                   "head_width": 16, "patch_size": p.clip_patch_size}
@@ -427,7 +428,8 @@ class _ClipData:
                     kinds["ring"].append((n, ring, None, bg_pos, no_ign, centre))
         # One table of regions, kind by kind; masks as uint8 0..255 rows of a bank [B, 1, H, W].
         bank, self.ranges = [], {}
-        img, rows, pos, ign, centres = [], [], [], [], []
+        img: list[int] = []                                 # the training image of each region row
+        rows, pos, ign, centres = [], [], [], []
         for kind, _ in self.KINDS:
             start = len(img)
             for n, exact, blob, p, i, c in kinds[kind]:
@@ -812,7 +814,8 @@ def run_toy_vqa(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: str 
     for start in range(0, len(recs), 16):
         chunk = recs[start:start + 16]
         embeds = vqa.encode_images(torch.stack([blip_pixels(r.image, size) for r in chunk]))   # [B, P, D]
-        pairs, items = [], []
+        pairs = []
+        items: list[tuple[int, str]] = []                   # (batch row, question)
         for b, r in enumerate(chunk):
             for name in dict.fromkeys(o["class_name"] for o in r.meta["objects"]):
                 qs = [(g, t.format(name)) for g, ts in DEFAULT_QUESTIONS.items() for t in ts]
@@ -855,8 +858,8 @@ def clip_zero_shot(vlp_dir: str | os.PathLike, root: str | os.PathLike, split: s
     class_feats, bg_feats, no_feats = feats_t[:K], feats_t[K:-K], feats_t[-K:]
     scene_rows = [bg_words.index(s) for s in SCENES]
     right = total = scene_right = fg_win = bg_win = ring_win = no_ring_win = 0
-    disk = torch.ones(1, 1, 2 * round(0.1 * recs[0].image.shape[0]) + 1, 2 * round(0.1 * recs[0].image.shape[0]) + 1) \
-        if recs else None
+    side = 2 * round(0.1 * recs[0].image.shape[0]) + 1 if recs else 1   # the context ring's reach (one image size)
+    disk = torch.ones(1, 1, side, side)
     S = clip.image_size
     with torch.no_grad():
         for r in recs:
