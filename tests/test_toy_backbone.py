@@ -125,20 +125,25 @@ def test_runner_trains_the_backbone_with_the_world(tmp_path, monkeypatch):
     assert len(calls) == 1          # no toy.backbone: nothing trained
 
 
-def test_background_backbone_trains_in_its_own_process_and_takes_every_thread_when_told(tmp_path):
-    out = tmp_path / "models" / "resnet50_toy.pth"
+def test_background_backbone_trains_in_its_own_process_to_the_same_weights(tmp_path):
+    """Beside the VLP or not, the weights are a function of the parameters: the first single_thread_steps run on
+    one thread, the rest on the caller's count, in a second process or in this one (bit-equal)."""
+    p = dataclasses.replace(TINY, steps=3, single_thread_steps=1)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(3)          # not this machine's default: the second process must be told
     try:
-        bg = BackgroundBackbone(out, TINY, threads=1)
-        bg.all_threads()                      # before its first step: it starts on 1 thread, switches at step 0
+        bg = BackgroundBackbone(tmp_path / "bg" / "resnet50_toy.pth", p)
         summary = bg.wait()
+        here = ensure_toy_backbone(tmp_path / "here" / "resnet50_toy.pth", p)
+        assert torch.get_num_threads() == 3                          # restored after the one-thread steps
     finally:
         torch.set_num_threads(threads)
     assert bg._proc.pid != os.getpid()
-    assert summary["metrics"]["threads"] == [[0, 1], [0, 2]]
-    assert cached_toy_backbone(out, TINY) == summary            # the marker: a later run does not retrain
-    assert ensure_toy_backbone(out, TINY) == summary
+    assert summary["metrics"]["threads"] == here["metrics"]["threads"] == [[0, 1], [1, 3]]
+    a = torch.load(tmp_path / "bg" / "resnet50_toy.pth", weights_only=True)
+    b = torch.load(tmp_path / "here" / "resnet50_toy.pth", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert cached_toy_backbone(tmp_path / "bg" / "resnet50_toy.pth", p) == summary   # a later run does not retrain
     bad = BackgroundBackbone(tmp_path / "bad.pth", dataclasses.replace(TINY, num_heldout=8))
     with pytest.raises(RuntimeError, match=r"toy backbone: training .*bad\.pth failed in its process \(exit code 1"):
         bad.wait()

@@ -30,7 +30,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,11 @@ class ToyBackboneParams:
     warmup: int = 20
     momentum: float = 0.9
     weight_decay: float = 5e-5
+    # The first steps run on one thread, the rest on all: beside the toy VLP (two models on one thread each) a
+    # 2-core machine has one core left until the VLP is done, about this many steps in. A fixed schedule, not a
+    # signal from the VLP, because the weights depend on the thread count in their last bits (oneDNN's
+    # reductions): this way they are a function of the parameters alone, trained beside the VLP or not.
+    single_thread_steps: int = 120
 
 
 def object_crop_box(bbox: Sequence[int], height: int, width: int, context: float) -> tuple[int, int, int, int]:
@@ -146,12 +151,11 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
     return 100.0 * correct / max(1, len(images))
 
 
-def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None,
-                       more_threads: Callable[[], int | None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Render the collection and train; returns (torchvision-key state dict, metrics).
 
-    ``more_threads``, asked before every step: a torch thread count to switch to, or None (keep). Metrics
-    ``threads``: ``[step, count]`` at the start and at each switch.
+    The first ``p.single_thread_steps`` steps run on one torch thread, the rest on this process's thread count.
+    Metrics ``threads``: ``[step, count]`` at the start and at the switch.
     """
     if p.num_heldout >= p.num_images:
         raise ValueError(f"toy backbone: num_heldout ({p.num_heldout}) must be below num_images ({p.num_images})")
@@ -168,10 +172,11 @@ def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None,
     events = events if events is not None else EventWriter(None, "toy_backbone")
     events.start(0, resumed=False)
     t1 = time.time()
-    threads = [[0, torch.get_num_threads()]]
+    all_threads = torch.get_num_threads()
+    threads: list[list[int]] = []   # [step, count] at the start and at the switch
     for step in range(p.steps):
-        n = more_threads() if more_threads is not None else None
-        if n is not None and n != torch.get_num_threads():
+        n = 1 if step < p.single_thread_steps else all_threads
+        if not threads or n != threads[-1][1]:
             torch.set_num_threads(n)
             threads.append([step, n])
         lr = warmup_poly_lr(step, p.lr, p.steps, p.warmup)
@@ -192,6 +197,7 @@ def train_toy_backbone(p: ToyBackboneParams, events: EventWriter | None = None,
                "chance_accuracy": round(100.0 / len(XML_NAMES), 2),
                "seconds_render": round(seconds_render, 1), "seconds_train": round(time.time() - t1, 1),
                "threads": threads}
+    torch.set_num_threads(all_threads)
     return model.torchvision_state(), metrics
 
 
@@ -213,12 +219,11 @@ def cached_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams) -> di
     return stored if {k: stored.get(k) for k in key} == key else None
 
 
-def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None = None,
-                        more_threads: Callable[[], int | None] | None = None) -> dict:
+def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None = None) -> dict:
     """Train the toy-pretrained ResNet-50 into ``out`` (a ``.pth`` file) unless cached; return its summary.
 
     The marker ``<out>.json`` is written after the weights; when it matches ``params`` (and the weights
-    exist) nothing is trained. ``more_threads``: see :func:`train_toy_backbone`.
+    exist) nothing is trained.
     """
     p = params or ToyBackboneParams()
     out = Path(out)
@@ -234,8 +239,7 @@ def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None
     log.info("toy backbone: pretraining a ResNet-50 on %d object crops of the toy world (%d steps) -> %s",
              p.num_images, p.steps, out)
     t0 = time.time()
-    state, metrics = train_toy_backbone(p, EventWriter(out.parent / "events" / "toy_backbone.jsonl", "toy_backbone"),
-                                        more_threads)
+    state, metrics = train_toy_backbone(p, EventWriter(out.parent / "events" / "toy_backbone.jsonl", "toy_backbone"))
     metrics["seconds"] = round(time.time() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -250,28 +254,21 @@ def ensure_toy_backbone(out: str | os.PathLike, params: ToyBackboneParams | None
 class BackgroundBackbone:
     """:func:`ensure_toy_backbone` in a spawned process, so that it trains beside the toy VLP.
 
-    The VLP trains two models on one thread each; on a 2-core laptop the second core is idle once the BLIP is
-    done (about half of the VLP's time). The backbone starts on ``threads`` threads beside them and takes
-    ``all_threads`` (this process's torch thread count) from its next step after :meth:`all_threads` is called.
-    The thread switch can change the weights in their last bits (oneDNN's reductions follow the thread count).
+    The VLP trains two models on one thread each; on a 2-core laptop its second core is idle once the BLIP is
+    done. The backbone's first ``single_thread_steps`` run on one thread beside them (see
+    :class:`ToyBackboneParams`), the rest on this process's thread count.
     """
 
-    def __init__(self, out: str | os.PathLike, params: ToyBackboneParams, threads: int = 1):
+    def __init__(self, out: str | os.PathLike, params: ToyBackboneParams):
         ctx = multiprocessing.get_context("spawn")   # fork after torch has started threads can deadlock
         self.out = Path(out)
-        self._go = ctx.Event()
         self._proc = ctx.Process(target=_background_job, name="toy-backbone", daemon=True,
-                                 args=(str(out), params, threads, torch.get_num_threads(), self._go))
+                                 args=(str(out), params, torch.get_num_threads()))
         self._proc.start()
-        log.info("toy backbone: training in a second process (pid %d) beside the toy VLP, %d thread(s) until it is "
-                 "done", self._proc.pid, threads)
-
-    def all_threads(self) -> None:
-        self._go.set()
+        log.info("toy backbone: training in a second process (pid %d) beside the toy VLP", self._proc.pid)
 
     def wait(self) -> dict:
         """Join the process; its summary (from the marker), or RuntimeError naming the file."""
-        self.all_threads()
         self._proc.join()
         if self._proc.exitcode != 0:
             raise RuntimeError(f"toy backbone: training {self.out} failed in its process (exit code "
@@ -289,10 +286,10 @@ class BackgroundBackbone:
         self._proc.join()
 
 
-def _background_job(out: str, params: ToyBackboneParams, threads: int, all_threads: int, go) -> None:
+def _background_job(out: str, params: ToyBackboneParams, threads: int) -> None:
     setup_logging(None)
     torch.set_num_threads(threads)
-    ensure_toy_backbone(out, params, lambda: all_threads if go.is_set() else None)
+    ensure_toy_backbone(out, params)
 
 
 def json_params(p: ToyBackboneParams) -> dict:
