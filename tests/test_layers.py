@@ -70,6 +70,25 @@ def test_no_module_imports_a_higher_layer():
     assert violations(project_files()) == []
 
 
+MAX_LINES = 700    # a module longer than this is split along its seams (as tool/toy/vlp/ was)
+
+
+def longest_modules(limit: int) -> list[str]:
+    """``path: lines`` of every .py file under net/, tool/ and step/ longer than ``limit`` lines."""
+    out = []
+    for pkg in ("net", "tool", "step"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            n = len(path.read_text(encoding="utf-8").splitlines())
+            if n > limit:
+                out.append(f"{path.relative_to(ROOT)}: {n}")
+    return out
+
+
+def test_no_module_is_longer_than_the_limit():
+    assert longest_modules(MAX_LINES) == []
+    assert len(longest_modules(400)) >= 3     # the check reads the files: some are over 400 lines
+
+
 def test_every_module_has_a_layer():
     for path in project_files():
         layer_of(module_name(path))

@@ -33,7 +33,8 @@ def ensure_toy_world(cfg: Config) -> None:
             if not (models / "clip" / "open_clip_config.json").is_file():   # written last
                 write_tiny_clip(models / "clip", seed=t.seed)
         if t.vlp_dir is not None:   # trained tiny BLIP + CLIP for the demo (cached: a no-op once trained)
-            from tool.toy.vlp import ToyVlpParams, ensure_toy_vlp
+            from tool.toy.vlp.cache import ensure_toy_vlp
+            from tool.toy.vlp.params import ToyVlpParams
             ensure_toy_vlp(root, Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
         if t.backbone is not None:  # toy "ImageNet" ResNet-50 for cam.pretrained (cached)
             from tool.toy.backbone import ToyBackboneParams, ensure_toy_backbone
