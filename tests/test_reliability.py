@@ -499,7 +499,7 @@ def test_coco_repeated_file_names_are_refused(tmp_path):
 
 def test_make_cam_of_an_image_without_classes_is_empty_and_evaluates_as_background():
     from net.resnet50_cam import CAMNet
-    from step.make_cam import multiscale_cam
+    from tool.seg.cam_infer import multiscale_cam
     from tool.seg.metrics import ThresholdSweep
 
     torch.manual_seed(0)
