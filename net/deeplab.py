@@ -39,9 +39,9 @@ from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Bottleneck,
-    FixedBatchNorm,
     download_state_dict,
     init_segmentation_backbone,
+    norm_layer,
 )
 from net.weights import load_state_dict_strict, read_weights
 
@@ -52,7 +52,6 @@ IMAGENET101_URL = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)
 RESNET101_BLOCKS = (3, 4, 23, 3)
 STYLES = ("torchvision", "caffe")
-BN_MODES = ("fixed", "batch")
 IGNORE = 255
 
 
@@ -71,10 +70,9 @@ class DilatedResNet(nn.Module):
                  layer4_dilation: int = 4, output_stride: int = 8, frozen_stages: int = 0):
         super().__init__()
         _check_choice("deeplab.pretrained_format", style, STYLES)
-        _check_choice("deeplab.bn", bn, BN_MODES)
+        norm = norm_layer(bn)
         if len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"deeplab.blocks: need 4 positive block counts, got {tuple(blocks)}")
-        norm = FixedBatchNorm if bn == "fixed" else nn.BatchNorm2d
         self.style, self.bn_mode = style, bn
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm(64)

@@ -6,8 +6,10 @@ as in IRN). ``strides=(2, 2, 2, 1)`` gives output stride 16 (the CAM nets); ``(2
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,12 +37,17 @@ class FixedBatchNorm(nn.BatchNorm2d):
                             training=False, eps=self.eps)
 
 
-def _norm_layer(bn: str) -> type[nn.BatchNorm2d]:
+BN_MODES = ("fixed", "batch")
+
+
+def norm_layer(bn: str, momentum: float | None = None) -> Callable[[int], nn.BatchNorm2d]:
+    """The BatchNorm of mode ``bn`` (``cam.bn``, ``ritc.bn``, ``deeplab.bn``): ``fixed`` (frozen statistics) or
+    ``batch`` (trainable, with running-statistics ``momentum``; None = torch's). The one check of the mode."""
     if bn == "fixed":
         return FixedBatchNorm
     if bn == "batch":
-        return nn.BatchNorm2d
-    raise ValueError(f"unknown BatchNorm mode {bn!r}: expected 'fixed' (frozen statistics) or 'batch'")
+        return nn.BatchNorm2d if momentum is None else functools.partial(nn.BatchNorm2d, momentum=momentum)
+    raise ValueError(f"unknown BatchNorm mode {bn!r}: expected one of {BN_MODES} (fixed: frozen statistics)")
 
 
 class Bottleneck(nn.Module):
@@ -90,7 +97,7 @@ class ResNet50(nn.Module):
     def __init__(self, strides: tuple[int, int, int, int] = (2, 2, 2, 1),
                  dilations: tuple[int, int, int, int] = (1, 1, 1, 1), bn: str = "fixed"):
         super().__init__()
-        norm = _norm_layer(bn)
+        norm = norm_layer(bn)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=strides[0], padding=3, bias=False)
         self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)

@@ -14,26 +14,14 @@
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from net.resnet50 import FixedBatchNorm, init_segmentation_backbone
+from net.resnet50 import init_segmentation_backbone, norm_layer
 from net.weights import read_weights
-
-BN_MODES = ("fixed", "batch")
-
-
-def _norm(bn: str, momentum: float) -> type[nn.BatchNorm2d]:
-    if bn == "fixed":
-        return FixedBatchNorm
-    if bn == "batch":
-        return functools.partial(nn.BatchNorm2d, momentum=momentum)
-    raise ValueError(f"deeplab.bn: unknown value {bn!r}; expected one of {BN_MODES}")
-
 
 class ResBlock(nn.Module):
     """Pre-activation basic block: y = branch1(relu(bn(x))) + conv3×3(relu(bn(conv3×3(relu(bn(x)))))).
@@ -103,7 +91,7 @@ class WideResNet38(nn.Module):
         super().__init__()
         if width_div < 1 or 64 % width_div:
             raise ValueError(f"deeplab.width_div: {width_div} must divide 64")
-        norm = _norm(bn, bn_momentum)
+        norm = norm_layer(bn, bn_momentum)
         self.bn_mode, self.style, self.out_channels = bn, "torchvision", OUT_CHANNELS // width_div
         d = width_div
         self.conv1a = nn.Conv2d(3, 64 // d, 3, padding=1, bias=False)

@@ -544,6 +544,23 @@ def test_frozen_stages_leave_the_optimiser_and_keep_their_weights():
         build_deeplab(3, blocks=(1, 1, 1, 1), bn="batch", frozen_stages=1)
 
 
+def test_one_norm_layer_serves_every_bn_mode():
+    """cam.bn, ritc.bn and deeplab.bn (ResNet-50, DeepLabV2, WR38) all map the mode through net.resnet50.norm_layer,
+    the one library check of it (the config checks it at load)."""
+    from net.resnet50 import FixedBatchNorm, ResNet50, norm_layer
+    from net.wr38 import DeepLabV1
+
+    assert norm_layer("fixed") is FixedBatchNorm and norm_layer("batch") is nn.BatchNorm2d
+    bn = norm_layer("batch", 3e-4)(8)
+    assert type(bn) is nn.BatchNorm2d and bn.momentum == 3e-4 and bn.num_features == 8
+    assert type(build_deeplab(3, blocks=(1, 1, 1, 1), bn="batch").base.backbone.bn1) is nn.BatchNorm2d
+    assert type(build_deeplab(3, blocks=(1, 1, 1, 1), bn="fixed").base.backbone.bn1) is FixedBatchNorm
+    for build in (lambda: ResNet50(bn="sync"), lambda: build_deeplab(3, blocks=(1, 1, 1, 1), bn="sync"),
+                  lambda: DeepLabV1(21, bn="sync", width_div=16)):
+        with pytest.raises(ValueError, match=r"unknown BatchNorm mode 'sync': expected one of \('fixed', 'batch'\)"):
+            build()
+
+
 def test_background_prior_makes_the_label_share_background(tmp_path):
     """deeplab.init_bg_prior: after it, the share of labelled cells the model calls background equals the labels'
     background share (here 60 %), where before it every cell with a positive class logit was foreground."""
