@@ -39,9 +39,9 @@ from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Bottleneck,
-    download_state_dict,
     init_segmentation_backbone,
     norm_layer,
+    read_pretrained,
 )
 from net.weights import load_state_dict_strict, read_weights
 
@@ -382,20 +382,14 @@ def load_pretrained(model: DeepLabV2, pretrained: str | os.PathLike | None, fmt:
         raise ValueError(f"{key}: weights of format {fmt!r} for a network built for {style!r} inputs")
     if pretrained is None:
         return "random initialisation"
-    if pretrained == "imagenet":
-        if fmt != "torchvision":
-            raise ValueError(f"{key}: 'imagenet' means torchvision's ResNet-101; with deeplab.pretrained_format "
-                             f"'caffe' give the path of a converted deeplab-pytorch checkpoint")
-        state = download_state_dict(IMAGENET101_URL, key, "torchvision ImageNet ResNet-101")
-        source = f"torchvision ImageNet ResNet-101 ({IMAGENET101_URL})"
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = read_weights(path, key)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    if pretrained == "imagenet" and fmt != "torchvision":
+        raise ValueError(f"{key}: 'imagenet' means torchvision's ResNet-101; with deeplab.pretrained_format "
+                         f"'caffe' give the path of a converted deeplab-pytorch checkpoint")
+    state, source = read_pretrained(pretrained, key, IMAGENET101_URL, "torchvision ImageNet ResNet-101")
+    if pretrained != "imagenet":
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):   # a training checkpoint
             state = state["state_dict"]
-        source = f"{path} ({fmt} layout)"
+        source = f"{source} ({fmt} layout)"
     if fmt == "caffe":
         backbone, _ = map_caffe_state(state)
     else:

@@ -151,6 +151,18 @@ def download_state_dict(url: str, key: str, what: str) -> dict:
             f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
 
 
+def read_pretrained(pretrained: str | os.PathLike, key: str, url: str, what: str) -> tuple[dict, str]:
+    """The state dict a ``*.pretrained`` key names, and where it came from: ``"imagenet"`` -> torchvision's ``what``
+    weights at ``url`` (downloaded once), anything else -> the path of a state-dict file (the config ``key`` named
+    in errors). The ResNet-50 and DeepLab backbones' one reading of that key."""
+    if pretrained == "imagenet":
+        return download_state_dict(url, key, what), f"{what} ({url})"
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
+    return read_weights(path, key), str(path)
+
+
 def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: str) -> str:
     """Load backbone weights into ``model`` strictly; return a description for the log.
 
@@ -162,15 +174,7 @@ def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: 
     """
     if pretrained is None:
         return "random initialisation"
-    if pretrained == "imagenet":
-        state = download_state_dict(IMAGENET_URL, key, "torchvision ImageNet ResNet-50")
-        source = f"torchvision ImageNet weights ({IMAGENET_URL})"
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = read_weights(path, key)
-        source = str(path)
+    state, source = read_pretrained(pretrained, key, IMAGENET_URL, "torchvision ImageNet ResNet-50")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         model.load_state_dict(state, strict=True)
