@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from step.make_cam import fuse_scales
+from tool.seg.cam_infer import fuse_scales
 from tool.data.imutils import strided_size, strided_up_size
 
 SCALES = (1.0, 0.5, 1.5, 2.0)
@@ -39,7 +39,7 @@ def official(outputs: list[torch.Tensor], label: torch.Tensor, size: tuple[int, 
 
 
 def ours(outputs: list[torch.Tensor], label: torch.Tensor, size: tuple[int, int]):
-    """``step.make_cam.fuse_scales``, the step's own upsampling (the present classes first)."""
+    """``tool.seg.cam_infer.fuse_scales``, make_cam's own upsampling (the present classes first)."""
     keys = torch.nonzero(label)[:, 0]
     strided, high = fuse_scales(outputs, keys, size)
     return keys, strided, high

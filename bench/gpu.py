@@ -13,7 +13,7 @@ otherwise; QAPE also the share of identical answers). The hot spots (VOC sizes):
 - ``train_ritc``: one RITC step (``step.train_ritc.RitcLoss`` forward + backward + SGD) at batch 8, crop 512,
   CLIP ViT-L-14 with the ovseg mask prompts, without / with ``clip.grad_checkpointing`` (``ritc.precision``);
 - ``train_cam``: one baseline CAM step at batch 16, crop 512 (``cam.precision``);
-- ``make_cam``: one 500×375 image, four scales each with its flip (``step.make_cam.multiscale_cam``,
+- ``make_cam``: one 500×375 image, four scales each with its flip (``tool.seg.cam_infer.multiscale_cam``,
   ``make_cam.precision``);
 - ``train_irn``: one IRN step at batch 32, crop 512 (``AffinityDisplacementLoss``; ``irn.precision``);
 - ``make_sem_seg``: one VOC image: IRNet's boundary map (``net.random_walk.boundary_map``, its mirror, padded to
@@ -284,7 +284,7 @@ def train_cam_spots(models: dict, sz: Sizes, dev: torch.device) -> list[Spot]:
 
 def make_cam_spots(models: dict, sz: Sizes, dev: torch.device) -> list[Spot]:
     from net.resnet50_cam import CAMNet
-    from step.make_cam import multiscale_cam
+    from tool.seg.cam_infer import multiscale_cam
 
     model = _seeded(lambda: CAMNet(20, pretrained=None), dev).eval()
     h, w = sz.image

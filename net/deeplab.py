@@ -25,7 +25,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import cast
 
@@ -40,9 +40,9 @@ from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Bottleneck,
-    FixedBatchNorm,
-    download_state_dict,
     init_segmentation_backbone,
+    norm_layer,
+    read_pretrained,
 )
 from net.weights import load_state_dict_strict, read_weights
 
@@ -53,7 +53,6 @@ IMAGENET101_URL = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)
 RESNET101_BLOCKS = (3, 4, 23, 3)
 STYLES = ("torchvision", "caffe")
-BN_MODES = ("fixed", "batch")
 IGNORE = 255
 
 
@@ -72,10 +71,9 @@ class DilatedResNet(nn.Module):
                  layer4_dilation: int = 4, output_stride: int = 8, frozen_stages: int = 0):
         super().__init__()
         _check_choice("deeplab.pretrained_format", style, STYLES)
-        _check_choice("deeplab.bn", bn, BN_MODES)
+        norm = norm_layer(bn)
         if len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"deeplab.blocks: need 4 positive block counts, got {tuple(blocks)}")
-        norm = FixedBatchNorm if bn == "fixed" else nn.BatchNorm2d
         self.style, self.bn_mode = style, bn
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm(64)
@@ -111,7 +109,7 @@ class DilatedResNet(nn.Module):
                 module.requires_grad_(False)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int, caffe: bool,
-                    norm: type[nn.BatchNorm2d]) -> nn.Sequential:
+                    norm: Callable[[int], nn.BatchNorm2d]) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._inplanes != planes * 4:
             downsample = nn.Sequential(nn.Conv2d(self._inplanes, planes * 4, 1, stride=stride, bias=False),
@@ -393,20 +391,14 @@ def load_pretrained(model: DeepLabV2, pretrained: str | os.PathLike | None, fmt:
         raise ValueError(f"{key}: weights of format {fmt!r} for a network built for {style!r} inputs")
     if pretrained is None:
         return "random initialisation"
-    if pretrained == "imagenet":
-        if fmt != "torchvision":
-            raise ValueError(f"{key}: 'imagenet' means torchvision's ResNet-101; with deeplab.pretrained_format "
-                             f"'caffe' give the path of a converted deeplab-pytorch checkpoint")
-        state = download_state_dict(IMAGENET101_URL, key, "torchvision ImageNet ResNet-101")
-        source = f"torchvision ImageNet ResNet-101 ({IMAGENET101_URL})"
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = read_weights(path, key)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    if pretrained == "imagenet" and fmt != "torchvision":
+        raise ValueError(f"{key}: 'imagenet' means torchvision's ResNet-101; with deeplab.pretrained_format "
+                         f"'caffe' give the path of a converted deeplab-pytorch checkpoint")
+    state, source = read_pretrained(pretrained, key, IMAGENET101_URL, "torchvision ImageNet ResNet-101")
+    if pretrained != "imagenet":
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):   # a training checkpoint
             state = state["state_dict"]
-        source = f"{path} ({fmt} layout)"
+        source = f"{source} ({fmt} layout)"
     if fmt == "caffe":
         backbone, _ = map_caffe_state(state)
     else:

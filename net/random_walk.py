@@ -211,12 +211,17 @@ def random_walk_dense_reference(cams: torch.Tensor, edge: torch.Tensor, beta: fl
 INFER_SCALES = (1, 2, 4)
 
 
+def _check_scale(scale: int) -> None:
+    """``irn.infer_scale`` (checked when the config loads) for library callers of the two functions below."""
+    if scale not in INFER_SCALES:
+        raise ValueError(f"irn.infer_scale: {scale} is not one of {INFER_SCALES}")
+
+
 def boundary_map(model, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
     """IRNet's boundary probabilities [h', w'] (``EdgeDisplacement``: image and mirror) of the normalised
     image x [1, 3, H, W] seen ×``scale`` (bilinear): stride 4 of the scaled image, so ``scale`` 2 gives
     the walk cells of 2 × 2 image pixels on images whose objects are too small for IRN's stride 4."""
-    if scale not in INFER_SCALES:
-        raise ValueError(f"irn.infer_scale: {scale} is not one of {INFER_SCALES}")
+    _check_scale(scale)
     if scale != 1:
         x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
     return model(x)[0][0]
@@ -225,8 +230,7 @@ def boundary_map(model, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
 def cams_to_edge_size(cams: torch.Tensor, edge_size: tuple[int, int], scale: int) -> torch.Tensor:
     """The stride-4 CAMs [K, h, w] on the boundary map of the image seen ×``scale`` ([h', w'], stride 4 of
     the scaled image): bilinearly resized when ``scale`` > 1, unchanged (and size-checked) at 1."""
-    if scale not in INFER_SCALES:
-        raise ValueError(f"irn.infer_scale: {scale} is not one of {INFER_SCALES}")
+    _check_scale(scale)
     if scale == 1 or cams.shape[0] == 0:
         return cams if scale == 1 else cams.new_zeros((0, *edge_size))
     return F.interpolate(cams[None].float(), size=tuple(edge_size), mode="bilinear", align_corners=False)[0]

@@ -6,8 +6,10 @@ as in IRN). ``strides=(2, 2, 2, 1)`` gives output stride 16 (the CAM nets); ``(2
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,12 +37,17 @@ class FixedBatchNorm(nn.BatchNorm2d):
                             training=False, eps=self.eps)
 
 
-def _norm_layer(bn: str) -> type[nn.BatchNorm2d]:
+BN_MODES = ("fixed", "batch")
+
+
+def norm_layer(bn: str, momentum: float | None = None) -> Callable[[int], nn.BatchNorm2d]:
+    """The BatchNorm of mode ``bn`` (``cam.bn``, ``ritc.bn``, ``deeplab.bn``): ``fixed`` (frozen statistics) or
+    ``batch`` (trainable, with running-statistics ``momentum``; None = torch's). The one check of the mode."""
     if bn == "fixed":
         return FixedBatchNorm
     if bn == "batch":
-        return nn.BatchNorm2d
-    raise ValueError(f"unknown BatchNorm mode {bn!r}: expected 'fixed' (frozen statistics) or 'batch'")
+        return nn.BatchNorm2d if momentum is None else functools.partial(nn.BatchNorm2d, momentum=momentum)
+    raise ValueError(f"unknown BatchNorm mode {bn!r}: expected one of {BN_MODES} (fixed: frozen statistics)")
 
 
 class Bottleneck(nn.Module):
@@ -53,7 +60,8 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: int = 1, norm: type[nn.BatchNorm2d] = FixedBatchNorm, stride_in_1x1: bool = False):
+                 dilation: int = 1, norm: Callable[[int], nn.BatchNorm2d] = FixedBatchNorm,
+                 stride_in_1x1: bool = False):
         super().__init__()
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, stride=s1, bias=False)
@@ -90,7 +98,7 @@ class ResNet50(nn.Module):
     def __init__(self, strides: tuple[int, int, int, int] = (2, 2, 2, 1),
                  dilations: tuple[int, int, int, int] = (1, 1, 1, 1), bn: str = "fixed"):
         super().__init__()
-        norm = _norm_layer(bn)
+        norm = norm_layer(bn)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=strides[0], padding=3, bias=False)
         self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)
@@ -102,7 +110,7 @@ class ResNet50(nn.Module):
         self.layer4 = self._make_layer(512, 3, strides[3], dilations[3], norm)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int,
-                    norm: type[nn.BatchNorm2d]) -> nn.Sequential:
+                    norm: Callable[[int], nn.BatchNorm2d]) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._inplanes != planes * 4:
             downsample = nn.Sequential(
@@ -144,6 +152,18 @@ def download_state_dict(url: str, key: str, what: str) -> dict:
             f"or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}.") from e
 
 
+def read_pretrained(pretrained: str | os.PathLike, key: str, url: str, what: str) -> tuple[dict, str]:
+    """The state dict a ``*.pretrained`` key names, and where it came from: ``"imagenet"`` -> torchvision's ``what``
+    weights at ``url`` (downloaded once), anything else -> the path of a state-dict file (the config ``key`` named
+    in errors). The ResNet-50 and DeepLab backbones' one reading of that key."""
+    if pretrained == "imagenet":
+        return download_state_dict(url, key, what), f"{what} ({url})"
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
+    return read_weights(path, key), str(path)
+
+
 def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: str) -> str:
     """Load backbone weights into ``model`` strictly; return a description for the log.
 
@@ -155,15 +175,7 @@ def load_pretrained(model: ResNet50, pretrained: str | os.PathLike | None, key: 
     """
     if pretrained is None:
         return "random initialisation"
-    if pretrained == "imagenet":
-        state = download_state_dict(IMAGENET_URL, key, "torchvision ImageNet ResNet-50")
-        source = f"torchvision ImageNet weights ({IMAGENET_URL})"
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key}: no file at {path}; give 'imagenet', a state-dict path or null")
-        state = read_weights(path, key)
-        source = str(path)
+    state, source = read_pretrained(pretrained, key, IMAGENET_URL, "torchvision ImageNet ResNet-50")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         model.load_state_dict(state, strict=True)

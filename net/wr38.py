@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,20 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from net.resnet50 import FixedBatchNorm, init_segmentation_backbone
+from net.resnet50 import init_segmentation_backbone, norm_layer
 from net.weights import read_weights
 
-BN_MODES = ("fixed", "batch")
-# A BatchNorm layer for a channel count: the class itself, or nn.BatchNorm2d with the configured momentum.
+# A BatchNorm layer for a channel count (net.resnet50.norm_layer's result).
 NormLayer = Callable[[int], nn.BatchNorm2d]
-
-
-def _norm(bn: str, momentum: float) -> NormLayer:
-    if bn == "fixed":
-        return FixedBatchNorm
-    if bn == "batch":
-        return functools.partial(nn.BatchNorm2d, momentum=momentum)
-    raise ValueError(f"deeplab.bn: unknown value {bn!r}; expected one of {BN_MODES}")
 
 
 class ResBlock(nn.Module):
@@ -106,7 +96,7 @@ class WideResNet38(nn.Module):
         super().__init__()
         if width_div < 1 or 64 % width_div:
             raise ValueError(f"deeplab.width_div: {width_div} must divide 64")
-        norm = _norm(bn, bn_momentum)
+        norm = norm_layer(bn, bn_momentum)
         self.bn_mode, self.style, self.out_channels = bn, "torchvision", OUT_CHANNELS // width_div
         d = width_div
         self.conv1a = nn.Conv2d(3, 64 // d, 3, padding=1, bias=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tool.engine.config import Config, ConfigError, dump_yaml, load_config, section_digest
+from tool.engine.config import PRECISION_KEYS, Config, ConfigError, dump_yaml, load_config, section_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,16 +196,47 @@ def test_old_switch_override_keeps_the_section(tmp_path):
     assert (cfg.irn.crf.enabled, cfg.irn.crf.iterations, cfg.irn.crf.gt_prob) == (False, 3, 0.9)
 
 
+# Every allowed-value key: the loader is the one place it is checked (steps and tools trust the config).
 @pytest.mark.parametrize("key, value, choices", [
     ("make_cam.dtype", "float64", "float16, float32"),
     ("deeplab.arch", "v3", "v2_resnet101, v1_wr38"),
-    ("qape.precision", "fp16", "float32, bfloat16"),
+    *((key, "fp16", "float32, bfloat16") for key in PRECISION_KEYS),     # no longer re-checked by autocast
     ("cam.bn", "sync", "fixed, batch"),
+    ("ritc.bn", "sync", "fixed, batch"),                                  # these four: once train_ritc's too
+    ("ritc.variant", "papr", "official, paper"),
+    ("ritc.reduction", "avg", "sum, mean"),
+    ("clip.normalization", "rgb", "imagenet, clip"),                      # once to_clip_pixels' too
+    ("dataset.name", "pascal", "voc12, coco14, folder"),                  # once the dataset registry's too
+    ("deeplab.bn", "sync", "fixed, batch"),
+    ("deeplab.pretrained_format", "mxnet", "torchvision, caffe"),
+    ("make_cam.source", "irn", "ritc, baseline"),
+    ("irn.infer_scale", "3", "1, 2, 4"),                                  # once checked only in make_sem_seg
 ])
 def test_allowed_values_are_checked_when_the_config_loads(tmp_path, key, value, choices):
     path = _file(tmp_path / "c.yaml", "seed: 0\n")
-    with pytest.raises(ConfigError, match=rf"key '{key}' must be one of {choices}, got '{value}'"):
+    shown = repr(value) if not value.isdigit() else value
+    with pytest.raises(ConfigError, match=rf"^{path}: key '{key}' must be one of {choices}, got {shown}$"):
         load_config(path, [f"{key}={value}"])
+
+
+@pytest.mark.parametrize("key, bad, good", [("irn.infer_scale", "true", 1), ("deeplab.output_stride", "8.0", 8)])
+def test_an_allowed_value_must_have_the_choice_type(tmp_path, key, bad, good):
+    """YAML's ``true`` equals 1 and 8.0 equals 8 in Python; neither is the choice 1 or 8."""
+    path = _file(tmp_path / "c.yaml", "seed: 0\n")
+    with pytest.raises(ConfigError, match=rf"key '{key}' must be one of"):
+        load_config(path, [f"{key}={bad}"])
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(path, [f"{key}={good}"]), section), name) == good
+
+
+def test_dataset_names_are_the_registry_s():
+    """``dataset.name``'s allowed values (checked at load) are the registry's table, which trusts them."""
+    import typing
+
+    from tool.data.registry import DATASETS
+    from tool.engine.config import DatasetConfig
+
+    assert typing.get_args(typing.get_type_hints(DatasetConfig)["name"]) == tuple(DATASETS)
 
 
 def test_configuration_reference_is_generated_from_the_dataclasses():

@@ -3,6 +3,7 @@
 another node, and RITC DDP weights."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import torch.distributed as dist
 import pytest
 import torch.multiprocessing as mp
 
+from tests.helpers import work_dir_held
 from tool.engine.io import read_json
 
 pytestmark = pytest.mark.slow   # end-to-end runs (pyproject.toml: make test-fast leaves them out)
@@ -145,16 +147,8 @@ def test_two_nodes_on_loopback(two_ranks, tmp_path):
     ids = sorted((two_ranks / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split())
 
     # 1. the work dir is held by another run: both nodes stop at once with its one-line error (none goes on alone)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from tool.engine.lock import work_dir_lock\n"
-         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(300)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with work_dir_held(work, seconds=300) as holder:
         refused = run_two_nodes(args, tmp_path / "logs", timeout=300)
-    finally:
-        holder.kill()
-        holder.wait()
     for code, out in refused:
         assert code != 0 and f"is in use by another run (pid {holder.pid}" in out, out[-2000:]
     assert not (work / "steps").exists()
@@ -236,17 +230,9 @@ def _lock_ranks(rank: int, world: int, port: int, tmp: str, out: str) -> None:
     attempt("incoherent", str(shared))
     lock._try_flock = real
     # another run holds it: rank 0 finds it taken and rank 1 (which does not try) stops with the same message
-    holder = None
-    if rank == 0:
-        holder = subprocess.Popen([sys.executable, "-c", "import time; from tool.engine.lock import work_dir_lock\n"
-                                   f"with work_dir_lock({str(shared)!r}, ['holder']):\n    print('ready', flush=True);"
-                                   " time.sleep(60)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert holder.stdout.readline().strip() == "ready"
-    dist.barrier()
-    attempt("held_elsewhere", str(shared))
-    if holder is not None:
-        holder.kill()
-        holder.wait()
+    with work_dir_held(shared) if rank == 0 else contextlib.nullcontext():
+        dist.barrier()
+        attempt("held_elsewhere", str(shared))
     seen["log"] = "\n".join(records)
     torch.save(seen, f"{out}.{rank}")
     dist.destroy_process_group()

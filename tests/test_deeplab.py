@@ -299,6 +299,41 @@ def test_caffe_key_map_loads_deeplab_pytorch_init(tmp_path):
         load_pretrained(DeepLabV2(21, blocks=TINY), str(path), "caffe")       # caffe weights, torchvision net
 
 
+def test_a_pretrained_key_is_read_one_way_by_resnet50_and_deeplab(tmp_path, monkeypatch):
+    """``*.pretrained``: "imagenet" downloads torchvision's weights, anything else is a state-dict path
+    (net.resnet50.read_pretrained, for cam / irn and deeplab alike); DeepLab also unwraps a checkpoint's
+    ``state_dict`` and refuses "imagenet" for caffe inputs before downloading anything."""
+    import net.resnet50 as r50
+
+    source_net = DeepLabV2(21, blocks=TINY)
+    torchvision = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
+                   for k, v in source_net.backbone.state_dict().items()}
+    torchvision["fc.weight"] = torch.zeros(1000, 2048)
+    downloads = []
+    monkeypatch.setattr(r50, "download_state_dict", lambda url, key, what: downloads.append((url, key)) or torchvision)
+
+    state, source = r50.read_pretrained("imagenet", "cam.pretrained", "https://x/r50.pth", "ImageNet R50")
+    assert state is torchvision and source == "ImageNet R50 (https://x/r50.pth)"
+    torch.save({"a": torch.zeros(2)}, tmp_path / "w.pth")
+    state, source = r50.read_pretrained(str(tmp_path / "w.pth"), "cam.pretrained", "unused", "unused")
+    assert list(state) == ["a"] and source == str(tmp_path / "w.pth")
+    with pytest.raises(FileNotFoundError, match=r"^cam.pretrained: no file at .*nope.pth; give 'imagenet', a state"):
+        r50.read_pretrained(str(tmp_path / "nope.pth"), "cam.pretrained", "unused", "unused")
+
+    model = DeepLabV2(21, blocks=TINY)
+    assert load_pretrained(model, "imagenet", "torchvision") == \
+        "torchvision ImageNet ResNet-101 (https://download.pytorch.org/models/resnet101-63fe2227.pth)"
+    assert torch.all(model.backbone.conv1.weight == 0.5) and downloads[-1][1] == "deeplab.pretrained"
+    torch.save({"state_dict": torchvision, "epoch": 3}, tmp_path / "ckpt.pth")
+    model = DeepLabV2(21, blocks=TINY)
+    described = load_pretrained(model, str(tmp_path / "ckpt.pth"), "torchvision")
+    assert described == f"{tmp_path / 'ckpt.pth'} (torchvision layout)"
+    assert torch.all(model.backbone.layer4[0].conv2.weight == 0.5)
+    with pytest.raises(ValueError, match="'imagenet' means torchvision's ResNet-101"):
+        load_pretrained(DeepLabV2(21, blocks=TINY, style="caffe"), "imagenet", "caffe")
+    assert len(downloads) == 2
+
+
 def test_caffe_key_map_old_layout_and_errors(tmp_path):
     # older deeplab-pytorch layout: scale. prefix, proj shortcut, no num_batches_tracked
     names = [(k, s) for k, s in _deeplab_pytorch_names("scale.", "proj", TINY) if not k.endswith("num_batches_tracked")]
@@ -542,6 +577,23 @@ def test_frozen_stages_leave_the_optimiser_and_keep_their_weights():
     assert moved and all(k.startswith("layer4.") for k in moved)
     with pytest.raises(ValueError, match="frozen_stages needs deeplab.bn: fixed"):
         build_deeplab(3, blocks=(1, 1, 1, 1), bn="batch", frozen_stages=1)
+
+
+def test_one_norm_layer_serves_every_bn_mode():
+    """cam.bn, ritc.bn and deeplab.bn (ResNet-50, DeepLabV2, WR38) all map the mode through net.resnet50.norm_layer,
+    the one library check of it (the config checks it at load)."""
+    from net.resnet50 import FixedBatchNorm, ResNet50, norm_layer
+    from net.wr38 import DeepLabV1
+
+    assert norm_layer("fixed") is FixedBatchNorm and norm_layer("batch") is nn.BatchNorm2d
+    bn = norm_layer("batch", 3e-4)(8)
+    assert type(bn) is nn.BatchNorm2d and bn.momentum == 3e-4 and bn.num_features == 8
+    assert type(build_deeplab(3, blocks=(1, 1, 1, 1), bn="batch").base.backbone.bn1) is nn.BatchNorm2d
+    assert type(build_deeplab(3, blocks=(1, 1, 1, 1), bn="fixed").base.backbone.bn1) is FixedBatchNorm
+    for build in (lambda: ResNet50(bn="sync"), lambda: build_deeplab(3, blocks=(1, 1, 1, 1), bn="sync"),
+                  lambda: DeepLabV1(21, bn="sync", width_div=16)):
+        with pytest.raises(ValueError, match=r"unknown BatchNorm mode 'sync': expected one of \('fixed', 'batch'\)"):
+            build()
 
 
 def test_background_prior_makes_the_label_share_background(tmp_path):

@@ -21,6 +21,7 @@ from PIL import Image
 
 import run_sample
 import tool.engine.train_loop
+from tests.helpers import TrainingCrash, crash_training_at
 from tool.engine.io import read_json
 from tool.seg.metrics import confusion, miou
 from tool.data.palette import load_label_png, save_label_png
@@ -125,16 +126,9 @@ def test_training_resumes_from_its_checkpoint(world, monkeypatch):
     run_sample.main(args_for(world, tmp / "ref", *extra))
     ref = torch.load(tmp / "ref" / "deeplab" / "model.pth", weights_only=True)
 
-    class Crash(Exception):
-        pass
-
-    def crash(step):
-        if step == 3:
-            raise Crash
-
     work = tmp / "crash"
-    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
-    with pytest.raises(Crash):
+    crash_training_at(monkeypatch, 3)
+    with pytest.raises(TrainingCrash):
         run_sample.main(args_for(world, work, *extra))
     assert torch.load(work / "checkpoints" / "train_deeplab.pth", weights_only=False)["step"] == 2
     assert not (work / "deeplab" / "model.pth").exists()

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 import tool.engine.train_loop
+from tests.helpers import TrainingCrash, crash_training_at
 from tool.engine.config import TrainRecipe
 from tool.engine.events import EventWriter, read_events
 from tool.engine.lr import sgd
@@ -84,16 +85,9 @@ def test_killed_and_resumed_run_has_one_continuous_curve(tmp_path, monkeypatch):
     _train(ref)
     want, _ = read_events(ref / "events" / "toy.jsonl")
 
-    class Crash(Exception):
-        pass
-
-    def crash(step):
-        if step == 5:
-            raise Crash
-
     work = tmp_path / "work"
-    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
-    with pytest.raises(Crash):
+    crash_training_at(monkeypatch, 5)
+    with pytest.raises(TrainingCrash):
         _train(work)
     path = work / "events" / "toy.jsonl"
     assert [r["iter"] for r in read_events(path)[0]] == [1, 2, 3, 4, 5]    # 4 and 5 are past the checkpoint

@@ -1,5 +1,5 @@
-"""make_cam's multiscale_cam on a stub network: flipped twins flipped back, present classes picked,
-each plane max-normalised to 1 in both the stride-4 and the full-resolution array."""
+"""multiscale_cam (tool.seg.cam_infer: make_cam's and predict's) on a stub network: flipped twins flipped back,
+present classes picked, each plane max-normalised to 1 in both the stride-4 and the full-resolution array."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from step.make_cam import fuse_scales, multiscale_cam
+from tool.seg.cam_infer import fuse_scales, multiscale_cam
 from tool.data.cam_data import pil_rescale, to_chw_tensor
 
 

@@ -10,6 +10,7 @@ import torch
 
 import run_sample
 import tool.engine.train_loop
+from tests.helpers import TrainingCrash, crash_training_at
 from tool.engine.io import read_json
 
 pytestmark = pytest.mark.slow   # end-to-end runs (pyproject.toml: make test-fast leaves them out)
@@ -135,15 +136,8 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     run_sample.main(args + ["--set", f"work_dir={tmp_path / 'ref'}"])
     ref = torch.load(tmp_path / "ref" / "cam_baseline" / "model.pth", weights_only=True)
 
-    class Crash(Exception):
-        pass
-
-    def crash(step):
-        if step == 3:
-            raise Crash
-
-    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
-    with pytest.raises(Crash):
+    crash_training_at(monkeypatch, 3)
+    with pytest.raises(TrainingCrash):
         run_sample.main(args)
     work = tmp_path / "work"
     assert (work / "checkpoints" / "train_cam.pth").is_file()

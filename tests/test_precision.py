@@ -24,6 +24,7 @@ import torch
 
 import run_sample
 import tool.engine.train_loop
+from tests.helpers import TrainingCrash, crash_training_at
 from tests.test_pipeline import smoke_args
 from tool.data.palette import load_label_png
 from tool.engine.events import read_events
@@ -153,14 +154,8 @@ def test_bf16_deeplab_killed_resumes_bit_exactly(tmp_path, monkeypatch):
     shutil.copytree(work, ref)
     run_sample.main(smoke_args(tmp_path, "--steps", "train_deeplab", "--set", f"work_dir={ref}", *bf))
 
-    class Crash(Exception):
-        pass
-
-    def crash(step):
-        if step == 3:
-            raise Crash
-    monkeypatch.setattr(tool.engine.train_loop, "_after_step", crash)
-    with pytest.raises(Crash):
+    crash_training_at(monkeypatch, 3)
+    with pytest.raises(TrainingCrash):
         run_sample.main(smoke_args(tmp_path, "--steps", "train_deeplab", *bf))
     ckpt = torch.load(work / "checkpoints" / "train_deeplab.pth", map_location="cpu", weights_only=False)
     assert ckpt["step"] == 2 and float_dtypes(ckpt["model"]) == {torch.float32}

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import run_sample
+from tests.helpers import work_dir_held
 from tests.test_pipeline import BASELINE, smoke_args
 from tool.engine.io import read_json
 
@@ -51,18 +52,10 @@ def test_lock_held_by_another_process_and_stale_lock(tmp_path):
     from tool.engine.lock import WorkDirLocked, work_dir_lock
 
     work = tmp_path / "work"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tool.engine.lock import work_dir_lock\n"
-         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with work_dir_held(work) as holder:
         with pytest.raises(WorkDirLocked, match=f"pid {holder.pid} on host {platform.node()}.*holder"):
             with work_dir_lock(work):
                 pass
-    finally:
-        holder.kill()
-        holder.wait()
     # the holder was killed without releasing: its record is still in the file, the kernel lock is gone
     assert json.loads((work / ".lock").read_text())["pid"] == holder.pid
     with work_dir_lock(work):
@@ -78,12 +71,7 @@ def test_requeued_job_waits_for_its_earlier_attempt(tmp_path, monkeypatch, caplo
     from tool.engine.lock import WorkDirLocked, work_dir_lock
 
     work = tmp_path / "work"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from tool.engine.lock import work_dir_lock\n"
-         f"with work_dir_lock({str(work)!r}, ['attempt 1']):\n    print('ready', flush=True); time.sleep(3)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "SLURM_JOB_ID": "4242"})
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with work_dir_held(work, seconds=3, command="attempt 1", env={**os.environ, "SLURM_JOB_ID": "4242"}) as holder:
         monkeypatch.setenv("SLURM_JOB_ID", "77")
         with pytest.raises(WorkDirLocked, match=f"pid {holder.pid} on host .*, job 4242"):
             with work_dir_lock(work):
@@ -95,9 +83,6 @@ def test_requeued_job_waits_for_its_earlier_attempt(tmp_path, monkeypatch, caplo
             assert json.loads((work / ".lock").read_text())["job"] == "4242"
         assert 1.0 < time.monotonic() - t0 < 30        # it waited for the holder's release (3 s), not the whole 60
         assert "still locked by an earlier attempt of job 4242" in caplog.text
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_file_system_without_flock(tmp_path, monkeypatch):
@@ -499,7 +484,7 @@ def test_coco_repeated_file_names_are_refused(tmp_path):
 
 def test_make_cam_of_an_image_without_classes_is_empty_and_evaluates_as_background():
     from net.resnet50_cam import CAMNet
-    from step.make_cam import multiscale_cam
+    from tool.seg.cam_infer import multiscale_cam
     from tool.seg.metrics import ThresholdSweep
 
     torch.manual_seed(0)
@@ -597,16 +582,8 @@ def test_a_run_refused_by_the_lock_writes_nothing_into_the_holders_log(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     (work / "log.txt").write_text("the holder's log\n")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tool.engine.lock import work_dir_lock\n"
-         f"with work_dir_lock({str(work)!r}, ['holder']):\n    print('ready', flush=True); time.sleep(60)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with work_dir_held(work):
         assert run_cli(run_sample.main, smoke_args(tmp_path, "--steps", "train_cam")) == 2
-    finally:
-        holder.kill()
-        holder.wait()
     assert (work / "log.txt").read_text() == "the holder's log\n"
 
 

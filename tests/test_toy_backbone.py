@@ -151,7 +151,8 @@ def test_background_backbone_trains_in_its_own_process_to_the_same_weights(tmp_p
 
 
 def test_a_failed_toy_vlp_stops_the_backbone_beside_it_before_it_writes_anything(tmp_path, monkeypatch):
-    from tool.toy import ensure, vlp
+    from tool.toy import ensure
+    from tool.toy.vlp import cache
 
     started = []
     real_init = BackgroundBackbone.__init__
@@ -164,7 +165,7 @@ def test_a_failed_toy_vlp_stops_the_backbone_beside_it_before_it_writes_anything
         raise KeyboardInterrupt   # e.g. Ctrl-C while the VLP trains
 
     monkeypatch.setattr(BackgroundBackbone, "__init__", spy_init)
-    monkeypatch.setattr(vlp, "ensure_toy_vlp", vlp_fails)
+    monkeypatch.setattr(cache, "ensure_toy_vlp", vlp_fails)
     cfg = load_config("configs/demo.yaml", [f"toy.vlp_dir={tmp_path / 'vlp'}",
                                             f"toy.backbone={tmp_path / 'resnet50_toy.pth'}"])
     with pytest.raises(KeyboardInterrupt):

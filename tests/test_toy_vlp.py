@@ -1,4 +1,4 @@
-"""The toy VLP (tool.toy.vlp): training answers and texts by hand, a tiny training run whose models load
+"""The toy VLP (the tool.toy.vlp package): training answers and texts by hand, a tiny training run whose models load
 through the real loaders, caching, and the VQA measurement on hand-made answers."""
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tool.toy import vlp as toy_vlp
 from net.qape_text import DEFAULT_QUESTIONS
-from tool.toy.vlp import ToyVlpParams, clip_texts, ensure_toy_vlp, evaluate_toy_vqa, toy_vqa_answers
+from tool.toy.vlp import blip as vlp_blip, cache as vlp_cache, clip as vlp_clip, evaluate as vlp_eval
+from tool.toy.vlp import records as vlp_records
+from tool.toy.vlp.cache import ensure_toy_vlp
+from tool.toy.vlp.evaluate import evaluate_toy_vqa
+from tool.toy.vlp.params import ToyVlpParams
+from tool.toy.vlp.texts import clip_texts, toy_vqa_answers
 from tool.toy.world import generate_toy_world
 
 META = {
@@ -65,7 +69,7 @@ def test_contrastive_loss_by_hand():
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     pos = torch.tensor([[True, False, False]])
     ign = torch.tensor([[False, False, True]])
-    loss = toy_vlp.contrastive_loss(img, txt, torch.tensor(2.0), pos, ign)
+    loss = vlp_clip.contrastive_loss(img, txt, torch.tensor(2.0), pos, ign)
     i2t = -np.log(np.exp(2) / (np.exp(2) + np.exp(0)))        # text 2 left out of the softmax
     t2i = 0.0                                                  # one image: its softmax over images is 1
     assert float(loss) == pytest.approx(0.5 * (i2t + t2i), rel=1e-6)
@@ -95,9 +99,9 @@ def test_evaluate_toy_vqa_by_hand():
 
 
 def test_name_matching():
-    assert toy_vlp._names("double - decker bus", ["double-decker bus"])
-    assert toy_vlp._names("the rails", ["rails"]) and toy_vlp._names("rail", ["rails"])
-    assert not toy_vlp._names("trail", ["rail"]) and not toy_vlp._names("grass", ["grass tuft"])
+    assert vlp_eval._names("double - decker bus", ["double-decker bus"])
+    assert vlp_eval._names("the rails", ["rails"]) and vlp_eval._names("rail", ["rails"])
+    assert not vlp_eval._names("trail", ["rail"]) and not vlp_eval._names("grass", ["grass tuft"])
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +127,7 @@ def test_tiny_training_loads_through_real_loaders(trained):
 
     vqa = BlipVQA.from_pretrained(out / "blip", image_size=32, max_length=4)
     px = vqa.preprocess_batch([np.zeros((48, 56, 3), np.uint8)])
-    assert torch.allclose(px[0], toy_vlp.blip_pixels(np.zeros((48, 56, 3), np.uint8), 32))
+    assert torch.allclose(px[0], vlp_blip.blip_pixels(np.zeros((48, 56, 3), np.uint8), 32))
     embeds = vqa.encode_images(px)
     answers = vqa.answer(embeds, [(0, "What kind of boat is in the photo?"), (0, "what scene is the boat in?")])
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
@@ -144,11 +148,11 @@ def test_vit_tower(trained, tmp_path):
 
     root, _, _ = trained
     p = ToyVlpParams(**{**TINY.__dict__, "clip_tower": "vit", "clip_width": 32, "clip_layers": 1})
-    toy_vlp.train_toy_clip(toy_vlp.load_records(root, toy_vlp.read_split(root, "train")), tmp_path / "clip", p)
+    vlp_clip.train_toy_clip(vlp_records.load_records(root, vlp_records.read_split(root, "train")), tmp_path / "clip", p)
     clip = load_clip(str(tmp_path / "clip"), None)
     assert clip.image_size == 32 and clip.model.visual.patch_size == (8, 8)
     with pytest.raises(ValueError, match="clip_tower"):
-        toy_vlp.toy_clip_config(ToyVlpParams(clip_tower="convnext"))
+        vlp_clip.toy_clip_config(ToyVlpParams(clip_tower="convnext"))
 
 
 def test_cached_second_call_does_not_retrain(trained, monkeypatch, tmp_path):
@@ -159,15 +163,15 @@ def test_cached_second_call_does_not_retrain(trained, monkeypatch, tmp_path):
     def boom(*args, **kwargs):
         raise AssertionError("retrained although cached")
 
-    monkeypatch.setattr(toy_vlp, "train_toy_clip", boom)
-    monkeypatch.setattr(toy_vlp, "train_toy_blip", boom)
+    monkeypatch.setattr(vlp_cache, "train_toy_clip", boom)
+    monkeypatch.setattr(vlp_cache, "train_toy_blip", boom)
     assert ensure_toy_vlp(root, out, TINY, parallel=False) == summary
     # other parameters: the marker no longer matches, so it trains again (here: into the stub)
     copy = tmp_path / "vlp"
     shutil.copytree(out, copy)
     with pytest.raises(AssertionError, match="retrained"):
         ensure_toy_vlp(root, copy, ToyVlpParams(**{**TINY.__dict__, "seed": 4}), parallel=False)
-    assert not (copy / toy_vlp.MARKER).exists()     # a half-redone cache is never taken for a complete one
+    assert not (copy / vlp_cache.MARKER).exists()     # a half-redone cache is never taken for a complete one
 
 
 @pytest.mark.slow
@@ -184,19 +188,19 @@ def test_region_table(trained):
     """Object regions carry class texts; background and context rings carry scene/thing texts and no
     object pixel; a batch has the three kinds in their shares."""
     root, _, _ = trained
-    recs = toy_vlp.load_records(root, toy_vlp.read_split(root, "train"))
+    recs = vlp_records.load_records(root, vlp_records.read_split(root, "train"))
     texts = clip_texts()
-    data = toy_vlp._ClipData(recs, texts, 32)
+    data = vlp_clip._ClipData(recs, texts, 32)
     lo, hi = data.ranges["ring"]
     assert hi > lo and data.ranges["object"][0] == 0
     for r in range(lo, hi):
         rec = recs[int(data.img[r])]
         ring = data.masks[data.rows[r, 0], 0].numpy() > 0
-        assert ring.any() and not (ring & ~toy_vlp.background_mask(rec)).any()
+        assert ring.any() and not (ring & ~vlp_records.background_mask(rec)).any()
         assert (data.pos[r].numpy() == texts.bg_pos(rec.meta["scene"], rec.meta["things"])).all()
     o = data.ranges["object"][0]
     rec = recs[int(data.img[o])]
-    first = next(ob for ob, m in zip(rec.meta["objects"], toy_vlp.object_masks(rec)) if m.sum() >= 16)
+    first = next(ob for ob, m in zip(rec.meta["objects"], vlp_records.object_masks(rec)) if m.sum() >= 16)
     assert data.pos[o, texts.index[f"a photo of {first['class_name']}."]]
     images, pos, ign = data.batch(20, torch.Generator().manual_seed(0))
     assert images.shape == (20, 3, 32, 32) and pos.shape == ign.shape == (20, len(texts.texts))
@@ -205,13 +209,27 @@ def test_region_table(trained):
 
 def test_measurements_run(trained):
     root, out, _ = trained
-    corpus, got = toy_vlp.run_toy_vqa(out, root, "val")
-    val = toy_vlp.load_records(root, toy_vlp.read_split(root, "val"))
+    corpus, got = vlp_eval.run_toy_vqa(out, root, "val")
+    val = vlp_records.load_records(root, vlp_records.read_split(root, "val"))
     pairs = sum(len({o["class_name"] for o in r.meta["objects"]}) for r in val)
     assert len(corpus) == pairs and got["fg_answers"] == 6 * pairs and got["bg_answers"] == 10 * pairs
     assert all(0 <= got[k] <= 1 for k in ("fg_share", "bg_share"))
-    z = toy_vlp.clip_zero_shot(out, root, "val")
-    visible = sum(int(m.sum() >= 16) for r in val for m in toy_vlp.object_masks(r))
+    z = vlp_eval.clip_zero_shot(out, root, "val")
+    visible = sum(int(m.sum() >= 16) for r in val for m in vlp_records.object_masks(r))
     assert z["regions"] == visible and all(0 <= z[k] <= 1 for k in ("accuracy", "fg_over_bg", "ring_over_fg",
                                                                           "no_qape_ring_over_fg"))
     assert -1 <= z["no_text_cos"] <= 1
+
+
+def test_a_demo_config_trains_the_vlp_through_the_cache(tmp_path, monkeypatch):
+    """``toy.vlp_dir`` reaches ``ensure_toy_vlp`` with the world's root and seed (tool.toy.ensure)."""
+    from tool.engine.config import Config, DatasetConfig, ToyConfig
+    from tool.toy.ensure import ensure_toy_world
+
+    calls = []
+    monkeypatch.setattr(vlp_cache, "ensure_toy_vlp", lambda root, out, p: calls.append((root, out, p)))
+    cfg = Config(dataset=DatasetConfig(root=str(tmp_path / "VOC2012")),
+                 toy=ToyConfig(generate=True, seed=5, num_train=2, num_val=1, image_size=(48, 56),
+                               vlp_dir=str(tmp_path / "vlp")))
+    ensure_toy_world(cfg)
+    assert calls == [(tmp_path / "VOC2012", tmp_path / "vlp", ToyVlpParams(seed=5))]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
+from tests.helpers import crash_training_at
 from tool.engine.checkpoint import load_checkpoint, save_checkpoint
 from net.weights import CheckpointMismatch, load_state_dict_strict
 from tool.engine.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
@@ -325,11 +326,7 @@ def test_summary_after_a_resume_describes_the_whole_run(tmp_path, monkeypatch):
 
     ref, ref_model = _fit(tmp_path, "ref")
 
-    def crash(step):
-        if step == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_loop, "_after_step", crash)
+    crash_training_at(monkeypatch, 3, KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path, "run")
     monkeypatch.setattr(train_loop, "_after_step", lambda step: None)

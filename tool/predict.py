@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from net.deeplab import build_model, load_trained, normalize_input, predict_logits
-from step.make_cam import load_cam_model, multiscale_cam
 from tool.engine.config import Config, load_config
+from tool.seg.cam_infer import load_cam_model, multiscale_cam
 from tool.seg.crf import crf_inference_prob, crf_kwargs
 from tool.data.cam_data import MultiScaleImages, first_item
 from tool.data.registry import build_dataset
@@ -48,7 +48,7 @@ from tool.data.imutils import normalize_on_device
 from tool.engine.io import atomic_path, png_complete, read_id_list, save_npz
 from tool.data.palette import save_label_png, voc_palette
 from tool.engine.paths import WorkPaths
-from tool.engine.runtime import Context, autocast, memory_format, resolve_device
+from tool.engine.runtime import autocast, memory_format, resolve_device
 from tool.data.seg_data import SegImages
 from tool.data.base import DatasetError
 
@@ -180,8 +180,7 @@ def predict_deeplab(cfg: Config, args, paths: WorkPaths, device: torch.device, n
 def predict_cam(cfg: Config, args, paths: WorkPaths, device: torch.device, names: list[str], files: _Files,
                 num_classes: int, class_index: dict[str, int], out: Path, bar: tqdm) -> float:
     """Predict ``names`` with the CAM net; returns when the model was loaded (``time.time()``)."""
-    ctx = Context(paths=paths, device=device, rank=0, world_size=1, seed=0)
-    model = load_cam_model(cfg, ctx, cfg.make_cam.source, num_classes)
+    model = load_cam_model(paths, cfg.make_cam.source, num_classes, device)
     ready = time.time()
     given = read_given_labels(Path(args.labels), files, class_index) if args.labels else {}
     missing = [n for n in names if args.labels and n not in given]

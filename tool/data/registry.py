@@ -20,8 +20,7 @@ DATASETS = {"voc12": "voc12.dataset:VOC12", "coco14": "coco14.dataset:COCO14",
 
 
 def dataset_class(name: str) -> type[ImageLevelDataset]:
-    if name not in DATASETS:
-        raise ValueError(f"dataset.name: unknown dataset {name!r}; expected one of {tuple(DATASETS)}")
+    """The class of ``dataset.name`` (checked when the config loaded: its choices are this table's keys)."""
     module, cls = DATASETS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -349,7 +349,7 @@ class IrnConfig:
     exp_times: int = 8                         # the walk runs 2 ^ exp_times steps
     sem_seg_bg_thres: float = 0.20             # the background plane of the walked CAMs
     walk_threads: int | None = None            # torch CPU threads for the walk (1 suits shared CPUs)
-    infer_scale: int = 1                       # IRNet sees the image ×this (1, 2 or 4); the walk runs on its
+    infer_scale: Literal[1, 2, 4] = 1          # IRNet sees the image ×this (1, 2 or 4); the walk runs on its
     #                                            finer boundary map (CAMs resized to it). 1 = IRN.
     # IRNet's forward in train_irn and make_sem_seg; its losses and the random walk (2^exp_times products of
     # the transition matrix, an accumulation bf16's 8-bit mantissa would lose) stay float32
@@ -572,8 +572,8 @@ def build(cls: type, raw: Any, source: str, prefix: str = "", default: Any = Non
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value in typing.get_args(tp):
+    if origin is Literal:   # the value and its type: YAML's true is not the choice 1
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             return value
         raise ConfigError(f"{source}: key '{key}' must be one of {', '.join(map(str, typing.get_args(tp)))}, "
                           f"got {value!r}")

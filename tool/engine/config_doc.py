@@ -27,7 +27,8 @@ Generated from `tool/engine/config.py` by `python -m tool.engine.config_doc --wr
 each default and its meaning are written once, there.
 
 Every key is checked when the config loads: an unknown key, a value of the wrong type or one outside a
-key's allowed values stops the run with the key and the file named. `--set section.key=value` overrides
+key's allowed values stops the run with the key and the file named (the steps trust the loaded config and do not
+check an allowed value again). `--set section.key=value` overrides
 (values parsed as YAML). Paths are relative to the current directory. A config states only what differs
 from the file it names as `base:` (a path relative to it), or from these defaults if it has none:
 `configs/voc12.yaml` (the paper's VOC settings are the defaults), `configs/coco14.yaml` (`base: voc12.yaml`),

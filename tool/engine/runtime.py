@@ -137,18 +137,14 @@ def make_context(cfg: Config, force: bool = False) -> Context:
                    force=force, run_seed=seed, skip_bad_images=cfg.dataset.skip_bad_images)
 
 
-PRECISIONS = ("float32", "bfloat16")
-
-
 def autocast(precision: str, device: torch.device, key: str = "precision") -> contextlib.AbstractContextManager:
     """The one precision helper: bf16 autocast on ``device``'s type (CUDA or CPU) when ``precision`` (config
-    ``key``) is ``bfloat16``; a no-op for ``float32``.
+    ``key``) is ``bfloat16``; a no-op for ``float32``. The config checked the value when it loaded
+    (``tool.engine.config.Precision``).
 
     Autocast runs convs, linears and matmuls in bf16 and keeps parameters, reductions and the ops autocast lists
     as float32 in float32, so weights, optimiser state and checkpoints stay float32. Losses must still be
     computed in float32 (``.float()`` on the logits); ``tool.engine.train_loop`` refuses a loss that is not."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"{key}: unknown value {precision!r}; expected one of {PRECISIONS}")
     if precision != "bfloat16":
         return contextlib.nullcontext()
     if device.type == "cpu":

@@ -1,2 +1,3 @@
-"""Scoring and post-processing of segmentations: dense CRF, IR labels, confusion-matrix metrics, and the
-charts of scores and training curves (the report, tool.compare)."""
+"""Scoring and post-processing of segmentations: dense CRF, IR labels, confusion-matrix metrics, the charts
+of scores and training curves (the report, tool.compare), and CAM inference (cam_infer: make_cam's and
+tool.predict's)."""

@@ -49,7 +49,8 @@ def ensure_toy_models(cfg: Config, root: Path) -> None:
             background = BackgroundBackbone(t.backbone, params)
     try:
         if t.vlp_dir is not None:
-            from tool.toy.vlp import ToyVlpParams, ensure_toy_vlp
+            from tool.toy.vlp.cache import ensure_toy_vlp
+            from tool.toy.vlp.params import ToyVlpParams
             ensure_toy_vlp(root, Path(t.vlp_dir), ToyVlpParams(seed=t.seed))
     except BaseException:
         if background is not None:
