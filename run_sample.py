@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 def check(cfg, chosen: list[str]) -> dict:
     """``--check``: print the preflight's problems (tool/preflight.py); SystemExit(1) when one is fatal."""
-    from tool.preflight import preflight
     from tool.engine.runner import step_needs
+    from tool.preflight import preflight
 
     problems = preflight(cfg, chosen, inputs_of=lambda s: step_needs(s, cfg))
     fatal = sum(pr.fatal for pr in problems)

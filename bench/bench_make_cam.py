@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tool.seg.cam_infer import fuse_scales
 from tool.data.imutils import strided_size, strided_up_size
+from tool.seg.cam_infer import fuse_scales
 
 SCALES = (1.0, 0.5, 1.5, 2.0)
 

@@ -30,8 +30,8 @@ from net.clip import load_clip
 from net.resnet50_cam import CAMNet
 from net.ritc import TextBank, build_region_images, total
 from step.train_ritc import RitcLoss
-from tool.engine.config import Config, build
 from tool.data.imutils import normalize_on_device
+from tool.engine.config import Config, build
 from tool.toy.tiny_models import write_tiny_clip
 
 

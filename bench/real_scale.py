@@ -127,11 +127,10 @@ def write_voc_size_world(root: Path, num_train_aug: int = 2) -> None:
 def trainable_params(cfg) -> dict[str, int]:
     """Parameters the optimiser of each training step updates (its parameter groups), models built as the steps
     build them; the frozen CLIP of RITC and IRN's frozen backbone are not in them."""
-    from net.deeplab import optimizer_groups
+    from net.deeplab import build_model, optimizer_groups
     from net.path_index import PathIndex
     from net.resnet50_cam import CAMNet
     from net.resnet50_irn import AffinityDisplacementLoss
-    from net.deeplab import build_model
 
     def count(groups) -> int:
         params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else g)]
@@ -209,10 +208,10 @@ def activation_memory() -> dict[str, float]:
     import open_clip
 
     from net.clip_mask import MaskPromptCLIPVisual
+    from net.deeplab import build_model
     from net.path_index import PathIndex
     from net.resnet50_cam import CAMNet
     from net.resnet50_irn import AffinityDisplacementLoss, IRNet
-    from net.deeplab import build_model
     from tool.engine.config import load_config
 
     cfg = load_config(ROOT / "configs/voc12.yaml", ["deeplab.pretrained=null"])

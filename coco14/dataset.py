@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tool.engine.io import read_id_list, save_npz
-from tool.data.palette import load_label_png
 from tool.data.base import DatasetError
+from tool.data.palette import load_label_png
+from tool.engine.io import read_id_list, save_npz
 
 log = logging.getLogger(__name__)
 

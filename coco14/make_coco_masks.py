@@ -35,11 +35,11 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from pycocotools import _EncodedRLE   # a compressed RLE {"size": [h, w], "counts": str | bytes} (stub-only)
+    from pycocotools import _EncodedRLE  # a compressed RLE {"size": [h, w], "counts": str | bytes} (stub-only)
 
 from coco14.dataset import BASE_SPLITS, category_index, read_list_file
-from tool.engine.io import atomic_path, read_json, write_json
 from tool.data.base import DatasetError
+from tool.engine.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from coco14.dataset import COCO14, read_list_file
-from tool.engine.io import write_text
 from tool.data.base import DatasetError
+from tool.engine.io import write_text
 
 log = logging.getLogger(__name__)
 

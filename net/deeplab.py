@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from net.wr38 import DeepLabV1
 from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,6 +44,7 @@ from net.resnet50 import (
     read_pretrained,
 )
 from net.weights import load_state_dict_strict, read_weights
+from net.wr38 import DeepLabV1
 
 log = logging.getLogger(__name__)
 

@@ -225,8 +225,8 @@ def load_wr38_pretrained(backbone: WideResNet38, pretrained: str | None, key: st
     """Initialise ``backbone`` strictly from ``pretrained``: the MXNet ``.params`` file (read by
     ``net.mxnet_params``) or a torch state dict in PSA's converted layout; ``None`` = random. Returns the
     description for the log."""
-    from net.weights import load_state_dict_strict
     from net.mxnet_params import is_params_file, load_params
+    from net.weights import load_state_dict_strict
 
     if pretrained is None:
         return "random initialisation"

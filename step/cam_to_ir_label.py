@@ -16,17 +16,16 @@ import logging
 import multiprocessing as mp
 from pathlib import Path
 
-
 from tool.data.cam_io import find_cam, load_cam
-from tool.engine.config import Config
-from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import BadImageError, read_image
-from tool.seg.crf import crf_kwargs
-from tool.seg.ir_label import make_ir_label
-from tool.engine.io import png_complete
 from tool.data.palette import save_label_png
+from tool.data.registry import build_dataset, read_identity
+from tool.engine.config import Config
+from tool.engine.io import png_complete
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context
+from tool.seg.crf import crf_kwargs
+from tool.seg.ir_label import make_ir_label
 
 log = logging.getLogger(__name__)
 

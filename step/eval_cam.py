@@ -18,11 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from tool.data.cam_io import find_cam, load_cam
+from tool.data.registry import build_dataset, class_names_with_bg, missing_gt, read_identity
 from tool.engine.config import Config
-from tool.data.registry import build_dataset, missing_gt, class_names_with_bg, read_identity
 from tool.engine.io import write_json
-from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
 from tool.engine.runtime import Context
+from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
 
 log = logging.getLogger(__name__)
 

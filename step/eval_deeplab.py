@@ -26,17 +26,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from net.deeplab import build_model, load_trained, normalize_input, predict_logits
+from tool.data.cam_data import first_item
+from tool.data.palette import load_label_png, save_label_png
+from tool.data.registry import build_dataset, class_names_with_bg, read_identity
+from tool.data.seg_data import SegImages
 from tool.engine import dist
 from tool.engine.config import Config
-from tool.seg.crf import crf_inference_prob, crf_kwargs
-from tool.data.cam_data import first_item
-from tool.data.registry import build_dataset, class_names_with_bg, read_identity
 from tool.engine.io import png_complete, write_json
-from tool.seg.metrics import confusion, metric_record
-from tool.data.palette import load_label_png, save_label_png
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context, autocast, memory_format
-from tool.data.seg_data import SegImages
+from tool.seg.crf import crf_inference_prob, crf_kwargs
+from tool.seg.metrics import confusion, metric_record
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from tool.engine.config import Config
-from tool.data.registry import build_dataset, missing_gt, class_names_with_bg, read_identity
-from tool.engine.io import write_json
-from tool.seg.metrics import confusion, metric_record
 from tool.data.palette import load_label_png
+from tool.data.registry import build_dataset, class_names_with_bg, missing_gt, read_identity
+from tool.engine.config import Config
+from tool.engine.io import write_json
 from tool.engine.runtime import Context
+from tool.seg.metrics import confusion, metric_record
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tool.engine.config import Config
 from tool.data.cam_data import MultiScaleImages, first_item
 from tool.data.registry import build_dataset, read_identity
+from tool.engine.config import Config
 from tool.engine.io import npz_readable, save_npz
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context

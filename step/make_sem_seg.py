@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from net.resnet50_irn import EdgeDisplacement
-from tool.data.cam_io import find_cam, load_cam
-from tool.engine.checkpoint import load_model_file
-from net.weights import load_state_dict_strict
-from tool.engine.config import Config, IrnConfig
-from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset, read_identity
-from tool.data.imutils import normalize_on_device
-from tool.engine.io import png_complete
-from tool.data.palette import save_label_png
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
+from net.resnet50_irn import EdgeDisplacement
+from net.weights import load_state_dict_strict
+from tool.data.cam_data import MultiScaleImages, first_item
+from tool.data.cam_io import find_cam, load_cam
+from tool.data.imutils import normalize_on_device
+from tool.data.palette import save_label_png
+from tool.data.registry import build_dataset, read_identity
+from tool.engine.checkpoint import load_model_file
+from tool.engine.config import Config, IrnConfig
+from tool.engine.io import png_complete
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context, autocast
 

@@ -28,12 +28,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from net.blip_vqa import BlipVQA, preprocess_image
-from tool.engine import dist
-from tool.engine.config import Config, QapeConfig
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.data.base import ImageItems
 from tool.data.registry import build_dataset, read_identity
+from tool.engine import dist
+from tool.engine.config import Config, QapeConfig
 from tool.engine.io import read_jsonl_repairing, write_text
-from net.qape_text import DEFAULT_QUESTIONS, expand_questions, side_of_group
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context, autocast
 

@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from tool.seg.charts import iou_chart, save_figure, training_chart
-from tool.engine.events import TRAINING_STEPS, read_events
-from tool.engine.paths import STAGE_NAMES
-from tool.engine.config import Config
-from tool.data.registry import build_dataset, class_names_with_bg
 from tool.data.imutils import read_image
-from tool.engine.io import read_json, write_bytes, write_text
-from tool.seg.metrics import floor_confusions, miou
 from tool.data.palette import load_label_png, voc_palette
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.engine.config import Config
+from tool.engine.events import TRAINING_STEPS, read_events
+from tool.engine.io import read_json, write_bytes, write_text
+from tool.engine.paths import STAGE_NAMES
 from tool.engine.runtime import Context
 from tool.engine.skipped import FILE_NAME as SKIPPED_FILE
 from tool.engine.skipped import read_skipped
+from tool.seg.charts import iou_chart, save_figure, training_chart
+from tool.seg.metrics import floor_confusions, miou
 
 if TYPE_CHECKING:   # (matplotlib.typing is new in 3.8; requirements admit 3.7)
     from matplotlib.typing import LineStyleType

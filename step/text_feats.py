@@ -23,10 +23,10 @@ import torch
 from safetensors.torch import save_file
 
 from net.clip import encode_texts, load_clip
-from tool.engine.config import Config
-from tool.data.registry import build_dataset, read_identity
-from tool.engine.io import atomic_path, write_json
 from net.qape_text import CLASS_ALIASES, bg_texts, fg_texts, no_qape_texts, side_of_group
+from tool.data.registry import build_dataset, read_identity
+from tool.engine.config import Config
+from tool.engine.io import atomic_path, write_json
 from tool.engine.runtime import Context
 
 log = logging.getLogger(__name__)

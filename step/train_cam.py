@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
+from net.weights import load_state_dict_strict
+from tool.data.cam_data import ClassificationCrops, collate_skip_none
+from tool.data.imutils import normalize_on_device
+from tool.data.registry import build_dataset, read_identity
 from tool.engine import dist
 from tool.engine.checkpoint import load_model_file
-from net.weights import load_state_dict_strict
 from tool.engine.config import Config
-from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset, read_identity
-from tool.data.imutils import normalize_on_device
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast

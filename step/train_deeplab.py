@@ -27,18 +27,18 @@ from net.deeplab import (
     resize_labels,
 )
 from net.resnet50_cam import map_official_cam_state
+from net.weights import load_state_dict_strict
 from net.wr38 import DeepLabV1, load_wr38_pretrained
+from tool.data.cam_data import collate_skip_none
+from tool.data.palette import load_label_png
+from tool.data.registry import build_dataset, read_identity
+from tool.data.seg_data import SegCrops, SegImages, check_labels, label_path
 from tool.engine import dist
 from tool.engine.checkpoint import load_model_file
-from net.weights import load_state_dict_strict
 from tool.engine.config import Config
-from tool.data.cam_data import collate_skip_none
-from tool.data.registry import build_dataset, read_identity
 from tool.engine.events import EventWriter
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast, memory_format
-from tool.data.palette import load_label_png
-from tool.data.seg_data import SegCrops, SegImages, check_labels, label_path
 from tool.engine.train_loop import fit
 
 log = logging.getLogger(__name__)

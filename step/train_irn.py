@@ -22,16 +22,16 @@ from net.path_index import PathIndex
 from net.resnet50 import load_pretrained
 from net.resnet50_cam import map_official_cam_state
 from net.resnet50_irn import AffinityDisplacementLoss
-from tool.engine import dist
-from tool.engine.checkpoint import load_model_file, save_model
 from net.weights import load_state_dict_strict
-from tool.engine.config import Config
 from tool.data.base import ImageItems
 from tool.data.cam_data import AffinityCrops, collate_skip_none
-from tool.data.registry import build_dataset, read_identity
 from tool.data.imutils import crop_image, normalize_on_device, to_chw_tensor
-from tool.engine.io import DamagedFile, png_complete
+from tool.data.registry import build_dataset, read_identity
+from tool.engine import dist
+from tool.engine.checkpoint import load_model_file, save_model
+from tool.engine.config import Config
 from tool.engine.events import EventWriter
+from tool.engine.io import DamagedFile, png_complete
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit

@@ -24,15 +24,15 @@ from net.clip import ClipModel, encode_texts, load_clip
 from net.clip_mask import load_ovseg_mask_prompt
 from net.resnet50_cam import CAMNet, map_official_cam_state
 from net.ritc import TextBank, build_region_images, ritc_losses, total
+from net.weights import load_state_dict_strict
+from tool.data.cam_data import ClassificationCrops, collate_skip_none
+from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
+from tool.data.registry import build_dataset, read_identity
 from tool.engine import dist
 from tool.engine.checkpoint import load_model_file
-from net.weights import load_state_dict_strict
 from tool.engine.config import ClipConfig, Config
-from tool.data.cam_data import ClassificationCrops, collate_skip_none
-from tool.data.registry import build_dataset, read_identity
-from tool.data.imutils import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
-from tool.engine.io import read_json
 from tool.engine.events import EventWriter
+from tool.engine.io import read_json
 from tool.engine.lr import sgd
 from tool.engine.runtime import Context, autocast
 from tool.engine.train_loop import fit

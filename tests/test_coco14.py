@@ -12,14 +12,14 @@ from PIL import Image
 import coco14.dataset as cd
 import run_sample
 from coco14.dataset import CATEGORY_IDS, CATEGORY_TO_INDEX, CLASS_NAMES, COCO14, VOC_TO_COCO, category_index
-from tool.engine.config import DatasetConfig
-from tool.data.registry import build_dataset
-from tool.engine.io import read_json
 from coco14.make_coco_masks import main as masks_main
 from coco14.make_coco_masks import make_masks, render_semantic_mask
 from coco14.make_coco_subset import main as subset_main
 from coco14.make_coco_subset import select_subset
 from tool.data.palette import load_label_png
+from tool.data.registry import build_dataset
+from tool.engine.config import DatasetConfig
+from tool.engine.io import read_json
 from tool.toy.coco_layout import uncompressed_rle, write_coco_layout
 from tool.toy.world import generate_toy_world
 from voc12.dataset import XML_NAMES, DatasetError

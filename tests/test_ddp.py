@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
-import pytest
 import torch.multiprocessing as mp
 
 from tests.helpers import work_dir_held

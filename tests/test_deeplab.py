@@ -28,9 +28,9 @@ from net.deeplab import (
     resize_labels,
 )
 from net.weights import CheckpointMismatch
-from tool.engine.lr import sgd
 from tool.data.palette import load_label_png, save_label_png, voc_palette
 from tool.data.seg_data import scale_crop_flip
+from tool.engine.lr import sgd
 from voc12.voc_submission import archive_submission, submission_dir, write_submission
 
 TINY = (1, 1, 1, 1)
@@ -482,8 +482,8 @@ def test_layer4_dilation_follows_the_initial_weights(pretrained, dilation):
     stride 8 the same kernels must be dilated by 2, so that DeepLab's layer4 on the stride-8 features,
     read at every other position, is exactly the classifier's layer4 on the stride-16 features. ImageNet
     weights (layer4 at stride 2) need 4."""
-    from net.resnet50 import ResNet50
     from net.deeplab import build_model
+    from net.resnet50 import ResNet50
     from tool.engine.config import load_config
     cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
                       [f"deeplab.pretrained={pretrained}", "deeplab.blocks=[3,4,6,3]"])

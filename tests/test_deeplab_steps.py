@@ -22,14 +22,14 @@ from PIL import Image
 import run_sample
 import tool.engine.train_loop
 from tests.helpers import TrainingCrash, crash_training_at
-from tool.engine.io import read_json
-from tool.seg.metrics import confusion, miou
 from tool.data.palette import load_label_png, save_label_png
-from tool.toy.world import generate_toy_world
 from tool.engine.config import TrainRecipe
+from tool.engine.io import read_json
 from tool.engine.paths import WorkPaths
 from tool.engine.runtime import Context
 from tool.engine.train_loop import fit
+from tool.seg.metrics import confusion, miou
+from tool.toy.world import generate_toy_world
 from voc12.dataset import XML_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]

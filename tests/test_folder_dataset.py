@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tool.engine.config import DatasetConfig
-from tool.data.registry import build_dataset
+from tool.data.base import DatasetError
 from tool.data.folder import FolderDataset, draw_splits
 from tool.data.palette import save_label_png
-from tool.data.base import DatasetError
+from tool.data.registry import build_dataset
+from tool.engine.config import DatasetConfig
 
 CLASSES = ("cat", "dog", "tv monitor")
 

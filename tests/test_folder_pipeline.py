@@ -11,9 +11,9 @@ from PIL import Image
 
 import run_sample
 from tests.test_pipeline import smoke_args
+from tool.data.palette import load_label_png, voc_palette
 from tool.engine.config import load_config
 from tool.engine.io import read_json
-from tool.data.palette import load_label_png, voc_palette
 from tool.predict import main as predict
 from tool.predict import overlay
 from tool.toy.ensure import ensure_toy_world

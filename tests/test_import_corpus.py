@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from tool.import_official_corpus import convert_official_corpus, main
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions
+from tool.import_official_corpus import convert_official_corpus, main
 
 
 def official_entry(class_name: str, side: str, answers: list[str]) -> dict:

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tool.seg.cam_infer import fuse_scales, multiscale_cam
 from tool.data.cam_data import pil_rescale, to_chw_tensor
+from tool.seg.cam_infer import fuse_scales, multiscale_cam
 
 
 class ChannelCAM(torch.nn.Module):

@@ -9,9 +9,9 @@ import pytest
 
 import run_sample
 from net.blip_vqa import BlipVQA
+from net.qape_text import DEFAULT_QUESTIONS, expand_questions
 from tests.test_pipeline import smoke_args
 from tool.data.imutils import read_image
-from net.qape_text import DEFAULT_QUESTIONS, expand_questions
 from voc12.dataset import VOC12
 
 

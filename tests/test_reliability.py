@@ -327,7 +327,7 @@ def test_pickle_payload_in_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(UnsafeFile, match=f"{ck}: refusing to load this checkpoint.*GLOBAL posix.system"):
         load_checkpoint(ck, model=model, optimizer=opt, digest="d")
     assert not ran.exists() and ck.is_file()
-    from tool.engine.checkpoint import load_model_file         # a "model" file with a payload: refused the same way
+    from tool.engine.checkpoint import load_model_file  # a "model" file with a payload: refused the same way
     torch.save({"weight": torch.zeros(1), "x": _Payload(ran)}, tmp_path / "model.pth")
     with pytest.raises(UnsafeFile, match="ritc.init: .*model.pth is not a plain state dict.*posix.system"):
         load_model_file(tmp_path / "model.pth", "ritc.init")

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from step import report
-from tool.engine.config import load_config
 from tool.data.imutils import read_image
-from tool.engine.io import save_npz, write_json
 from tool.data.palette import load_label_png, save_label_png, voc_palette
+from tool.engine.config import load_config
+from tool.engine.io import save_npz, write_json
 from tool.engine.runtime import make_context
 from tool.toy.world import generate_toy_world
 

@@ -1,7 +1,6 @@
 """RITC training step: gradient flow (CAM net yes except the stem, CLIP never) and a falling loss."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.stage_study import boundary_stats, main, gt_boundary, gt_label_dir, ir_label_counts, ir_label_summary, \
-    walk_threshold
+from tool.stage_study import (
+    boundary_stats,
+    gt_boundary,
+    gt_label_dir,
+    ir_label_counts,
+    ir_label_summary,
+    main,
+    walk_threshold,
+)
 
 
 def test_gt_boundary_marks_cells_holding_a_class_change_or_void():
@@ -48,8 +55,8 @@ def test_ir_label_shares():
 
 
 def test_gt_label_dir_redraws_the_toy_masks_it_lacks(tmp_path):
-    from tool.engine.config import load_config
     from tool.data.palette import load_label_png
+    from tool.engine.config import load_config
     from tool.engine.paths import WorkPaths
     from tool.toy.world import generate_toy_world
     root = tmp_path / "toy" / "VOC2012"

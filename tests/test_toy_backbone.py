@@ -11,10 +11,17 @@ import pytest
 import torch
 
 from net.resnet50_cam import CAMNet
-from tool.toy import backbone as toy_backbone
 from tool.engine.config import load_config
-from tool.toy.backbone import BackgroundBackbone, ToyBackboneParams, accuracy, cached_toy_backbone, \
-    ensure_toy_backbone, object_crop_box, render_crops
+from tool.toy import backbone as toy_backbone
+from tool.toy.backbone import (
+    BackgroundBackbone,
+    ToyBackboneParams,
+    accuracy,
+    cached_toy_backbone,
+    ensure_toy_backbone,
+    object_crop_box,
+    render_crops,
+)
 from tool.toy.render import render_image
 from voc12.dataset import XML_NAMES
 

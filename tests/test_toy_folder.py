@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.engine.config import DatasetConfig
 from tool.data.folder import FolderDataset
+from tool.engine.config import DatasetConfig
 from tool.toy.folder_layout import export_folder_world
 from tool.toy.world import generate_toy_world
 from voc12.dataset import VOC12

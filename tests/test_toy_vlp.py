@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from net.qape_text import DEFAULT_QUESTIONS
-from tool.toy.vlp import blip as vlp_blip, cache as vlp_cache, clip as vlp_clip, evaluate as vlp_eval
+from tool.toy.vlp import blip as vlp_blip
+from tool.toy.vlp import cache as vlp_cache
+from tool.toy.vlp import clip as vlp_clip
+from tool.toy.vlp import evaluate as vlp_eval
 from tool.toy.vlp import records as vlp_records
 from tool.toy.vlp.cache import ensure_toy_vlp
 from tool.toy.vlp.evaluate import evaluate_toy_vqa

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from net.resnet50_cam import CAMNet, map_official_cam_state
+from net.weights import CheckpointMismatch, load_state_dict_strict
 from tests.helpers import crash_training_at
 from tool.engine.checkpoint import load_checkpoint, save_checkpoint
-from net.weights import CheckpointMismatch, load_state_dict_strict
 from tool.engine.lr import poly_lr, set_poly_lr, sgd, warmup_poly_lr
 
 

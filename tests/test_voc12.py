@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voc12.make_train_aug import build_train_aug
 from tool.data.palette import load_label_png, save_label_png, voc_palette
-from voc12.dataset import CLASS_NAMES, XML_NAMES, VOC12, DatasetError, labels_from_xml
+from voc12.dataset import CLASS_NAMES, VOC12, XML_NAMES, DatasetError, labels_from_xml
+from voc12.make_train_aug import build_train_aug
 
 XML = """<annotation><filename>{id}.jpg</filename>
 <object><name>person</name><part><name>head</name></part><part><name>hand</name></part>

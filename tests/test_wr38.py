@@ -12,13 +12,12 @@ import torch
 
 import run_sample
 from net.deeplab import DeepLabV2MSC, optimizer_groups
-from net.wr38 import PARAMS_FILE, DeepLabV1, WideResNet38, load_wr38_pretrained
+from net.mxnet_params import load_params
 from net.weights import CheckpointMismatch
+from net.wr38 import PARAMS_FILE, DeepLabV1, WideResNet38, load_wr38_pretrained
+from tests.test_deeplab_steps import SMOKE, args_for, world  # noqa: F401  (module fixture reused)
 from tool.engine.config import ConfigError, load_config
 from tool.engine.io import read_json
-from net.mxnet_params import load_params
-from tests.test_deeplab_steps import SMOKE, args_for, world  # noqa: F401  (module fixture reused)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from tool.seg.charts import iou_chart, training_chart
 from tool.engine.events import TRAINING_STEPS, read_events
 from tool.engine.io import read_json, write_json, write_text
 from tool.engine.paths import STAGE_NAMES, WorkPaths
+from tool.seg.charts import iou_chart, training_chart
 
 log = logging.getLogger(__name__)
 

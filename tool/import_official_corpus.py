@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tool.engine.io import write_text
 from net.qape_text import DEFAULT_QUESTIONS, expand_questions
+from tool.engine.io import write_text
 from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)

@@ -38,19 +38,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from net.deeplab import build_model, load_trained, normalize_input, predict_logits
-from tool.engine.config import Config, load_config
-from tool.seg.cam_infer import load_cam_model, multiscale_cam
-from tool.seg.crf import crf_inference_prob, crf_kwargs
+from tool.data.base import DatasetError
 from tool.data.cam_data import MultiScaleImages, first_item
-from tool.data.registry import build_dataset
 from tool.data.folder import IMAGE_EXTS, parse_label_file
 from tool.data.imutils import normalize_on_device
-from tool.engine.io import atomic_path, png_complete, read_id_list, save_npz
 from tool.data.palette import save_label_png, voc_palette
+from tool.data.registry import build_dataset
+from tool.data.seg_data import SegImages
+from tool.engine.config import Config, load_config
+from tool.engine.io import atomic_path, png_complete, read_id_list, save_npz
 from tool.engine.paths import WorkPaths
 from tool.engine.runtime import autocast, memory_format, resolve_device
-from tool.data.seg_data import SegImages
-from tool.data.base import DatasetError
+from tool.seg.cam_infer import load_cam_model, multiscale_cam
+from tool.seg.crf import crf_inference_prob, crf_kwargs
 
 log = logging.getLogger("qa_clims.predict")
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tool.engine.config import PRECISION_KEYS, TRAIN_SECTIONS, Config
 from tool.data.registry import build_dataset
+from tool.engine.config import PRECISION_KEYS, TRAIN_SECTIONS, Config
 from tool.engine.paths import WorkPaths
 from tool.engine.runtime import cpu_has_native_bf16
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from tool import ablate
-from tool.engine.io import read_json, write_json
 from tool.engine.config import STEPS as ALL_STEPS
+from tool.engine.io import read_json, write_json
 from tool.engine.runtime import setup_logging
 
 log = logging.getLogger(__name__)

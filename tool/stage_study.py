@@ -45,20 +45,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from net.resnet50_irn import EdgeDisplacement
-from tool.data.cam_io import find_cam, load_cam
-from tool.engine.checkpoint import load_model_file
-from net.weights import load_state_dict_strict
-from tool.engine.config import Config, TrainRecipe, load_config
-from tool.data.registry import build_dataset, class_names_with_bg
-from tool.data.imutils import normalize_on_device, read_image, to_chw_tensor
-from tool.engine.io import read_json, write_json
-from tool.seg.metrics import confusion, miou
-from tool.data.palette import load_label_png, save_label_png
-from tool.engine.paths import WorkPaths
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
+from net.resnet50_irn import EdgeDisplacement
+from net.weights import load_state_dict_strict
+from tool.data.cam_io import find_cam, load_cam
+from tool.data.imutils import normalize_on_device, read_image, to_chw_tensor
+from tool.data.palette import load_label_png, save_label_png
+from tool.data.registry import build_dataset, class_names_with_bg
+from tool.engine.checkpoint import load_model_file
+from tool.engine.config import Config, TrainRecipe, load_config
+from tool.engine.io import read_json, write_json
+from tool.engine.paths import WorkPaths
 from tool.engine.runtime import setup_logging
 from tool.engine.train_loop import snapshot_path
+from tool.seg.metrics import confusion, miou
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from tool.data.base import DatasetError
-from tool.engine.io import read_id_list, read_json, write_json
 from tool.data.palette import load_label_png
+from tool.engine.io import read_id_list, read_json, write_json
 
 log = logging.getLogger(__name__)
 

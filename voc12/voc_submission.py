@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tool.engine.io import atomic_path
 from tool.data.palette import load_label_png, save_label_png
+from tool.engine.io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ Steps never import a dataset package: they get a description object from
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol, TypeAlias, runtime_checkable
-
-import logging
 
 import numpy as np
 from torch.utils.data import Dataset

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from tool.data.base import ImageItems, SkipBad
-from tool.data.imutils import (crop_image, crop_with_box, pil_rescale, random_crop_box,
-                          random_resize_long, to_chw_tensor)
+from tool.data.imutils import crop_image, crop_with_box, pil_rescale, random_crop_box, random_resize_long, to_chw_tensor
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from tool.engine.io import read_id_list, read_json, write_json, write_text
+from tool.data.base import DatasetError  # the error class every dataset description raises
 from tool.data.palette import load_label_png
-from tool.data.base import DatasetError    # the error class every dataset description raises
+from tool.engine.io import read_id_list, read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ import cv2
 import numpy as np
 import torch
 
-
 from tool.data.base import ImageItems, SkipBad
 from tool.data.imutils import pil_resize
-from tool.engine.io import DamagedFile, png_complete
 from tool.data.palette import load_label_png
+from tool.engine.io import DamagedFile, png_complete
 
 log = logging.getLogger(__name__)
 

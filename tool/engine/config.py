@@ -19,7 +19,6 @@ from typing import Any, Literal, Union
 
 import yaml
 
-
 log = logging.getLogger(__name__)
 
 

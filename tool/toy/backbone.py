@@ -41,13 +41,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.resnet50 import Bottleneck, ResNet50
-from tool.engine.events import EventWriter
 from tool.data.imutils import normalize_on_device
+from tool.engine.events import EventWriter
 from tool.engine.io import atomic_path, read_json, write_json
 from tool.engine.lr import sgd, warmup_poly_lr
 from tool.engine.runtime import setup_logging
-from tool.toy.render import render_image
 from tool.engine.train_loop import optimizer_step
+from tool.toy.render import render_image
 from voc12.dataset import XML_NAMES
 
 log = logging.getLogger(__name__)

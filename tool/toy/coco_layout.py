@@ -6,12 +6,12 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
 import cv2
 import numpy as np
 
 from tool.engine.io import write_bytes, write_json
-from tool.toy.layout import (COCO_DIRS, GENERATOR_VERSION, MARKER, PARTIAL_MARKER, begin_world, encode_jpeg,
-                             world_params)
+from tool.toy.layout import COCO_DIRS, GENERATOR_VERSION, MARKER, PARTIAL_MARKER, begin_world, encode_jpeg, world_params
 from tool.toy.render import ToyImage, render_image
 from tool.toy.scenes import SCENE_DRAW
 from tool.toy.vocab import CLASS_SCENES, SCENES

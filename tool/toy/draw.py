@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
+
 import cv2
 import numpy as np
 

@@ -7,13 +7,14 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-from voc12.dataset import CLASS_NAMES, XML_NAMES
 from tool.toy.draw import FRONTAL, Canvas, draw_object, fill_fraction
 from tool.toy.scenes import SCENE_DRAW, Scene
 from tool.toy.vocab import CLASS_SCENES, SCENES, SUBTYPES
+from voc12.dataset import CLASS_NAMES, XML_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from tool.engine.io import atomic_dir, atomic_path, write_text
 from net.qape_text import DEFAULT_QUESTIONS
+from tool.engine.io import atomic_dir, atomic_path, write_text
 from voc12.dataset import CLASS_NAMES
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

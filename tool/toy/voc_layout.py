@@ -6,8 +6,9 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from tool.engine.io import write_bytes, write_json, write_text
+
 from tool.data.palette import save_label_png
+from tool.engine.io import write_bytes, write_json, write_text
 from tool.toy.layout import MARKER, PARTIAL_MARKER, begin_world, encode_jpeg, world_params
 from tool.toy.render import render_image
 from tool.toy.vocab import CLASS_SCENES, SCENES

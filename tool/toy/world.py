@@ -37,6 +37,7 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+
 from tool.toy.coco_layout import write_coco_layout
 from tool.toy.layout import LAYOUTS
 from tool.toy.voc_layout import write_voc_layout
