@@ -244,13 +244,12 @@ def predict_logits(model: DeepLabV2MSC, x: torch.Tensor, msc: bool, flip: bool) 
 
 def normalize_input(img: torch.Tensor, valid: torch.Tensor | None, style: str) -> torch.Tensor:
     """uint8 RGB [N, 3, H, W] -> the float input of ``style``; 0 (= the mean pixel) where ``valid`` [N, H, W] is 0."""
-    if style == "torchvision":
-        x = (img.float() / 255.0 - torch.tensor(IMAGENET_MEAN, device=img.device).view(1, 3, 1, 1)) \
-            / torch.tensor(IMAGENET_STD, device=img.device).view(1, 3, 1, 1)
-    elif style == "caffe":
+    _check_choice("deeplab.pretrained_format", style, STYLES)
+    if style == "caffe":
         x = img.flip(1).float() - torch.tensor(CAFFE_MEAN_BGR, device=img.device).view(1, 3, 1, 1)  # RGB -> BGR
     else:
-        raise ValueError(f"deeplab.pretrained_format: unknown style {style!r}; expected one of {STYLES}")
+        x = (img.float() / 255.0 - torch.tensor(IMAGENET_MEAN, device=img.device).view(1, 3, 1, 1)) \
+            / torch.tensor(IMAGENET_STD, device=img.device).view(1, 3, 1, 1)
     if valid is not None:
         x = x * valid.unsqueeze(1).to(x.dtype)
     return x

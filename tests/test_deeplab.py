@@ -211,6 +211,8 @@ def test_input_normalisation_styles():
     assert torch.allclose(caffe, torch.tensor([250 - 104.008, 120 - 116.669, 10 - 122.675]))
     pad = normalize_input(img, torch.zeros(1, 1, 1, dtype=torch.uint8), "caffe")
     assert torch.all(pad == 0)                                                   # padding = the mean pixel
+    with pytest.raises(ValueError, match=r"deeplab.pretrained_format: unknown value 'bgr'; expected one of"):
+        normalize_input(img, None, "bgr")                # a library caller's typo (the config refuses it at load)
 
 
 def test_scale_crop_flip_keeps_image_and_label_aligned():
