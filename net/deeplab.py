@@ -39,6 +39,7 @@ from net.resnet50 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Bottleneck,
+    freeze_stages,
     init_segmentation_backbone,
     norm_layer,
     read_pretrained,
@@ -103,10 +104,7 @@ class DilatedResNet(nn.Module):
         self.output_stride = output_stride
         # Frozen stages (the stem counts with layer1) keep their weights: no gradient, not in the optimiser, and
         # backward stops above them.
-        stages = ((self.conv1, self.bn1, self.layer1), (self.layer2,), (self.layer3,), (self.layer4,))
-        for stage in stages[:frozen_stages]:
-            for module in stage:
-                module.requires_grad_(False)
+        freeze_stages(self, frozen_stages)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int, caffe: bool,
                     norm: Callable[[int], nn.BatchNorm2d]) -> nn.Sequential:

@@ -50,6 +50,19 @@ def norm_layer(bn: str, momentum: float | None = None) -> Callable[[int], nn.Bat
     raise ValueError(f"unknown BatchNorm mode {bn!r}: expected one of {BN_MODES} (fixed: frozen statistics)")
 
 
+# The stages a ``frozen_stages: n`` setting fixes, in order: the stem counts with layer1.
+STAGES = (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
+
+
+def freeze_stages(backbone: nn.Module, n: int) -> tuple[str, ...]:
+    """No gradient for the first ``n`` of :data:`STAGES` of ``backbone`` (not in an optimiser, and backward stops
+    above them); returns their attribute names."""
+    names = tuple(name for stage in STAGES[:n] for name in stage)
+    for name in names:
+        getattr(backbone, name).requires_grad_(False)
+    return names
+
+
 class Bottleneck(nn.Module):
     """ResNet bottleneck (1×1 → 3×3 (dilated) → 1×1, ×4 channels) with torchvision parameter names.
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from net.resnet50 import ResNet50, load_pretrained
+from net.resnet50 import ResNet50, freeze_stages, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,7 @@ class CAMNet(nn.Module):
         log.info("CAM backbone initialised from %s", source)
         self.backbone.freeze_stem()
         # names, not modules: SyncBatchNorm conversion replaces bn1 after this
-        self.frozen = tuple(n for stage in (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
-                            [:frozen_stages] for n in stage)
-        for name in self.frozen:
-            getattr(self.backbone, name).requires_grad_(False)
+        self.frozen = freeze_stages(self.backbone, frozen_stages)
         self.classifier = nn.Conv2d(2048, num_classes, 1, bias=False)
 
     def train(self, mode: bool = True) -> CAMNet:

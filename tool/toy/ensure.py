@@ -39,7 +39,8 @@ def ensure_toy_world(cfg: Config) -> None:
 def ensure_toy_models(cfg: Config, root: Path) -> None:
     """The trained tiny BLIP + CLIP (``toy.vlp_dir``) and the toy "ImageNet" ResNet-50 (``toy.backbone``),
     each cached (a no-op once trained). When both must be trained, the backbone trains in a second process
-    beside the VLP (whose two models train on one thread each) and takes every thread once the VLP is done."""
+    beside the VLP (whose two models train on one thread each), its first steps on one thread
+    (``ToyBackboneParams.single_thread_steps``)."""
     t = cfg.toy
     background = None
     if t.backbone is not None:
