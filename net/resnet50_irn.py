@@ -64,10 +64,17 @@ class IRNet(nn.Module):
     ``forward(x)`` with x: [N, 3, H, W] (ImageNet-normalised) returns
     (edge_logits [N, 1, ⌈H/4⌉, ⌈W/4⌉], displacement [N, 2, ⌈H/4⌉, ⌈W/4⌉]).
     The backbone runs without autograd and its parameters are frozen: only the branches train.
+
+    ``displacement=False`` (``irn.displacement``) skips the displacement branch in forward (its output is then
+    None) and leaves its weights as initialised: the semantic pseudo masks read the boundary branch only (IRN
+    uses the displacement field for instance masks). The two branches share no trainable weight, so the
+    boundary branch trains to the same values either way; the layers are still built, so the state-dict
+    layout and the boundary branch's random initialisation do not change.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, displacement: bool = True) -> None:
         super().__init__()
+        self.displacement = displacement
         self.backbone = ResNet50(strides=(2, 2, 2, 1), bn="fixed")
         for p in self.backbone.parameters():
             p.requires_grad_(False)
@@ -105,14 +112,17 @@ class IRNet(nn.Module):
             x5 = b.layer4(x4)
         return [x1, x2, x3, x4, x5]
 
-    def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [N, 3, H, W] -> (edge logits [N, 1, h, w], raw displacement before the mean shift [N, 2, h, w])."""
+    def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [N, 3, H, W] -> (edge logits [N, 1, h, w], raw displacement before the mean shift [N, 2, h, w];
+        None without the displacement branch)."""
         x1, x2, x3, x4, x5 = self._stages(x)
         h, w = x2.shape[-2:]
         # the ×2/×4 upsampled maps overshoot odd sizes by a cell; crop them to the stride-4 grid
         edge = torch.cat([self.fc_edge1(x1), self.fc_edge2(x2), self.fc_edge3(x3)[..., :h, :w],
                           self.fc_edge4(x4)[..., :h, :w], self.fc_edge5(x5)[..., :h, :w]], dim=1)
         edge = self.fc_edge6(edge)
+        if not self.displacement:
+            return edge, None
 
         dp3 = self.fc_dp3(x3)
         h3, w3 = dp3.shape[-2:]
@@ -121,22 +131,24 @@ class IRNet(nn.Module):
         dp = self.fc_dp7(torch.cat([self.fc_dp1(x1), self.fc_dp2(x2), dp_up3], dim=1))
         return edge, dp
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         edge, dp = self._branches(x)
-        return edge, self.mean_shift(dp)
+        return edge, None if dp is None else self.mean_shift(dp)
 
     def trainable_parameters(self) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Parameter, ...]]:
-        """(boundary-branch parameters, displacement-branch parameters)."""
+        """(boundary-branch parameters, displacement-branch parameters; empty without the branch)."""
         edge = tuple(p for m in self.edge_layers for p in m.parameters())
-        dp = tuple(p for m in self.dp_layers for p in m.parameters())
+        dp = tuple(p for m in self.dp_layers for p in m.parameters()) if self.displacement else ()
         return edge, dp
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """IRN's optimiser groups: boundary branch at ``lr``, displacement branch at 10 × ``lr``
-        (VOC: 0.1 and 1.0)."""
+        (VOC: 0.1 and 1.0); the boundary group alone without the displacement branch."""
         edge, dp = self.trainable_parameters()
-        return [{"params": list(edge), "lr": lr, "weight_decay": weight_decay},
-                {"params": list(dp), "lr": 10 * lr, "weight_decay": weight_decay}]
+        groups = [{"params": list(edge), "lr": lr, "weight_decay": weight_decay}]
+        if dp:
+            groups.append({"params": list(dp), "lr": 10 * lr, "weight_decay": weight_decay})
+        return groups
 
     def train(self, mode: bool = True) -> IRNet:
         super().train(mode)
@@ -151,9 +163,11 @@ class IRNet(nn.Module):
         last incomplete batch dropped). As IRN, the result is the mean of the per-batch means over
         (N, h, w). The raw (unshifted) displacement is used, so calling this twice gives the same value.
         """
+        if not self.displacement:
+            raise ValueError("estimate_mean_shift needs the displacement branch (irn.displacement: true)")
         was_training = self.training
         self.eval()
-        means = [self._branches(x)[1].mean(dim=(0, 2, 3)) for x in batches]  # each [2]
+        means = [dp.mean(dim=(0, 2, 3)) for x in batches if (dp := self._branches(x)[1]) is not None]  # each [2]
         self.train(was_training)
         if not means:
             raise ValueError("estimate_mean_shift got no batches: the image list is shorter than one batch")
@@ -170,13 +184,15 @@ class AffinityDisplacementLoss(IRNet):
     [N, n_dirs, n_src] of ``net.path_index.affinity_labels`` returns the named loss terms (scalars):
     ``bg_pos_aff``, ``fg_pos_aff``, ``pos_aff`` (their mean), ``neg_aff``, ``dp_fg``, ``dp_bg`` and
     ``total = (pos_aff + neg_aff) / 2 + (dp_fg + dp_bg) / 2``. Each term is a label-masked sum divided by
-    the label count of the batch (IRN's normalisation; under DDP that count is per rank).
+    the label count of the batch (IRN's normalisation; under DDP that count is per rank). Without the
+    displacement branch (``displacement=False``) there are no ``dp_*`` terms and ``total = (pos_aff + neg_aff) / 2``:
+    the boundary branch's gradients are the same, since no dp term reaches its weights.
     """
 
     disp_target: torch.Tensor   # a non-persistent buffer: declared for the type checker
 
-    def __init__(self, path_index: PathIndex):
-        super().__init__()
+    def __init__(self, path_index: PathIndex, displacement: bool = True):
+        super().__init__(displacement)
         self.path_index = path_index
         # Derived from the geometry, so not saved (every IRN module shares IRNet's state-dict layout).
         # The path indices (≈210 MB of int64 for radius 10 on a 128×128 map) are kept per device outside
@@ -200,27 +216,30 @@ class AffinityDisplacementLoss(IRNet):
                              f"the path index was built for {self.path_index.size} (irn crop_size // 4)")
         # The losses in float32 whatever the caller's autocast: -log(aff + 1e-5) in bf16 would round the 1e-5 away.
         with torch.autocast(device_type=edge.device.type, enabled=False):
-            return self._losses(edge.float(), dp.float(), bg_pos.float(), fg_pos.float(), neg.float())
+            return self._losses(edge.float(), None if dp is None else dp.float(), bg_pos.float(), fg_pos.float(),
+                                neg.float())
 
-    def _losses(self, edge: torch.Tensor, dp: torch.Tensor, bg_pos: torch.Tensor, fg_pos: torch.Tensor,
+    def _losses(self, edge: torch.Tensor, dp: torch.Tensor | None, bg_pos: torch.Tensor, fg_pos: torch.Tensor,
                 neg: torch.Tensor) -> dict[str, torch.Tensor]:
         aff = self.to_affinity(torch.sigmoid(edge))  # [N, n_dirs, n_src]
         pos_aff_loss = -torch.log(aff + 1e-5)
         neg_aff_loss = -torch.log(1.0 + 1e-5 - aff)
-        pair_disp = self.path_index.to_displacement(dp)  # [N, 2, n_dirs, n_src]
-        dp_fg_loss = (pair_disp - self.disp_target).abs()  # a pair of one instance differs by its offset
-        dp_bg_loss = pair_disp.abs()
-
         bg_pos_aff = (bg_pos * pos_aff_loss).sum() / (bg_pos.sum() + 1e-5)
         fg_pos_aff = (fg_pos * pos_aff_loss).sum() / (fg_pos.sum() + 1e-5)
         pos_aff = bg_pos_aff / 2 + fg_pos_aff / 2
         neg_aff = (neg * neg_aff_loss).sum() / (neg.sum() + 1e-5)
+        terms = {"bg_pos_aff": bg_pos_aff, "fg_pos_aff": fg_pos_aff, "pos_aff": pos_aff, "neg_aff": neg_aff}
+        if dp is None:
+            return {**terms, "total": (pos_aff + neg_aff) / 2}
+
+        pair_disp = self.path_index.to_displacement(dp)  # [N, 2, n_dirs, n_src]
+        dp_fg_loss = (pair_disp - self.disp_target).abs()  # a pair of one instance differs by its offset
+        dp_bg_loss = pair_disp.abs()
         # 2 displacement channels per pair, hence the factor 2 in the count
         dp_fg = (dp_fg_loss * fg_pos.unsqueeze(1)).sum() / (2 * fg_pos.sum() + 1e-5)
         dp_bg = (dp_bg_loss * bg_pos.unsqueeze(1)).sum() / (2 * bg_pos.sum() + 1e-5)
         total = (pos_aff + neg_aff) / 2 + (dp_fg + dp_bg) / 2
-        return {"bg_pos_aff": bg_pos_aff, "fg_pos_aff": fg_pos_aff, "pos_aff": pos_aff, "neg_aff": neg_aff,
-                "dp_fg": dp_fg, "dp_bg": dp_bg, "total": total}
+        return {**terms, "dp_fg": dp_fg, "dp_bg": dp_bg, "total": total}
 
 
 class EdgeDisplacement(IRNet):
@@ -231,18 +250,20 @@ class EdgeDisplacement(IRNet):
             IRN pads to its training crop (GroupNorm statistics then match training). Larger images are
             padded to their own size (IRN would crop them).
         stride: the output stride (4).
+        displacement: compute the displacement field too (False: the boundary map alone, as the
+            semantic pseudo masks need; the displacement is then None).
 
     ``forward(img)`` with img [3, H, W] or [1, 3, H, W] (ImageNet-normalised) returns
     (edge [1, h, w] = sigmoid((e(img) + flip(e(flip(img)))) / 2), displacement [2, h, w]) with
     h = ⌈H/4⌉, w = ⌈W/4⌉.
     """
 
-    def __init__(self, crop_size: int = 512, stride: int = 4):
-        super().__init__()
+    def __init__(self, crop_size: int = 512, stride: int = 4, displacement: bool = True):
+        super().__init__(displacement)
         self.crop_size = crop_size
         self.stride = stride
 
-    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if img.dim() == 4:
             if img.shape[0] != 1:
                 raise ValueError(f"EdgeDisplacement takes one image [1, 3, H, W], got {tuple(img.shape)}")
@@ -252,10 +273,10 @@ class EdgeDisplacement(IRNet):
         x = torch.stack([img, img.flip(-1)])  # [2, 3, H, W]
         x = F.pad(x, [0, max(self.crop_size, w) - w, 0, max(self.crop_size, h) - h])
         edge, dp = super().forward(x)
-        edge, dp = edge[..., :fh, :fw], dp[..., :fh, :fw]
+        edge = edge[..., :fh, :fw]
         # the mirror's map is cropped first (its content is left-aligned too), then flipped back
         edge = torch.sigmoid(edge[0] / 2 + edge[1].flip(-1) / 2)  # [1, fh, fw]
-        return edge, dp[0]
+        return edge, None if dp is None else dp[0, :, :fh, :fw]
 
 
 # ---- the authors' checkpoint -----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     labels = ds.labels(ids)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)
     images = PerImage(ctx, ctx.paths.sem_seg_dir, "*.png")
-    model = EdgeDisplacement(crop_size=c.train.crop_size)
+    model = EdgeDisplacement(crop_size=c.train.crop_size, displacement=False)   # the walk reads the boundary map alone
     load_state_dict_strict(model, load_model_file(ctx.paths.irn_model, "make_sem_seg (step train_irn)",
                                                   producer="train_irn"),
                            source=str(ctx.paths.irn_model))

@@ -9,7 +9,9 @@ Writes: ``irn/model.pth`` (IRNet state dict, mean shift included); resumable via
 Recipe: frozen ResNet-50 backbone (``irn.pretrained``), crop 512, batch 32, 3 epochs, rescale
 0.5–1.5, flip; affinity labels along paths of radius 10; SGD poly lr 0.1 (boundary) / 1.0
 (displacement); loss (pos_aff + neg_aff)/2 + (dp_fg + dp_bg)/2. Then one pass over top-left crops of
-the training images estimates the displacement mean shift.
+the training images estimates the displacement mean shift. ``irn.displacement: false`` trains the boundary
+branch alone (loss (pos_aff + neg_aff)/2, no mean shift): nothing downstream reads the displacement, and the
+boundary branch comes out the same (the branches share no trainable weight).
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     path_index = PathIndex(c.radius_train, (c.train.crop_size // 4, c.train.crop_size // 4))
     data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.train.crop_size, rescale=c.rescale, hflip=c.train.hflip,
                          seed=ctx.seed, skip_bad=skips)
-    model = AffinityDisplacementLoss(path_index)
+    model = AffinityDisplacementLoss(path_index, displacement=c.displacement)
     log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
     model.to(ctx.device)
     groups = model.param_groups(c.train.lr, c.train.weight_decay)      # boundary lr, displacement 10× lr
@@ -126,6 +128,10 @@ def run(cfg: Config, ctx: Context) -> dict:
                   num_workers=cfg.num_workers, collate_fn=collate_skip_none,
                   events=EventWriter.for_step(cfg, ctx, ctx.step))
 
+    metrics["num_images"] = len(ids)
+    if not c.displacement:
+        log.info("train_irn: irn.displacement false: the displacement branch was not trained (no mean shift)")
+        return metrics
     # The displacement mean shift over top-left crops of the training images (IRN), then save again.
     batch = c.train.batch_size
     loader = DataLoader(_TopLeft(ds, ids, c.train.crop_size, skips), batch_size=batch,
@@ -133,7 +139,7 @@ def run(cfg: Config, ctx: Context) -> dict:
     batches = (normalize_on_device(b["img"].to(ctx.device), b["valid"].to(ctx.device)) for b in loader if b is not None)
     shift = model.estimate_mean_shift(batches)
     save_model(model, final)
-    metrics.update({"num_images": len(ids), "mean_shift": [round(float(v), 5) for v in shift]})
+    metrics["mean_shift"] = [round(float(v), 5) for v in shift]
     return metrics
 
 

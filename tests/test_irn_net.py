@@ -87,6 +87,62 @@ def test_loss_is_finite_matches_reference_and_trains_only_the_branches(small_pat
     assert set(model.state_dict()) == set(IRNet().state_dict())
 
 
+def _train_irn_steps(path_index, displacement: bool, steps: int = 3) -> tuple[AffinityDisplacementLoss, list[dict]]:
+    """IRN's SGD (momentum, weight decay, the two lr groups) for a few steps on fixed random crops."""
+    torch.manual_seed(0)
+    model = AffinityDisplacementLoss(path_index, displacement=displacement).train()
+    rng = np.random.default_rng(0)
+    opt = torch.optim.SGD(model.param_groups(lr=0.1, weight_decay=1e-4), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    history = []
+    for _ in range(steps):
+        img = torch.from_numpy(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+        ir = rng.choice([0, 3, 7, 255], size=(2, 8, 8), p=[0.4, 0.25, 0.25, 0.1]).astype(np.uint8)
+        losses = model(img, *affinity_labels(torch.from_numpy(ir), path_index))
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()})
+    return model, history
+
+
+def test_without_the_displacement_branch_the_boundary_branch_trains_to_the_same_weights(small_path_index):
+    """irn.displacement false: the boundary branch's weights come out bit-equal to a full IRN training (the
+    branches share no trainable weight), the displacement branch stays as initialised, and the loss is
+    (pos_aff + neg_aff) / 2 with the same affinity terms."""
+    full, full_hist = _train_irn_steps(small_path_index, True)
+    edge_only, hist = _train_irn_steps(small_path_index, False)
+    torch.manual_seed(0)
+    init = AffinityDisplacementLoss(small_path_index).state_dict()
+    trained = edge_only.state_dict()
+    for name, value in full.state_dict().items():
+        if name.startswith("fc_edge"):
+            assert torch.equal(trained[name], value), name
+            if name.endswith(".0.weight"):
+                assert not torch.equal(value, init[name]), name         # trained, not merely both at init
+        elif name.startswith(("fc_dp", "mean_shift")):
+            assert torch.equal(trained[name], init[name]), name        # left as initialised
+            if name.startswith("fc_dp") and name.endswith("0.weight"):
+                assert not torch.equal(value, init[name]), name         # which full IRN trained
+    for terms, full_terms in zip(hist, full_hist):
+        assert set(terms) == {"bg_pos_aff", "fg_pos_aff", "pos_aff", "neg_aff", "total"}
+        for k in ("bg_pos_aff", "fg_pos_aff", "pos_aff", "neg_aff"):
+            assert terms[k] == full_terms[k], k
+        assert terms["total"] == pytest.approx((terms["pos_aff"] + terms["neg_aff"]) / 2, rel=1e-6)
+        assert full_terms["total"] == pytest.approx(terms["total"] + (full_terms["dp_fg"] + full_terms["dp_bg"]) / 2,
+                                                    rel=1e-6)
+    assert [len(g["params"]) for g in edge_only.param_groups(0.1, 1e-4)] == [len(full.param_groups(0.1, 1e-4)[0]["params"])]
+    with pytest.raises(ValueError, match="irn.displacement"):
+        edge_only.estimate_mean_shift([torch.zeros(1, 3, 32, 32)])
+    # inference: the same boundary map, no displacement field
+    full_inf, edge_inf = EdgeDisplacement(crop_size=32).eval(), EdgeDisplacement(crop_size=32, displacement=False).eval()
+    full_inf.load_state_dict(full.state_dict())
+    edge_inf.load_state_dict(full.state_dict())
+    img = torch.randn(3, 26, 19)
+    with torch.no_grad():
+        (e1, d1), (e2, d2) = full_inf(img), edge_inf(img)
+    assert torch.equal(e1, e2) and d1 is not None and d2 is None
+
+
 def test_loss_rejects_wrong_crop(small_path_index):
     model = AffinityDisplacementLoss(small_path_index)
     labels = affinity_labels(np.zeros((1, 8, 8), np.uint8), small_path_index)

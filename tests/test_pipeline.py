@@ -307,3 +307,29 @@ def test_frozen_stages_keep_the_cam_and_ritc_nets_first_stages_as_they_started(s
 
     compare(work / "cam_baseline" / "model.pth", work / "cam_baseline" / "model.iter0.pth")
     compare(work / "ritc" / "model.pth", work / "cam_baseline" / "model.pth")
+
+
+def test_irn_without_the_displacement_branch_gives_the_same_boundary_branch_and_pseudo_masks(smoke_run, tmp_path):
+    """irn.displacement false: train_irn leaves the displacement branch as initialised and skips the mean shift,
+    and its boundary branch is bit-equal to the full IRN training's, so make_sem_seg writes the same masks."""
+    import shutil
+
+    from tool.data.palette import load_label_png
+
+    src = smoke_run[0] / "work"
+    work = tmp_path / "work"
+    shutil.copytree(src, work)
+    out = run_sample.main(smoke_args(smoke_run[0], "--set", f"work_dir={work}", "--set", "irn.displacement=false",
+                                     "--steps", "train_irn,make_sem_seg"))
+    assert "mean_shift" not in out["train_irn"] and "dp_fg" not in out["train_irn"]
+    assert "mean_shift" in smoke_run[1]["train_irn"]
+    full = torch.load(src / "irn" / "model.pth", weights_only=True)
+    edge_only = torch.load(work / "irn" / "model.pth", weights_only=True)
+    assert full.keys() == edge_only.keys()
+    for k in full:
+        if k.startswith("fc_edge"):
+            assert torch.equal(full[k], edge_only[k]), k
+    assert not torch.equal(full["fc_dp7.0.weight"], edge_only["fc_dp7.0.weight"])   # full IRN trained it
+    assert torch.equal(edge_only["mean_shift.running_mean"], torch.zeros(2))
+    masks = sorted((src / "sem_seg").glob("*.png"))
+    assert masks and all(np.array_equal(load_label_png(m), load_label_png(work / "sem_seg" / m.name)) for m in masks)

@@ -144,7 +144,7 @@ def measure_boundary_pseudo(cfg: Config, paths: WorkPaths, device: torch.device,
     ids = ds.ids(cfg.dataset.eval_split)
     n_cls = len(class_names_with_bg(ds))
     cam_dir = paths.cam_dir(cfg.make_cam.source)
-    model = EdgeDisplacement(crop_size=c.train.crop_size)
+    model = EdgeDisplacement(crop_size=c.train.crop_size, displacement=False)   # the walk reads the boundary map alone
     irn_model = irn_model or paths.irn_model
     load_state_dict_strict(model, load_model_file(irn_model, "stage_study (step train_irn)"), source=str(irn_model))
     model.to(device).eval()

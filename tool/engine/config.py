@@ -342,6 +342,9 @@ class IrnConfig:
     train: TrainRecipe = field(default_factory=lambda: TrainRecipe(batch_size=32, epochs=3, lr=0.1))
     rescale: tuple[float, float] = (0.5, 1.5)  # random rescale range before the crop
     radius_train: int = 10                     # affinity radius of the training pairs (stride-4 cells)
+    # train the displacement branch and its mean shift (IRN). The pseudo masks read the boundary branch alone
+    # (IRN's instance masks would read the displacement): false skips it, the boundary branch trains the same
+    displacement: bool = True
     # make_sem_seg: random walk from the stride-4 CAMs over the boundary map
     radius_infer: int = 5
     beta: float = 10.0                         # the walk's transition sharpness: affinity ^ beta
