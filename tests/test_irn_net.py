@@ -130,11 +130,13 @@ def test_without_the_displacement_branch_the_boundary_branch_trains_to_the_same_
         assert terms["total"] == pytest.approx((terms["pos_aff"] + terms["neg_aff"]) / 2, rel=1e-6)
         assert full_terms["total"] == pytest.approx(terms["total"] + (full_terms["dp_fg"] + full_terms["dp_bg"]) / 2,
                                                     rel=1e-6)
-    assert [len(g["params"]) for g in edge_only.param_groups(0.1, 1e-4)] == [len(full.param_groups(0.1, 1e-4)[0]["params"])]
+    n_edge = len(full.param_groups(0.1, 1e-4)[0]["params"])
+    assert [len(g["params"]) for g in edge_only.param_groups(0.1, 1e-4)] == [n_edge]
     with pytest.raises(ValueError, match="irn.displacement"):
         edge_only.estimate_mean_shift([torch.zeros(1, 3, 32, 32)])
     # inference: the same boundary map, no displacement field
-    full_inf, edge_inf = EdgeDisplacement(crop_size=32).eval(), EdgeDisplacement(crop_size=32, displacement=False).eval()
+    full_inf = EdgeDisplacement(crop_size=32).eval()
+    edge_inf = EdgeDisplacement(crop_size=32, displacement=False).eval()
     full_inf.load_state_dict(full.state_dict())
     edge_inf.load_state_dict(full.state_dict())
     img = torch.randn(3, 26, 19)
