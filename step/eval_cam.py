@@ -22,7 +22,14 @@ from tool.data.registry import build_dataset, class_names_with_bg, missing_gt, r
 from tool.engine.config import Config
 from tool.engine.io import write_json
 from tool.engine.runtime import Context
-from tool.seg.metrics import ThresholdSweep, floor_confusions, iou_from_confusion, metric_record, miou
+from tool.seg.metrics import (
+    ThresholdSweep,
+    describe_errors,
+    floor_confusions,
+    iou_from_confusion,
+    metric_record,
+    miou,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +120,9 @@ def evaluate(cfg: Config, ds, cam_dir: Path, out: Path, producer: str | None = "
         "floors": {"all_background": miou(floor_bg), "all_first_present_class": miou(floor_fg)},
     })
     write_json(out, record)
-    log.info("eval_cam %s on %s (%d images): mIoU %.2f at threshold %.2f; best %.2f at %.2f -> %s", cam_dir, split,
-             len(ids), record["miou"], rows[conf_i]["threshold"], rows[best]["miou"], rows[best]["threshold"], out)
+    log.info("eval_cam %s on %s (%d images): mIoU %.2f at threshold %.2f (%s); best %.2f at %.2f -> %s", cam_dir,
+             split, len(ids), record["miou"], rows[conf_i]["threshold"], describe_errors(record["errors"]),
+             rows[best]["miou"], rows[best]["threshold"], out)
     return record
 
 

@@ -36,7 +36,7 @@ from tool.engine.io import png_complete, write_json
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context, autocast, memory_format
 from tool.seg.crf import crf_inference_prob, crf_kwargs
-from tool.seg.metrics import confusion, metric_record
+from tool.seg.metrics import confusion, describe_errors, metric_record
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,8 @@ def run(cfg: Config, ctx: Context) -> dict:
         out["submission"] = str(archive)
     write_json(ctx.paths.eval_deeplab_json(tag), record)
     if has_gt:
-        log.info("eval_deeplab on %s (%d images): mIoU %.2f -> %s", split, record["num_images"], record["miou"],
-                 ctx.paths.eval_deeplab_json(tag))
+        log.info("eval_deeplab on %s (%d images): mIoU %.2f (%s) -> %s", split, record["num_images"], record["miou"],
+                 describe_errors(record["errors"]), ctx.paths.eval_deeplab_json(tag))
     return out
 
 

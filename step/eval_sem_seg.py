@@ -16,7 +16,7 @@ from tool.data.registry import build_dataset, class_names_with_bg, missing_gt, r
 from tool.engine.config import Config
 from tool.engine.io import write_json
 from tool.engine.runtime import Context
-from tool.seg.metrics import confusion, metric_record
+from tool.seg.metrics import confusion, describe_errors, metric_record
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def run(cfg: Config, ctx: Context) -> dict:
         conf += confusion(pred, gt, len(classes))
     record = metric_record(split, len(ids), classes, conf)
     write_json(ctx.paths.eval_sem_seg_json, record)
-    log.info("eval_sem_seg on %s (%d images): mIoU %.2f -> %s", split, len(ids), record["miou"],
-             ctx.paths.eval_sem_seg_json)
+    log.info("eval_sem_seg on %s (%d images): mIoU %.2f (%s) -> %s", split, len(ids), record["miou"],
+             describe_errors(record["errors"]), ctx.paths.eval_sem_seg_json)
     return {"miou": record["miou"], "num_images": len(ids), "skipped_bad": len(all_ids) - len(ids)}
 
 

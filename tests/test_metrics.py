@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tool.seg.metrics import ThresholdSweep, confusion, iou_from_confusion, miou, precision_recall
+from tool.seg.metrics import (
+    ThresholdSweep,
+    confusion,
+    error_shares,
+    iou_from_confusion,
+    metric_record,
+    miou,
+    precision_recall,
+)
 
 
 def chainercv_reference(preds, gts):
@@ -47,6 +55,19 @@ def test_hand_worked_example():
     assert miou(conf) == pytest.approx(100 * (1 / 3 + 2 / 3 + 0) / 3)
     prec, rec = precision_recall(conf)
     assert prec[1] == pytest.approx(2 / 3) and rec[1] == pytest.approx(1.0)
+    # 5 labelled pixels: GT 0 called 1 (background as an object), GT 2 called 0 (an object as background)
+    assert error_shares(conf) == pytest.approx({"fg_as_bg": 20.0, "bg_as_fg": 20.0, "wrong_class": 0.0})
+
+
+def test_error_shares_count_each_kind_of_wrong_pixel():
+    gt = np.array([[0, 0, 0, 0, 1, 1, 1, 2, 2, 255, 255]])
+    pred = np.array([[0, 1, 2, 1, 1, 0, 2, 2, 0, 0, 1]])
+    # labelled: 9; bg as fg: (0->1) twice, (0->2) = 3; fg as bg: (1->0), (2->0) = 2; wrong class: (1->2) = 1
+    shares = error_shares(confusion(pred, gt, 3))
+    assert shares == pytest.approx({"fg_as_bg": 200 / 9, "bg_as_fg": 300 / 9, "wrong_class": 100 / 9})
+    accuracy = 3 / 9 * 100                       # (0->0), (1->1), (2->2)
+    assert sum(shares.values()) == pytest.approx(100 - accuracy)
+    assert metric_record("train", 1, ["bg", "a", "b"], confusion(pred, gt, 3))["errors"] == shares
 
 
 def test_matches_chainercv_on_random_maps():
