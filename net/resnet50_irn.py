@@ -100,6 +100,9 @@ class IRNet(nn.Module):
 
         self.edge_layers = [self.fc_edge1, self.fc_edge2, self.fc_edge3, self.fc_edge4, self.fc_edge5, self.fc_edge6]
         self.dp_layers = [self.fc_dp1, self.fc_dp2, self.fc_dp3, self.fc_dp4, self.fc_dp5, self.fc_dp6, self.fc_dp7]
+        if not displacement:   # frozen, not merely unused: DDP refuses parameters that want a gradient and get none
+            for p in (p for m in self.dp_layers for p in m.parameters()):
+                p.requires_grad_(False)
 
     def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five stage outputs, without autograd: strides 4, 4, 8, 16, 16; channels 64 … 2048."""

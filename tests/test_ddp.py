@@ -300,3 +300,19 @@ def test_ritc_ddp_ranks_hold_identical_weights(tmp_path):
     # bf16 ran (the weights differ from float32's; trainable BN's batch statistics amplify the difference, so it
     # is not bounded by one update) and both stayed in sync across the ranks
     assert (res["bfloat16"]["flat"] - res["float32"]["flat"]).abs().max() > 0
+
+
+def test_two_ranks_train_irn_without_the_displacement_branch(two_ranks, tmp_path):
+    """irn.displacement false under DDP: the displacement branch's parameters take no gradient, and DDP (which
+    refuses a parameter that wants a gradient and gets none) trains the boundary branch alone on both ranks."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(two_ranks / "work", work)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "run_sample.py", *smoke_args(work, two_ranks),
+           "--set", "irn.displacement=false", "--steps", "train_irn"]
+    out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = read_json(work / "steps" / "train_irn.done.json")["metrics"]
+    assert metrics["steps"] >= 2 and "dp_fg" not in metrics and "mean_shift" not in metrics

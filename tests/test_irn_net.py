@@ -130,6 +130,10 @@ def test_without_the_displacement_branch_the_boundary_branch_trains_to_the_same_
         assert terms["total"] == pytest.approx((terms["pos_aff"] + terms["neg_aff"]) / 2, rel=1e-6)
         assert full_terms["total"] == pytest.approx(terms["total"] + (full_terms["dp_fg"] + full_terms["dp_bg"]) / 2,
                                                     rel=1e-6)
+    # the displacement branch is frozen, not merely unused (DDP refuses a parameter that wants a gradient and gets none)
+    edge_params, dp_params = edge_only.trainable_parameters()
+    wanting_grad = {id(p) for p in edge_only.parameters() if p.requires_grad}
+    assert dp_params == () and wanting_grad == {id(p) for p in edge_params}
     n_edge = len(full.param_groups(0.1, 1e-4)[0]["params"])
     assert [len(g["params"]) for g in edge_only.param_groups(0.1, 1e-4)] == [n_edge]
     with pytest.raises(ValueError, match="irn.displacement"):
