@@ -139,9 +139,9 @@ class IRNet(nn.Module):
         return edge, None if dp is None else self.mean_shift(dp)
 
     def trainable_parameters(self) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Parameter, ...]]:
-        """(boundary-branch parameters, displacement-branch parameters; empty without the branch)."""
+        """(boundary-branch parameters, displacement-branch parameters; empty without the branch, which is frozen)."""
         edge = tuple(p for m in self.edge_layers for p in m.parameters())
-        dp = tuple(p for m in self.dp_layers for p in m.parameters()) if self.displacement else ()
+        dp = tuple(p for m in self.dp_layers for p in m.parameters() if p.requires_grad)
         return edge, dp
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
@@ -170,7 +170,11 @@ class IRNet(nn.Module):
             raise ValueError("estimate_mean_shift needs the displacement branch (irn.displacement: true)")
         was_training = self.training
         self.eval()
-        means = [dp.mean(dim=(0, 2, 3)) for x in batches if (dp := self._branches(x)[1]) is not None]  # each [2]
+        means = []
+        for x in batches:
+            dp = self._branches(x)[1]
+            assert dp is not None                    # the branch is on (checked above)
+            means.append(dp.mean(dim=(0, 2, 3)))     # [2]
         self.train(was_training)
         if not means:
             raise ValueError("estimate_mean_shift got no batches: the image list is shorter than one batch")

@@ -62,9 +62,8 @@ def error_shares(conf: np.ndarray) -> dict[str, float]:
     fg_as_bg = conf[1:, 0].sum()
     bg_as_fg = conf[0, 1:].sum()
     wrong_class = conf[1:, 1:].sum() - np.trace(conf[1:, 1:])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {k: float(100 * v / total) if total else float("nan")
-                for k, v in (("fg_as_bg", fg_as_bg), ("bg_as_fg", bg_as_fg), ("wrong_class", wrong_class))}
+    return {k: float(100 * v / total) if total else float("nan")
+            for k, v in (("fg_as_bg", fg_as_bg), ("bg_as_fg", bg_as_fg), ("wrong_class", wrong_class))}
 
 
 def describe_errors(shares: dict[str, float]) -> str:
