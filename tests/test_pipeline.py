@@ -257,6 +257,19 @@ def test_stage_study_on_a_finished_run(smoke_run):
     assert train["metrics"]["num_images"] == 12                      # train_aug: 8 train + 4 redrawn extras
     assert sorted(p.stem for p in (root / "gt_masks").glob("*.png")) == sorted(
         (tmp / "toy" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split())
+    # the IRN oracle trained on those GT masks (its IR-label split is train_aug too), not on the run's IR labels,
+    # and its figures are its own IRNet's
+    oracle = root / "irn_gt_labels"
+    assert (oracle / "ir_label").resolve() == (root / "gt_masks").resolve()
+    assert read_json(oracle / "steps" / "train_irn.done.json")["metrics"]["num_images"] == 12
+    assert not torch.equal(torch.load(oracle / "irn" / "model.pth", weights_only=True)["fc_edge6.weight"],
+                           torch.load(work / "irn" / "model.pth", weights_only=True)["fc_edge6.weight"])
+    from tool.engine.config import load_config
+    from tool.engine.paths import WorkPaths
+    cfg = load_config(SMOKE, args[3::2])   # the --set values of smoke_args
+    again = stage_study.measure_boundary_pseudo(cfg, WorkPaths(work), torch.device("cpu"), oracle / "irn" / "model.pth")
+    assert study["irn_gt_labels"]["boundary_ap"] == again["boundary"]["ap"]
+    assert study["irn_gt_labels"]["irn_walk"] == again["pseudo"]["irn_walk"]
 
 
 def test_ablate_knows_every_step_output(smoke_run):

@@ -13,6 +13,10 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
   CAM upsampled ×4 with the ``sem_seg_bg_thres`` plane, ``make_sem_seg`` minus the walk), the walk on
   IRNet's boundaries (what ``make_sem_seg`` does), and the walk on the GT boundaries (an oracle: what a
   perfect boundary branch would give); plus the CAM's and the trivial floors;
+- ``irn_gt_labels``: IRNet trained by the run's recipe on the GT masks of its IR-label split instead of the IR
+  labels (every labelled pixel confident, the void border uncertain; toy extras' masks drawn again), then its
+  boundary AP and walk as above: an oracle that tells what the IR labels cost from what the boundary branch can
+  learn. A sub-run (``train_irn``) in ``<root>/irn_gt_labels``;
 - ``deeplab``: DeepLab trained on the GT masks of ``dataset.train_split`` (toy extras' masks drawn
   again by the generator) in the run's budget (``deeplab.train.max_steps``, or what its epochs give) and in
   ``--budgets`` × it, and on the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
@@ -63,7 +67,7 @@ from tool.seg.metrics import confusion, miou
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("ir_label", "boundary_pseudo", "deeplab", "curves")
+PARTS = ("ir_label", "boundary_pseudo", "irn_gt_labels", "deeplab", "curves")
 IGNORE = 255
 _BINS = 1000  # boundary-probability histogram bins (AP and P/R are read off it)
 
@@ -204,13 +208,13 @@ def measure_ir_label(cfg: Config, paths: WorkPaths) -> dict:
 
 # ---- DeepLab on GT vs pseudo masks -------------------------------------------------------------------------
 
-def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path) -> Path:
-    """A folder of GT masks for every ``dataset.train_split`` image: the dataset's own, and for toy-world
-    images without one (the SBD-like extras) the generator's mask drawn again from the world's
+def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path, split: str | None = None) -> Path:
+    """A folder of GT masks for every image of ``split`` (``dataset.train_split`` when None): the dataset's own,
+    and for toy-world images without one (the SBD-like extras) the generator's mask drawn again from the world's
     parameters. Fails naming the first image with neither."""
     from tool.toy.render import render_image  # the demo's generator (only when masks are missing)
     ds = build_dataset(cfg.dataset, paths.cache_dir)
-    ids = ds.ids(cfg.dataset.train_split)
+    ids = ds.ids(split or cfg.dataset.train_split)
     world = Path(cfg.dataset.root) / "toy_world.json"
     params = read_json(world)["params"] if world.is_file() else None
     for image_id in ids:
@@ -221,8 +225,8 @@ def gt_label_dir(cfg: Config, paths: WorkPaths, out: Path) -> Path:
             save_label_png(dst, ds.load_gt(image_id))
             continue
         if params is None or not image_id.startswith("toy_"):
-            raise FileNotFoundError(f"image {image_id}: no GT mask ({ds.gt_path(image_id)}) to train the GT-oracle "
-                                    f"DeepLab on; use a train_split whose images all have masks")
+            raise FileNotFoundError(f"image {image_id}: no GT mask ({ds.gt_path(image_id)}) to train a GT oracle "
+                                    f"on; use a split whose images all have masks")
         index = int(image_id.split("_")[1]) - 1
         t = render_image(image_id, index, seed=params["seed"], image_size=tuple(params["image_size"]),
                          classes=params["classes"], scene_correlation=params["scene_correlation"],
@@ -307,6 +311,23 @@ def irn_curve(config: str, sets: Sequence[str], cfg: Config, work_dir: Path, run
     return {"miou": out, "boundary_ap": ap, "seconds": round(time.time() - t0, 1)}
 
 
+def irn_on_gt_labels(config: str, sets: Sequence[str], cfg: Config, work_dir: Path, run_paths: WorkPaths,
+                     gt_dir: Path, device: torch.device) -> dict:
+    """Oracle: IRNet trained by the run's recipe with ``gt_dir``'s GT masks as its IR labels (no pixel of an object
+    called background or another class; the void border uncertain), its boundaries measured and walked on the
+    eval split as ``measure_boundary_pseudo`` does. Beside the run's IRNet it separates what the IR labels cost
+    from what the boundary branch can learn on its frozen features."""
+    _seed_work_dir(work_dir, run_paths, "cam_baseline/model.pth")
+    link = work_dir / "ir_label"
+    if not link.exists():
+        link.symlink_to(gt_dir.resolve(), target_is_directory=True)
+    t0 = time.time()
+    _sub_run(config, [*sets, f"work_dir={work_dir}", "steps.report=false"], "train_irn")
+    r = measure_boundary_pseudo(cfg, run_paths, device, WorkPaths(work_dir).irn_model)
+    return {"boundary_ap": r["boundary"]["ap"], "irn_walk": r["pseudo"]["irn_walk"],
+            "seconds": round(time.time() - t0, 1)}
+
+
 def recipe_steps(r: TrainRecipe, n: int) -> int:
     """The optimiser steps of recipe ``r`` over ``n`` images on one rank: its epochs, capped by ``max_steps``."""
     steps = (n // r.batch_size) * (r.epochs if r.epochs is not None else 1 << 30)
@@ -357,6 +378,13 @@ def format_report(study: dict) -> str:
                      f"{w['bg_thres']:g}): no walk {p['no_walk']:.1f} (bg IoU {bg['no_walk']:.1f}), IRN walk "
                      f"{p['irn_walk']:.1f} ({bg['irn_walk']:.1f}), GT-boundary walk {p['gt_boundary_walk']:.1f} "
                      f"({bg['gt_boundary_walk']:.1f}) {fl}")
+    if "irn_gt_labels" in study:
+        r = study["irn_gt_labels"]
+        run_irn = study.get("boundary_pseudo", {})
+        mine = (f" (on the IR labels: AP {run_irn['boundary']['ap']:.1f}, IRN walk {run_irn['pseudo']['irn_walk']:.1f})"
+                if run_irn else "")
+        lines.append(f"IRNet trained on the GT masks as IR labels (oracle): boundary AP {r['boundary_ap']:.1f}, IRN walk "
+                     f"{r['irn_walk']:.1f}{mine}")
     if "deeplab" in study:
         cells = [f"{k}: {v['miou']:.1f} ({v['iterations']} it)" for k, v in sorted(study["deeplab"].items())]
         lines.append(f"DeepLab mIoU on {run.get('val_split')}: " + ", ".join(cells))
@@ -422,6 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             study[part] = measure_ir_label(cfg, paths)
         elif part == "boundary_pseudo" and part not in study:
             study[part] = measure_boundary_pseudo(cfg, paths, device)
+        elif part == "irn_gt_labels" and part not in study:
+            split = cfg.make_cam.split or cfg.dataset.train_split   # train_irn's IR-label split
+            gt_dir = root / ("gt_masks" if split == cfg.dataset.train_split else f"gt_masks_{split}")
+            study[part] = irn_on_gt_labels(args.config, args.set, cfg, (root / "irn_gt_labels").resolve(), paths,
+                                           gt_label_dir(cfg, paths, gt_dir, split), device)
         elif part == "deeplab":
             runs = study.setdefault("deeplab", {})
             for labels in args.deeplab_labels:
