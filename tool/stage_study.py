@@ -383,8 +383,8 @@ def format_report(study: dict) -> str:
         run_irn = study.get("boundary_pseudo", {})
         mine = (f" (on the IR labels: AP {run_irn['boundary']['ap']:.1f}, IRN walk {run_irn['pseudo']['irn_walk']:.1f})"
                 if run_irn else "")
-        lines.append(f"IRNet trained on the GT masks as IR labels (oracle): boundary AP {r['boundary_ap']:.1f}, IRN walk "
-                     f"{r['irn_walk']:.1f}{mine}")
+        lines.append(f"IRNet trained on the GT masks as IR labels (oracle): boundary AP {r['boundary_ap']:.1f}, "
+                     f"IRN walk {r['irn_walk']:.1f}{mine}")
     if "deeplab" in study:
         cells = [f"{k}: {v['miou']:.1f} ({v['iterations']} it)" for k, v in sorted(study["deeplab"].items())]
         lines.append(f"DeepLab mIoU on {run.get('val_split')}: " + ", ".join(cells))
