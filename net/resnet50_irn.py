@@ -2,7 +2,8 @@
 
 The pseudo-mask refinement of QA-CLIMS is IRN's, unchanged (official ``net/resnet50_irn.py``):
 
-- ``IRNet``: the backbone (stride 16, frozen BN, never trained) feeds two branches of 1×1 conv +
+- ``IRNet``: the backbone (stride 16, frozen BN, never trained in IRN; ``trained_stages`` lets its first
+  stages train with the boundary branch, a deviation for small images) feeds two branches of 1×1 conv +
   GroupNorm heads at output stride 4: the boundary logits [N, 1, H/4, W/4] and the displacement field
   [N, 2, H/4, W/4] (dy, dx in feature cells) with its ``MeanShift`` (the mean displacement, estimated in
   one pass after training and subtracted at inference).
@@ -29,6 +30,9 @@ from net.path_index import PathIndex, edge_to_affinity
 from net.resnet50 import ResNet50
 
 log = logging.getLogger(__name__)
+
+
+TRAINED_STAGES = (0, 1, 2, 3)   # irn.trained_stages: none (IRN), the stem, + layer1, + layer2
 
 
 def _head(cin: int, cout: int, groups: int, up: int = 1) -> nn.Sequential:
@@ -72,12 +76,20 @@ class IRNet(nn.Module):
     layout and the boundary branch's random initialisation do not change.
     """
 
-    def __init__(self, displacement: bool = True) -> None:
+    def __init__(self, displacement: bool = True, trained_stages: int = 0) -> None:
         super().__init__()
+        if trained_stages not in TRAINED_STAGES:
+            raise ValueError(f"irn.trained_stages: {trained_stages} is not one of {TRAINED_STAGES}")
         self.displacement = displacement
+        self.trained_stages = trained_stages
         self.backbone = ResNet50(strides=(2, 2, 2, 1), bn="fixed")
+        b = self.backbone
+        # IRN keeps the whole backbone frozen (0). The first stages may train with the boundary branch instead:
+        # its 1x1 read-outs of frozen stride-4 features are what caps the walk on small images (docs/stage-study.md)
+        self.backbone_trained = [m for ms in ([b.conv1, b.bn1], [b.layer1], [b.layer2])[:trained_stages] for m in ms]
+        trained = {id(p) for m in self.backbone_trained for p in m.parameters()}
         for p in self.backbone.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(id(p) in trained)
 
         # class-boundary branch: 32 channels from each of the 5 stages, fused at stride 4
         self.fc_edge1 = _head(64, 32, 4)
@@ -105,12 +117,17 @@ class IRNet(nn.Module):
                 p.requires_grad_(False)
 
     def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five stage outputs, without autograd: strides 4, 4, 8, 16, 16; channels 64 … 2048."""
+        """The five stage outputs: strides 4, 4, 8, 16, 16; channels 64 … 2048. Without autograd but for the
+        first ``trained_stages`` (stem, layer1, layer2)."""
         b = self.backbone
-        with torch.no_grad():
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and self.trained_stages >= 1):
             x1 = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        with torch.set_grad_enabled(grad and self.trained_stages >= 2):
             x2 = b.layer1(x1)
+        with torch.set_grad_enabled(grad and self.trained_stages >= 3):
             x3 = b.layer2(x2)
+        with torch.no_grad():
             x4 = b.layer3(x3)
             x5 = b.layer4(x4)
         return [x1, x2, x3, x4, x5]
@@ -139,8 +156,9 @@ class IRNet(nn.Module):
         return edge, None if dp is None else self.mean_shift(dp)
 
     def trainable_parameters(self) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Parameter, ...]]:
-        """(boundary-branch parameters, displacement-branch parameters; empty without the branch, which is frozen)."""
-        edge = tuple(p for m in self.edge_layers for p in m.parameters())
+        """(boundary-branch parameters with those of the ``trained_stages`` of the backbone, displacement-branch
+        parameters; empty without the branch, which is frozen)."""
+        edge = tuple(p for m in [*self.edge_layers, *self.backbone_trained] for p in m.parameters())
         dp = tuple(p for m in self.dp_layers for p in m.parameters() if p.requires_grad)
         return edge, dp
 
@@ -198,8 +216,8 @@ class AffinityDisplacementLoss(IRNet):
 
     disp_target: torch.Tensor   # a non-persistent buffer: declared for the type checker
 
-    def __init__(self, path_index: PathIndex, displacement: bool = True):
-        super().__init__(displacement)
+    def __init__(self, path_index: PathIndex, displacement: bool = True, trained_stages: int = 0):
+        super().__init__(displacement, trained_stages)
         self.path_index = path_index
         # Derived from the geometry, so not saved (every IRN module shares IRNet's state-dict layout).
         # The path indices (≈210 MB of int64 for radius 10 on a 128×128 map) are kept per device outside

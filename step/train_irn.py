@@ -106,8 +106,10 @@ def run(cfg: Config, ctx: Context) -> dict:
     path_index = PathIndex(c.radius_train, (c.train.crop_size // 4, c.train.crop_size // 4))
     data = AffinityCrops(ds, ids, label_dir, path_index, crop=c.train.crop_size, rescale=c.rescale, hflip=c.train.hflip,
                          seed=ctx.seed, skip_bad=skips)
-    model = AffinityDisplacementLoss(path_index, displacement=c.displacement)
-    log.info("IRN backbone (frozen) initialised from %s", init_backbone(model, cfg, ctx))
+    model = AffinityDisplacementLoss(path_index, displacement=c.displacement, trained_stages=c.trained_stages)
+    log.info("IRN backbone (%s) initialised from %s",
+             f"its first {c.trained_stages} stage(s) trained" if c.trained_stages else "frozen",
+             init_backbone(model, cfg, ctx))
     model.to(ctx.device)
     groups = model.param_groups(c.train.lr, c.train.weight_decay)      # boundary lr, displacement 10× lr
     optimizer = sgd(groups, momentum=c.train.momentum, weight_decay=c.train.weight_decay)

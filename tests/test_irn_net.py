@@ -302,3 +302,40 @@ def test_load_official_irn_rejects_unknown_and_inconsistent_keys(official_state)
     bad["edge_layers.0.0.weight"] = bad["edge_layers.0.0.weight"] + 1  # an alias that disagrees
     with pytest.raises(ValueError, match="same shared"):
         load_official_irn(bad)
+
+
+def test_trained_stages_train_the_first_backbone_stages_with_the_boundary_branch(small_path_index):
+    """irn.trained_stages 2: the stem and layer1 train with the boundary branch, in its lr group, and layer2..4 stay
+    as loaded; 0 (IRN) leaves the whole backbone as loaded. The BatchNorm statistics never move (FixedBatchNorm)."""
+    def train(stages: int) -> tuple[dict, dict, AffinityDisplacementLoss]:
+        torch.manual_seed(0)
+        model = AffinityDisplacementLoss(small_path_index, displacement=False, trained_stages=stages).train()
+        init = {k: v.clone() for k, v in model.state_dict().items()}
+        opt = torch.optim.SGD(model.param_groups(lr=0.1, weight_decay=1e-4), lr=0.1, momentum=0.9)
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            img = torch.from_numpy(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+            ir = rng.choice([0, 3, 7, 255], size=(2, 8, 8), p=[0.4, 0.25, 0.25, 0.1]).astype(np.uint8)
+            loss = model(img, *affinity_labels(torch.from_numpy(ir), small_path_index))["total"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return init, model.state_dict(), model
+
+    init, trained, model = train(2)
+    moved = {k for k in trained if k.startswith("backbone.") and not torch.equal(trained[k], init[k])}
+    weights = {"backbone.conv1.weight", "backbone.bn1.weight", "backbone.bn1.bias"}
+    assert weights <= moved
+    assert any(k.startswith("backbone.layer1.") for k in moved)
+    assert all(k.startswith(("backbone.conv1.", "backbone.bn1.", "backbone.layer1.")) for k in moved)
+    assert not any("running_" in k for k in moved)
+    # the stages train in the boundary branch's group: one group (no displacement branch), every trained parameter
+    group = {id(p) for p in model.param_groups(0.1, 1e-4)[0]["params"]}
+    assert group == {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for p in model.backbone.layer1.parameters()} <= group
+    assert not {id(p) for p in model.backbone.layer2.parameters()} & group
+
+    init, trained, _ = train(0)
+    assert all(torch.equal(trained[k], init[k]) for k in trained if k.startswith("backbone."))
+    with pytest.raises(ValueError, match="irn.trained_stages: 4"):
+        AffinityDisplacementLoss(small_path_index, trained_stages=4)

@@ -346,3 +346,20 @@ def test_irn_without_the_displacement_branch_gives_the_same_boundary_branch_and_
     assert torch.equal(edge_only["mean_shift.running_mean"], torch.zeros(2))
     masks = sorted((src / "sem_seg").glob("*.png"))
     assert masks and all(np.array_equal(load_label_png(m), load_label_png(work / "sem_seg" / m.name)) for m in masks)
+
+
+def test_irn_trained_stages_reach_the_saved_irnet(smoke_run, tmp_path):
+    """irn.trained_stages 1: train_irn trains the stem with the boundary branch and saves it; layer1.. stay the
+    backbone it loaded (the smoke run's IRNet, trained with the backbone frozen, holds the same loaded backbone)."""
+    import shutil
+
+    src = smoke_run[0] / "work"
+    work = tmp_path / "work"
+    shutil.copytree(src, work)
+    run_sample.main(smoke_args(smoke_run[0], "--set", f"work_dir={work}", "--set", "irn.trained_stages=1",
+                               "--steps", "train_irn"))
+    frozen = torch.load(src / "irn" / "model.pth", weights_only=True)
+    trained = torch.load(work / "irn" / "model.pth", weights_only=True)
+    assert not torch.equal(frozen["backbone.conv1.weight"], trained["backbone.conv1.weight"])
+    assert all(torch.equal(frozen[k], trained[k]) for k in frozen
+               if k.startswith("backbone.") and not k.startswith(("backbone.conv1.", "backbone.bn1.")))

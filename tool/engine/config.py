@@ -345,6 +345,10 @@ class IrnConfig:
     # train the displacement branch and its mean shift (IRN). The pseudo masks read the boundary branch alone
     # (IRN's instance masks would read the displacement): false skips it, the boundary branch trains the same
     displacement: bool = True
+    # the backbone's first stages trained with the boundary branch at its lr: 0 = IRN (frozen backbone), 1 = the
+    # stem, 2 = + layer1, 3 = + layer2 (their BatchNorm stays fixed). The branch's 1x1 read-outs of frozen
+    # stride-4 features are what caps the walk on the toy world (docs/stage-study.md)
+    trained_stages: Literal[0, 1, 2, 3] = 0
     # make_sem_seg: random walk from the stride-4 CAMs over the boundary map
     radius_infer: int = 5
     beta: float = 10.0                         # the walk's transition sharpness: affinity ^ beta
