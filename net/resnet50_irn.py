@@ -121,16 +121,14 @@ class IRNet(nn.Module):
         first ``trained_stages`` (stem, layer1, layer2)."""
         b = self.backbone
         grad = torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad and self.trained_stages >= 1):
-            x1 = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-        with torch.set_grad_enabled(grad and self.trained_stages >= 2):
-            x2 = b.layer1(x1)
-        with torch.set_grad_enabled(grad and self.trained_stages >= 3):
-            x3 = b.layer2(x2)
-        with torch.no_grad():
-            x4 = b.layer3(x3)
-            x5 = b.layer4(x4)
-        return [x1, x2, x3, x4, x5]
+        stages: list[Callable[[torch.Tensor], torch.Tensor]] = [
+            lambda t: b.maxpool(b.relu(b.bn1(b.conv1(t)))), b.layer1, b.layer2, b.layer3, b.layer4]
+        outs = []
+        for i, stage in enumerate(stages):
+            with torch.set_grad_enabled(grad and i < self.trained_stages):
+                x = stage(x)
+            outs.append(x)
+        return outs
 
     def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [N, 3, H, W] -> (edge logits [N, 1, h, w], raw displacement before the mean shift [N, 2, h, w];

@@ -35,7 +35,7 @@ INPUTS = ("make_cam",)
 
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the list of the CAM split."""
-    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("ids",)})
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.cam_split: ("ids",)})
 
 
 def _work(job: tuple) -> tuple[str, str | None]:
@@ -64,7 +64,7 @@ def _note(skips, ds, image_id: str, err: str | None) -> int:
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    split = cfg.make_cam.split or cfg.dataset.train_split
+    split = cfg.cam_split
     skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     cam_dir = ctx.paths.cam_dir(cfg.make_cam.source)

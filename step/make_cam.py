@@ -47,7 +47,7 @@ CAM_KEYS = ("keys", "cam", "high_res")
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split (and of
     ``dataset.eval_split`` for the baseline's CAMs)."""
-    reads = {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)}
+    reads = {cfg.cam_split: ("labels",)}
     if cfg.make_cam.compare_baseline and cfg.make_cam.source != "baseline":
         reads.setdefault(cfg.dataset.eval_split, ("labels",))
     return read_identity(cfg.dataset, ctx.paths.cache_dir, reads)
@@ -86,7 +86,7 @@ def export_cams(cfg: Config, ctx: Context, ds, source: str, split: str) -> dict:
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.make_cam
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    metrics = {"source": c.source, **export_cams(cfg, ctx, ds, c.source, c.split or cfg.dataset.train_split)}
+    metrics = {"source": c.source, **export_cams(cfg, ctx, ds, c.source, cfg.cam_split)}
     if c.compare_baseline and c.source != "baseline":
         base = export_cams(cfg, ctx, ds, "baseline", cfg.dataset.eval_split)
         metrics["baseline_made"] = base["made"]

@@ -42,7 +42,7 @@ INPUTS = ("make_cam", "train_irn")
 
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the labels of the CAM split."""
-    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("labels",)})
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.cam_split: ("labels",)})
 
 
 @torch.no_grad()
@@ -65,7 +65,7 @@ def pseudo_mask(model, x: torch.Tensor, keys: np.ndarray, cams: torch.Tensor, c:
 def run(cfg: Config, ctx: Context) -> dict:
     c = cfg.irn
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
-    split = cfg.make_cam.split or cfg.dataset.train_split
+    split = cfg.cam_split
     skips = ctx.skips()
     ids = skips.filter(ds.ids(split), ds)
     labels = ds.labels(ids)

@@ -54,7 +54,7 @@ def needs(cfg: Config) -> tuple[str, ...]:
 
 def data_identity(cfg: Config, ctx: Context) -> dict:
     """What of the dataset it reads, for its digest (an edit reruns it): the list of the CAM split."""
-    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.make_cam.split or cfg.dataset.train_split: ("ids",)})
+    return read_identity(cfg.dataset, ctx.paths.cache_dir, {cfg.cam_split: ("ids",)})
 
 
 def init_backbone(model: AffinityDisplacementLoss, cfg: Config, ctx: Context) -> str:
@@ -93,7 +93,7 @@ def run(cfg: Config, ctx: Context) -> dict:
         raise ValueError(f"irn.train.crop_size: {c.train.crop_size} must be a multiple of 4 (the output stride)")
     ds = build_dataset(cfg.dataset, ctx.paths.cache_dir)
     skips = ctx.skips()
-    ids = skips.filter(ds.ids(cfg.make_cam.split or cfg.dataset.train_split), ds)
+    ids = skips.filter(ds.ids(cfg.cam_split), ds)
     label_dir = ctx.paths.ir_label_dir
     missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
     if missing:

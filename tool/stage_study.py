@@ -270,10 +270,11 @@ def _sub_run(config: str, sets: Sequence[str], steps: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def _seed_work_dir(work_dir: Path, run_paths: WorkPaths, *parts: str) -> None:
-    """Link the run's artefacts a sub-run reads (``cam_baseline/model.pth``, ``ir_label``) into its work dir."""
-    for part in parts:
-        src, dst = run_paths.root / part, work_dir / part
+def _seed_work_dir(work_dir: Path, run_paths: WorkPaths, *parts: str, **linked: Path) -> None:
+    """Link the run's artefacts a sub-run reads (``cam_baseline/model.pth``, ``ir_label``) into its work dir, and
+    ``linked`` folders under the given names (``ir_label=<GT masks>``) instead of the run's."""
+    for part, src in [*((p, run_paths.root / p) for p in parts), *linked.items()]:
+        dst = work_dir / part
         if src.exists() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
@@ -317,10 +318,7 @@ def irn_on_gt_labels(config: str, sets: Sequence[str], cfg: Config, work_dir: Pa
     called background or another class; the void border uncertain), its boundaries measured and walked on the
     eval split as ``measure_boundary_pseudo`` does. Beside the run's IRNet it separates what the IR labels cost
     from what the boundary branch can learn on its frozen features."""
-    _seed_work_dir(work_dir, run_paths, "cam_baseline/model.pth")
-    link = work_dir / "ir_label"
-    if not link.exists():
-        link.symlink_to(gt_dir.resolve(), target_is_directory=True)
+    _seed_work_dir(work_dir, run_paths, "cam_baseline/model.pth", ir_label=gt_dir)
     t0 = time.time()
     _sub_run(config, [*sets, f"work_dir={work_dir}", "steps.report=false"], "train_irn")
     r = measure_boundary_pseudo(cfg, run_paths, device, WorkPaths(work_dir).irn_model)
@@ -336,7 +334,7 @@ def recipe_steps(r: TrainRecipe, n: int) -> int:
 
 def irn_steps(cfg: Config, paths: WorkPaths) -> int:
     """train_irn's optimiser steps on one rank (its recipe over ``make_cam.split``)."""
-    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.make_cam.split or cfg.dataset.train_split))
+    n = len(build_dataset(cfg.dataset, paths.cache_dir).ids(cfg.cam_split))
     return recipe_steps(cfg.irn.train, n)
 
 
@@ -451,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif part == "boundary_pseudo" and part not in study:
             study[part] = measure_boundary_pseudo(cfg, paths, device)
         elif part == "irn_gt_labels" and part not in study:
-            split = cfg.make_cam.split or cfg.dataset.train_split   # train_irn's IR-label split
+            split = cfg.cam_split   # train_irn's IR-label split
             gt_dir = root / ("gt_masks" if split == cfg.dataset.train_split else f"gt_masks_{split}")
             study[part] = irn_on_gt_labels(args.config, args.set, cfg, (root / "irn_gt_labels").resolve(), paths,
                                            gt_label_dir(cfg, paths, gt_dir, split), device)

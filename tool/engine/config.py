@@ -426,6 +426,12 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
+    @property
+    def cam_split(self) -> str:
+        """The split whose CAMs, IR labels and pseudo masks the run makes: ``make_cam.split``, else
+        ``dataset.train_split`` (read by make_cam, cam_to_ir_label, train_irn and make_sem_seg)."""
+        return self.make_cam.split or self.dataset.train_split
+
 
 # --------------------------------------------------------------------------------------------
 # Loading and checking
