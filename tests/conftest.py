@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -18,3 +20,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """A folder for a module's shared run, removed when the module's tests all passed: the end-to-end runs
+    write hundreds of MB each (ResNet-50 checkpoints), and the suite kept ~11 GB until the session ended.
+    A module with a failure keeps its folder to look into (so do failed tests' ``tmp_path``:
+    ``tmp_path_retention_policy`` in pyproject.toml)."""
+    failed_before = request.session.testsfailed
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+    yield path
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(path, ignore_errors=True)

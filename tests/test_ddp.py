@@ -48,9 +48,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory) -> Path:
+def two_ranks(module_tmp) -> Path:
     """The smoke pipeline under ``torchrun --nproc_per_node 2`` (one node): the reference of the two-node run."""
-    tmp = tmp_path_factory.mktemp("two_ranks")
+    tmp = module_tmp
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "run_sample.py", *smoke_args(tmp / "work", tmp)]
     out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900, check=False)

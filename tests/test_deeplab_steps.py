@@ -58,9 +58,9 @@ def write_pseudo_masks(voc: Path, out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(module_tmp):
     """The smoke toy world (made once) and a work dir template with pseudo masks."""
-    tmp = tmp_path_factory.mktemp("deeplab")
+    tmp = module_tmp
     voc = tmp / "toy" / "VOC2012"
     generate_toy_world(voc, seed=0, num_train=8, num_val=4, num_extra_aug=4, image_size=(64, 80),
                        scene_correlation=0.85, max_objects=2)

@@ -31,8 +31,8 @@ def folder_args(tmp: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("folder")
+def folder_run(module_tmp):
+    tmp = module_tmp
     args = folder_args(tmp)
     ensure_toy_world(load_config(args[1], [a for a in args[3::2]]))      # the twin and its export
     folder = tmp / "toy" / "folder"

@@ -28,8 +28,8 @@ def smoke_args(tmp: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("smoke")
+def smoke_run(module_tmp):
+    tmp = module_tmp
     metrics = run_sample.main(smoke_args(tmp))
     return tmp, metrics
 

@@ -45,8 +45,8 @@ TRAINING = ("train_cam", "train_ritc", "train_irn", "train_deeplab")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("precision")
+def runs(module_tmp):
+    tmp = module_tmp
     run_sample.main(smoke_args(tmp, "--until", "eval_deeplab"))
     ref, bf16 = tmp / "work", tmp / "bf16"
     shutil.copytree(ref, bf16)

@@ -33,8 +33,8 @@ def eval_record(miou: float, split: str = "train", sweep: bool = True) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
+def world(module_tmp):
+    tmp = module_tmp
     voc = tmp / "VOC2012"
     generate_toy_world(voc, seed=1, num_train=3, num_val=2, num_extra_aug=0, image_size=(48, 56), max_objects=2)
     train = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()

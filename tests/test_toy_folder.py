@@ -14,8 +14,8 @@ QUESTION_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", 
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("twins")
+def twins(module_tmp):
+    tmp = module_tmp
     generate_toy_world(tmp / "VOC2012", seed=3, num_train=4, num_val=2, num_extra_aug=2, image_size=(48, 64))
     export_folder_world(tmp / "VOC2012", tmp / "folder")
     voc = VOC12(tmp / "VOC2012")

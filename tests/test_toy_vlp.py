@@ -108,8 +108,8 @@ def test_name_matching():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("toy_vlp")
+def trained(module_tmp):
+    tmp = module_tmp
     root = tmp / "VOC2012"
     generate_toy_world(root, seed=0, num_train=4, num_val=2, num_extra_aug=2, image_size=(48, 56), max_objects=2)
     out = tmp / "vlp"
