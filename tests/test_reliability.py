@@ -1,11 +1,14 @@
 """Nothing lost, nothing silently wrong (docs/reliability.md): each fault as a user meets it, on the toy world."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -669,3 +672,33 @@ def test_predict_unreadable_images_stop_or_are_skipped_as_the_error_says(tmp_pat
         predict(["--help"])
     helptext = capsys.readouterr().out
     assert "deeplab_eval.crf.*" in helptext and "crf_" not in helptext
+
+
+# ---- a sub-run outlives no one ----------------------------------------------------------------------
+
+def test_killed_study_or_grid_stops_its_sub_run(tmp_path):
+    """``run_child`` (the sub-runs of ``tool.stage_study`` and ``tool.ablate``): a parent stopped by SIGTERM stops
+    its child before it exits (before, ``kill`` on a study left its ``run_sample.py`` running); a child's own exit
+    code comes back as it is."""
+    from tool.engine.runtime import run_child
+
+    assert run_child([sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from tool.engine.runtime import run_child; "
+                               f"sys.exit(run_child([sys.executable, '-c', {child!r}]))"], cwd=ROOT)
+    try:
+        for _ in range(300):
+            if pid_file.is_file() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        child_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):   # stopped and reaped by the parent, not left running
+            os.kill(child_pid, 0)
+    finally:
+        parent.kill()
+        if pid_file.is_file() and pid_file.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

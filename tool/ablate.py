@@ -35,7 +35,6 @@ import argparse
 import itertools
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ from tool.engine.paths import WorkPaths
 from tool.engine.per_image import DIGEST_FILE
 from tool.engine.runner import is_done as step_is_done
 from tool.engine.runner import step_digest, step_module
-from tool.engine.runtime import Context, setup_logging
+from tool.engine.runtime import Context, run_child, setup_logging
 from tool.submit import add_resource_args, resources_from
 
 log = logging.getLogger(__name__)
@@ -284,7 +283,7 @@ def run_pipeline(config: str, work_dir: Path, sets: Sequence[str], step_args: Se
         cmd += ["--set", s]
     cmd += list(step_args)
     log.info("ablate: %s", " ".join(cmd))
-    if subprocess.run(cmd, check=False).returncode != 0:
+    if run_child(cmd) != 0:
         raise AblateError(f"{work_dir}: run_sample.py failed (its log: {WorkPaths(work_dir).log_txt}); fix it and run "
                           "tool.ablate again: finished variants are kept, this one resumes")
 

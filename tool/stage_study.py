@@ -60,7 +60,7 @@ from tool.engine.checkpoint import load_model_file
 from tool.engine.config import Config, TrainRecipe, load_config
 from tool.engine.io import read_json, write_json
 from tool.engine.paths import WorkPaths
-from tool.engine.runtime import setup_logging
+from tool.engine.runtime import run_child, setup_logging
 from tool.engine.train_loop import snapshot_path
 from tool.seg.metrics import confusion, miou
 
@@ -250,7 +250,8 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
         cmd += ["--set", s]
     log.info("%s", " ".join(cmd))
     t0 = time.time()
-    subprocess.run(cmd, check=True)
+    if (code := run_child(cmd)) != 0:
+        raise subprocess.CalledProcessError(code, cmd)
     metrics = read_json(work_dir / "steps" / "eval_deeplab.done.json")["metrics"]
     return {"miou": metrics["miou"], "iterations": iterations, "seconds": round(time.time() - t0, 1)}
 
@@ -267,7 +268,8 @@ def _sub_run(config: str, sets: Sequence[str], steps: str) -> None:
     for s in sets:
         cmd += ["--set", s]
     log.info("%s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    if (code := run_child(cmd)) != 0:
+        raise subprocess.CalledProcessError(code, cmd)
 
 
 def _seed_work_dir(work_dir: Path, run_paths: WorkPaths, *parts: str, **linked: Path) -> None:

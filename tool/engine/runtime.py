@@ -7,9 +7,12 @@ import logging
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -218,3 +221,30 @@ def versions() -> dict[str, str]:
             out[pkg] = "absent"
     out["cuda"] = torch.version.cuda or "none"
     return out
+
+
+def run_child(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` (a sub-run of ``tool.stage_study`` or ``tool.ablate``) and return its exit code. Stopped while it
+    waits (Ctrl-C, or SIGTERM from ``kill``, a scheduler, a timeout), it stops the child first: SIGTERM reaches only
+    the parent, and a child left running would go on writing into a run that nobody waits for."""
+    proc = subprocess.Popen(list(cmd))
+    main = threading.current_thread() is threading.main_thread()   # signal handlers: the main thread only
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return proc.wait()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)   # unwinds through run_child's finally, like Ctrl-C does
