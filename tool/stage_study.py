@@ -245,13 +245,8 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
     # iterations alone set the budget (epochs, if the recipe has them, would cap it)
     every = [*sets, f"work_dir={work_dir}", f"deeplab.label_dir={label_dir}", f"deeplab.train.max_steps={iterations}",
              "deeplab.train.epochs=null", "steps.report=false"]
-    cmd = [sys.executable, str(ROOT / "run_sample.py"), "--config", config, "--steps", "train_deeplab,eval_deeplab"]
-    for s in every:
-        cmd += ["--set", s]
-    log.info("%s", " ".join(cmd))
     t0 = time.time()
-    if (code := run_child(cmd)) != 0:
-        raise subprocess.CalledProcessError(code, cmd)
+    _sub_run(config, every, "train_deeplab,eval_deeplab")
     metrics = read_json(work_dir / "steps" / "eval_deeplab.done.json")["metrics"]
     return {"miou": metrics["miou"], "iterations": iterations, "seconds": round(time.time() - t0, 1)}
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from tool.engine.config import STEPS, load_config
 from tool.engine.io import append_jsonl, read_json, write_text
 from tool.engine.paths import WorkPaths
-from tool.engine.runtime import setup_logging
+from tool.engine.runtime import setup_logging, stop_child
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,7 @@ class PipelineRun:
         try:
             code = run.wait()
         finally:
-            if run.poll() is None:
-                run.terminate()
-                try:
-                    run.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    run.kill()
-                    run.wait()
+            stop_child(run, grace=60)
         if code != 0:
             rank = os.environ.get("RANK", "0")
             raise SubmitError(f"run_sample.py ended with status {code} on rank {rank}; its log: "

@@ -237,13 +237,18 @@ def run_child(cmd: Sequence[str]) -> int:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_child(proc, grace=30)
+
+
+def stop_child(proc: subprocess.Popen, grace: float) -> None:
+    """End ``proc`` if it still runs: SIGTERM (a run stops cleanly, resumable), SIGKILL after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
