@@ -4,12 +4,25 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 
 import pytest
 import torch
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# TMPDIR of the session and of every subprocess it starts: a folder removed at the end (pytest_unconfigure).
+# torchrun's agents (torchelastic_*), multiprocessing (pymp-*) and W&B offline runs left ~20 folders in /tmp per
+# session. Set here, before any test module copies os.environ; pytest's own folders stay in the system's temp.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+SCRATCH = tempfile.mkdtemp(prefix="qa-clims-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = SCRATCH
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture
@@ -33,3 +46,4 @@ def module_tmp(request, tmp_path_factory):
     yield path
     if request.session.testsfailed == failed_before:
         shutil.rmtree(path, ignore_errors=True)
+
