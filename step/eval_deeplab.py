@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from net.deeplab import build_model, load_trained, normalize_input, predict_logits
+from net.deeplab import build_model, load_trained
 from tool.data.cam_data import first_item
 from tool.data.palette import load_label_png, save_label_png
 from tool.data.registry import build_dataset, class_names_with_bg, read_identity
@@ -34,8 +34,9 @@ from tool.engine import dist
 from tool.engine.config import Config
 from tool.engine.io import png_complete, write_json
 from tool.engine.per_image import PerImage
-from tool.engine.runtime import Context, autocast, memory_format
+from tool.engine.runtime import Context, memory_format
 from tool.seg.crf import crf_inference_prob, crf_kwargs
+from tool.seg.deeplab_infer import image_logits
 from tool.seg.metrics import confusion, describe_errors, metric_record
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
@@ -138,12 +139,7 @@ def run(cfg: Config, ctx: Context) -> dict:
                 images.skipped += 1
                 continue
             img = item["img"]                                                     # uint8 [H, W, 3]
-            x = normalize_input(torch.from_numpy(img).permute(2, 0, 1)[None].to(ctx.device), None,
-                                c.pretrained_format)                              # [1, 3, H, W]
-            x = x.contiguous(memory_format=fmt)
-            with autocast(e.precision, ctx.device, key="deeplab_eval.precision"):
-                logits = predict_logits(model, x, e.msc, e.flip)                  # [1, K, h, w]
-            logits = F.interpolate(logits.float(), size=img.shape[:2], mode="bilinear", align_corners=False)
+            logits = image_logits(model, img, cfg, ctx.device, fmt)[None]          # [1, K, H, W]
             job = {"out": str(out_dir / f"{item['name']}.png"), "num_classes": num_classes,
                    "gt": str(ds.gt_path(item["name"])) if has_gt else None}
             if crf:

@@ -191,7 +191,7 @@ def test_eval_resumes_per_image_and_crf_sees_the_raw_image(world, smoke_run, mon
 def test_eval_scores_an_oracle_network_100(world, smoke_run, monkeypatch, crf):
     # a network whose logits are the GT itself (one-hot, x10) must give the GT back as the prediction
     # PNGs and mIoU 100: the resize, softmax / CRF and argmax between the logits and the PNG lose nothing
-    from step import eval_deeplab
+    from tool.seg import deeplab_infer
 
     _, voc = world
     work, _ = smoke_run
@@ -209,7 +209,7 @@ def test_eval_scores_an_oracle_network_100(world, smoke_run, monkeypatch, crf):
     (fresh / "steps").mkdir()
     shutil.copy(work / "deeplab" / "model.pth", fresh / "deeplab" / "model.pth")
     shutil.copy(work / "steps" / "train_deeplab.done.json", fresh / "steps" / "train_deeplab.done.json")
-    monkeypatch.setattr(eval_deeplab, "predict_logits", oracle)
+    monkeypatch.setattr(deeplab_infer, "predict_logits", oracle)
     out = run_sample.main(args_for(world, fresh, "--steps", "eval_deeplab", "--set", f"deeplab_eval.crf.enabled={crf}"))
     assert out["eval_deeplab"]["miou"] == pytest.approx(100.0)
     for i, gt in zip(val, gts):

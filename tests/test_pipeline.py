@@ -250,6 +250,11 @@ def test_stage_study_on_a_finished_run(smoke_run):
     assert study["boundary_pseudo"]["pseudo"]["irn_walk"] == pytest.approx(sem["miou"], abs=1e-9)
     assert study["run"]["pseudo"] == sem["miou"]
     assert study["boundary_pseudo"]["num_images"] == study["ir_label"]["num_images"] == 8
+    # the recognition oracle's own figure is eval_deeplab's, reproduced image by image (CRF included)
+    deeplab = read_json(work / "eval_deeplab.json")
+    assert study["recognition"]["own"]["miou"] == pytest.approx(deeplab["miou"], abs=1e-9)
+    assert study["recognition"]["own"]["errors"] == pytest.approx(deeplab["errors"], abs=1e-9)
+    assert study["recognition"]["num_images"] == deeplab["num_images"]
     gt_run = study["deeplab"]["gt_x1"]
     assert gt_run["iterations"] == 3
     assert gt_run["miou"] == read_json(root / "deeplab_gt_x1" / "eval_deeplab.json")["miou"]
@@ -270,6 +275,44 @@ def test_stage_study_on_a_finished_run(smoke_run):
     again = stage_study.measure_boundary_pseudo(cfg, WorkPaths(work), torch.device("cpu"), oracle / "irn" / "model.pth")
     assert study["irn_gt_labels"]["boundary_ap"] == again["boundary"]["ap"]
     assert study["irn_gt_labels"]["irn_walk"] == again["pseudo"]["irn_walk"]
+
+
+def test_recognition_oracle_gives_each_image_its_own_classes(smoke_run, monkeypatch):
+    """tool.stage_study's recognition part on logits that call the first object of every image a class the image
+    lacks: given the image's classes the prediction is the GT (100), on its own it is the GT with those objects
+    relabelled (its confusion worked out here, without the oracle)."""
+    from tool import stage_study
+    from tool.data.registry import build_dataset
+    from tool.engine.config import load_config
+    from tool.engine.paths import WorkPaths
+    from tool.seg.metrics import confusion, miou
+
+    tmp, _ = smoke_run
+    cfg = load_config(SMOKE, smoke_args(tmp, "--set", "deeplab_eval.crf.enabled=false")[3::2])
+    paths = WorkPaths(tmp / "work")
+    ds = build_dataset(cfg.dataset, paths.cache_dir)
+    ids = ds.ids(cfg.dataset.val_split)
+    k = ds.num_classes + 1
+    logits, relabelled = [], []
+    for image_id in ids:
+        gt = ds.load_gt(image_id)
+        present = [c for c in np.unique(gt) if 0 < c < k]
+        absent = next(c for c in range(1, k) if c not in present)
+        lg = 5 * torch.nn.functional.one_hot(torch.from_numpy(np.where(gt == 255, 0, gt)).long(), k)
+        lg = lg.permute(2, 0, 1).float()                                            # [K, H, W]
+        wrong = gt.copy()
+        if present:
+            lg[absent][torch.from_numpy(gt == present[0])] = 10.0
+            wrong[gt == present[0]] = absent
+        logits.append(lg)
+        relabelled.append(confusion(wrong, gt, k))
+    assert any(c.trace() < c.sum() for c in relabelled)                          # some objects are misnamed
+    served = iter(logits)
+    monkeypatch.setattr(stage_study, "image_logits", lambda model, img, cfg, device: next(served))
+    out = stage_study.measure_recognition(cfg, paths, torch.device("cpu"))
+    assert out["classes_given"]["miou"] == 100.0 and out["classes_given"]["errors"]["wrong_class"] == 0
+    assert out["own"]["miou"] == pytest.approx(miou(sum(relabelled)), abs=1e-9)
+    assert out["own"]["miou"] < 100 and out["own"]["errors"]["wrong_class"] > 0
 
 
 def test_ablate_knows_every_step_output(smoke_run):

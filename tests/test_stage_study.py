@@ -105,3 +105,24 @@ def test_curve_fractions_past_the_last_iteration_are_refused_before_anything_run
     assert e.value.code == 2
     assert "--curve 0.0 0.5 2.0: fractions of a stage's iterations lie in 0..1" in capsys.readouterr().err
     assert not (tmp_path / "study").exists()
+
+
+def test_only_classes_leaves_the_argmax_to_the_images_own_classes():
+    """The recognition oracle's logits: classes outside the image's (and never the background) drop to probability
+    0; the kept ones keep their softmax ratios, so each pixel goes to its best present class."""
+    import torch
+
+    from tool.seg.deeplab_infer import only_classes
+
+    logits = torch.tensor([[[0.0, 2.0, 0.0]],     # background
+                           [[1.0, 0.0, 0.0]],     # class 1: present
+                           [[5.0, 0.0, 3.0]],     # class 2: absent, the argmax of pixels 0 and 2
+                           [[2.0, 1.0, 0.5]]])    # class 3: present          [K=4, H=1, W=3]
+    kept = only_classes(logits, [3, 1])
+    assert kept.argmax(0).tolist() == [[3, 0, 3]]
+    probs = kept.softmax(0)
+    assert probs[2].abs().max() == 0
+    e = np.exp([0.0, 1.0, 2.0])                   # pixel 0 over background, class 1, class 3
+    np.testing.assert_allclose(probs[[0, 1, 3], 0, 0].numpy(), e / e.sum(), rtol=1e-6)
+    alone = only_classes(logits, [])                 # no class given: background everywhere, its logits unchanged
+    assert torch.equal(alone[0], logits[0]) and alone.argmax(0).tolist() == [[0, 0, 0]]

@@ -22,6 +22,10 @@ against the GT of ``dataset.eval_split`` (the toy ``train`` split in the demo):
   ``--budgets`` × it, and on the run's pseudo masks in the same budgets, each evaluated on ``dataset.val_split`` as
   ``eval_deeplab`` does. Each is a ``run_sample.py`` sub-run (``train_deeplab,eval_deeplab``) in
   ``<root>/deeplab_<labels>_x<k>`` with ``deeplab.label_dir`` pointed at those masks;
+- ``recognition``: the run's DeepLab (``deeplab/model.pth``) on the split ``eval_deeplab`` evaluates, predicted as
+  it predicts (``deeplab_eval.*``, CRF included), and again with each image's GT classes given: the logits of the
+  classes the image does not hold removed before the softmax (an oracle). Its own score and the oracle's, with their
+  error shares: the gap is what recognising the classes costs, the rest of the gap to the GT is localisation;
 - ``curves``: each trained stage's score before training (iteration 0) and at ``--curve`` fractions of its
   iterations, from one training sub-run with ``train.snapshots`` (``<root>/curve_<stage>``): IRN (pseudo-mask mIoU
   on the eval split, the walk on each snapshot's boundaries, and boundary AP) and DeepLab (on the run's pseudo
@@ -48,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from net.deeplab import build_model, load_trained
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
 from net.resnet50_irn import EdgeDisplacement
 from net.weights import load_state_dict_strict
@@ -62,12 +68,14 @@ from tool.engine.io import read_json, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.runtime import run_child, setup_logging
 from tool.engine.train_loop import snapshot_path
-from tool.seg.metrics import confusion, miou
+from tool.seg.crf import crf_inference_prob, crf_kwargs
+from tool.seg.deeplab_infer import image_logits, only_classes
+from tool.seg.metrics import confusion, describe_errors, error_shares, miou
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("ir_label", "boundary_pseudo", "irn_gt_labels", "deeplab", "curves")
+PARTS = ("ir_label", "boundary_pseudo", "irn_gt_labels", "deeplab", "recognition", "curves")
 IGNORE = 255
 _BINS = 1000  # boundary-probability histogram bins (AP and P/R are read off it)
 
@@ -251,6 +259,39 @@ def run_deeplab(config: str, sets: Sequence[str], work_dir: Path, run_paths: Wor
     return {"miou": metrics["miou"], "iterations": iterations, "seconds": round(time.time() - t0, 1)}
 
 
+# ---- DeepLab given each image's classes (recognition oracle) ----------------------------------------------------
+
+def measure_recognition(cfg: Config, paths: WorkPaths, device: torch.device) -> dict:
+    """The run's DeepLab on ``eval_deeplab``'s split, as that step predicts (its own figure, reproduced), and with
+    each image's GT classes given (``only_classes`` before the softmax and CRF): mIoU and error shares of both."""
+    e = cfg.deeplab_eval
+    ds = build_dataset(cfg.dataset, paths.cache_dir)
+    split = e.split or cfg.dataset.val_split
+    ids = ds.ids(split)
+    n_cls = len(class_names_with_bg(ds))
+    model = build_model(cfg.deeplab, n_cls)
+    load_trained(model, e.model or paths.deeplab_model, "deeplab_eval.model" if e.model else "train_deeplab")
+    model.to(device).eval()
+    crf = crf_kwargs(e.crf, labels=False)
+    ways = ("own", "classes_given")
+    conf = {w: np.zeros((n_cls, n_cls), np.int64) for w in ways}
+    t0 = time.time()
+    for image_id in ids:
+        img = read_image(ds.image_path(image_id))
+        gt = ds.load_gt(image_id)
+        logits = image_logits(model, img, cfg, device)                          # [K, H, W]
+        present = [c for c in np.unique(gt) if 0 < c < n_cls]
+        for w, lg in (("own", logits), ("classes_given", only_classes(logits, present))):
+            if crf:
+                probs = F.softmax(lg, dim=0).cpu().numpy()
+                pred = crf_inference_prob(img, probs, **crf).argmax(axis=0).astype(np.uint8)
+            else:
+                pred = lg.argmax(dim=0).to(torch.uint8).cpu().numpy()
+            conf[w] += confusion(pred, gt, n_cls)
+    return {"split": split, "num_images": len(ids), "seconds": round(time.time() - t0, 1),
+            **{w: {"miou": miou(conf[w]), "errors": error_shares(conf[w])} for w in ways}}
+
+
 # ---- learning curves: each trained stage's score before training (iteration 0) and at a few iterations ----------
 
 def curve_points(fractions: Sequence[float], max_step: int) -> list[int]:
@@ -383,6 +424,11 @@ def format_report(study: dict) -> str:
     if "deeplab" in study:
         cells = [f"{k}: {v['miou']:.1f} ({v['iterations']} it)" for k, v in sorted(study["deeplab"].items())]
         lines.append(f"DeepLab mIoU on {run.get('val_split')}: " + ", ".join(cells))
+    if "recognition" in study:
+        r = study["recognition"]
+        own, given = r["own"], r["classes_given"]
+        lines.append(f"DeepLab on {r['split']}: {own['miou']:.1f} ({describe_errors(own['errors'])}); given each "
+                     f"image's classes (oracle) {given['miou']:.1f} ({describe_errors(given['errors'])})")
     if "baseline_cam" in run:
         lines.append(f"RITC at iteration 0 (its start, the baseline CAM): {run['baseline_cam']:.1f}")
     for stage, what in (("irn", f"pseudo masks on {run.get('split')}"),
@@ -462,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs[name] = run_deeplab(args.config, args.set, (root / f"deeplab_{name}").resolve(), paths,
                                              label_dir.resolve(), k * deeplab_steps(cfg, paths))
                     write_json(out, study)
+        elif part == "recognition" and part not in study:
+            study[part] = measure_recognition(cfg, paths, device)
         elif part == "curves":
             curves = study.setdefault("curves", {})
             for stage in args.curve_stages:
