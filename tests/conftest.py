@@ -46,4 +46,3 @@ def module_tmp(request, tmp_path_factory):
     yield path
     if request.session.testsfailed == failed_before:
         shutil.rmtree(path, ignore_errors=True)
-
