@@ -35,8 +35,8 @@ from tool.engine.config import Config
 from tool.engine.io import png_complete, write_json
 from tool.engine.per_image import PerImage
 from tool.engine.runtime import Context, memory_format
-from tool.seg.crf import crf_inference_prob, crf_kwargs
-from tool.seg.deeplab_infer import image_logits
+from tool.seg.crf import crf_kwargs
+from tool.seg.deeplab_infer import argmax_labels, crf_labels, image_logits
 from tool.seg.metrics import confusion, describe_errors, metric_record
 from voc12.voc_submission import archive_submission, image_size, write_submission
 
@@ -68,8 +68,7 @@ def finish_image(job: dict) -> np.ndarray | None:
     """
     pred = job.get("pred")
     if pred is None:
-        probs = crf_inference_prob(job["img"], job["probs"], **job["crf"])     # [K, H, W] marginals
-        pred = probs.argmax(axis=0).astype(np.uint8)
+        pred = crf_labels(job["img"], job["probs"], job["crf"])
     save_label_png(job["out"], pred)
     if job["gt"] is None:
         return None
@@ -145,7 +144,7 @@ def run(cfg: Config, ctx: Context) -> dict:
             if crf:
                 job.update(img=img, crf=crf, probs=F.softmax(logits, dim=1)[0].cpu().numpy())
             else:
-                job["pred"] = logits[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+                job["pred"] = argmax_labels(logits[0])
             if pool is None:
                 conf += _or_zero(finish_image(job))
             else:

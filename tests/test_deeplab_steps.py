@@ -144,10 +144,11 @@ def test_training_resumes_from_its_checkpoint(world, monkeypatch):
 
 def test_eval_resumes_per_image_and_crf_sees_the_raw_image(world, smoke_run, monkeypatch):
     from step import eval_deeplab
+    from tool.seg import deeplab_infer
 
     _, voc = world
     work, metrics = smoke_run
-    real_save, real_crf = eval_deeplab.save_label_png, eval_deeplab.crf_inference_prob
+    real_save, real_crf = eval_deeplab.save_label_png, deeplab_infer.crf_inference_prob
     calls = {"n": 0}
     seen: dict[int, np.ndarray] = {}
 
@@ -168,7 +169,7 @@ def test_eval_resumes_per_image_and_crf_sees_the_raw_image(world, smoke_run, mon
     shutil.copy(work / "deeplab" / "model.pth", fresh / "deeplab" / "model.pth")
     shutil.copy(work / "steps" / "train_deeplab.done.json", fresh / "steps" / "train_deeplab.done.json")
     monkeypatch.setattr(eval_deeplab, "save_label_png", dying_save)
-    monkeypatch.setattr(eval_deeplab, "crf_inference_prob", spy_crf)
+    monkeypatch.setattr(deeplab_infer, "crf_inference_prob", spy_crf)   # eval_deeplab's CRF (crf_labels)
     with pytest.raises(KeyboardInterrupt):
         run_sample.main(args_for(world, fresh, "--steps", "eval_deeplab"))
     pred_dir = fresh / "deeplab_pred"

@@ -52,7 +52,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from net.deeplab import build_model, load_trained
 from net.random_walk import boundary_map, cams_to_edge_size, random_walk, sem_seg_from_rw
@@ -68,8 +67,8 @@ from tool.engine.io import read_json, write_json
 from tool.engine.paths import WorkPaths
 from tool.engine.runtime import run_child, setup_logging
 from tool.engine.train_loop import snapshot_path
-from tool.seg.crf import crf_inference_prob, crf_kwargs
-from tool.seg.deeplab_infer import image_logits, only_classes
+from tool.seg.crf import crf_kwargs
+from tool.seg.deeplab_infer import image_logits, only_classes, predict_labels
 from tool.seg.metrics import confusion, describe_errors, error_shares, miou
 
 log = logging.getLogger(__name__)
@@ -282,12 +281,7 @@ def measure_recognition(cfg: Config, paths: WorkPaths, device: torch.device) -> 
         logits = image_logits(model, img, cfg, device)                          # [K, H, W]
         present = [c for c in np.unique(gt) if 0 < c < n_cls]
         for w, lg in (("own", logits), ("classes_given", only_classes(logits, present))):
-            if crf:
-                probs = F.softmax(lg, dim=0).cpu().numpy()
-                pred = crf_inference_prob(img, probs, **crf).argmax(axis=0).astype(np.uint8)
-            else:
-                pred = lg.argmax(dim=0).to(torch.uint8).cpu().numpy()
-            conf[w] += confusion(pred, gt, n_cls)
+            conf[w] += confusion(predict_labels(img, lg, crf), gt, n_cls)
     return {"split": split, "num_images": len(ids), "seconds": round(time.time() - t0, 1),
             **{w: {"miou": miou(conf[w]), "errors": error_shares(conf[w])} for w in ways}}
 
